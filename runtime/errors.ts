@@ -1,0 +1,114 @@
+/**
+ * The one error family of Outpost. Every failure a user or operator can meet has a stable `code` (scripts and the
+ * fleet match on it), a `retryable` flag (the agent's retry policy reads it, as Greengrass splits retryable from
+ * non-retryable deployment failures) and the underlying `cause`. Messages name the bad value and what was expected.
+ */
+
+/** Code → whether retrying the same operation can succeed without anyone changing anything. */
+export const ERROR_CODES = Object.freeze({
+  // Usage and configuration
+  INVALID_ARGUMENT: false,
+  UNKNOWN_TARGET: false,
+  CONFIG_INVALID: false,
+  FILE_NOT_FOUND: false,
+  FILE_UNREADABLE: false,
+  OUTPUT_UNWRITABLE: false,
+  // ONNX model IO
+  MODEL_INVALID: false,
+  MODEL_EXTERNAL_DATA_MISSING: false,
+  MODEL_UNSUPPORTED: false,
+  // Artifact verification
+  ARTIFACT_MANIFEST_INVALID: false,
+  ARTIFACT_SCHEMA_UNSUPPORTED: false,
+  ARTIFACT_HASH_MISMATCH: false,
+  ARTIFACT_FILE_MISSING: false,
+  ARTIFACT_FILE_UNEXPECTED: false,
+  ARTIFACT_SIGNATURE_MISSING: false,
+  ARTIFACT_SIGNATURE_INVALID: false,
+  ARTIFACT_SIGNATURE_UNTRUSTED: false,
+  ARTIFACT_PATH_ESCAPE: false,
+  ARTIFACT_ARCHIVE_INVALID: false,
+  ARTIFACT_TARGET_MISMATCH: false,
+  KEY_INVALID: false,
+  // Runtime
+  BACKEND_UNAVAILABLE: false,
+  BACKEND_FAILED: true,
+  SESSION_CREATE_FAILED: false,
+  VARIANT_NOT_FOUND: false,
+  INPUT_NAME_UNKNOWN: false,
+  INPUT_MISSING: false,
+  INPUT_DTYPE_MISMATCH: false,
+  INPUT_SHAPE_MISMATCH: false,
+  INPUT_INVALID: false,
+  SYMBOLIC_DIM_UNBOUND: false,
+  MODEL_RELEASED: false,
+  INFERENCE_FAILED: false,
+  // Environment
+  DISK_FULL: true,
+  TIMEOUT: true,
+  INTERNAL: false,
+} satisfies Record<string, boolean>);
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface OutpostErrorOptions {
+  cause?: unknown;
+  /** Overrides the code's default. */
+  retryable?: boolean;
+  /** Structured facts (the bad value, what was accepted) for logs and `--json` output. */
+  details?: Readonly<Record<string, unknown>>;
+}
+
+export class OutpostError extends Error {
+  override readonly name = 'OutpostError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: OutpostErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? ERROR_CODES[code];
+    this.details = options.details ?? {};
+  }
+
+  toJSON(): { code: ErrorCode; message: string; retryable: boolean; details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.message, retryable: this.retryable, details: this.details };
+  }
+}
+
+export function isOutpostError(error: unknown, code?: ErrorCode): error is OutpostError {
+  return error instanceof OutpostError && (code === undefined || error.code === code);
+}
+
+/** The message of anything thrown, for wrapping foreign errors into ours. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Maps Node's filesystem error codes onto ours, so a full disk is `DISK_FULL` wherever it happens. */
+export function fromFsError(error: unknown, path: string, action: string): OutpostError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = `${action} ${path}`;
+  switch (code) {
+    case 'ENOENT':
+      return new OutpostError('FILE_NOT_FOUND', `${where}: no such file`, { cause: error, details: { path } });
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new OutpostError(action === 'read' ? 'FILE_UNREADABLE' : 'OUTPUT_UNWRITABLE', `${where}: permission denied`, {
+        cause: error,
+        details: { path },
+      });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new OutpostError('DISK_FULL', `${where}: no space left on device`, { cause: error, details: { path } });
+    case 'EISDIR':
+      return new OutpostError('FILE_UNREADABLE', `${where}: is a directory, expected a file`, { cause: error, details: { path } });
+    default:
+      return new OutpostError(action === 'read' ? 'FILE_UNREADABLE' : 'OUTPUT_UNWRITABLE', `${where}: ${messageOf(error)}`, {
+        cause: error,
+        details: { path },
+      });
+  }
+}
