@@ -96,19 +96,30 @@ export function fromFsError(error: unknown, path: string, action: string): Outpo
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return new OutpostError(action === 'read' ? 'FILE_UNREADABLE' : 'OUTPUT_UNWRITABLE', `${where}: permission denied`, {
-        cause: error,
-        details: { path },
-      });
+      return new OutpostError(
+        action === 'read' ? 'FILE_UNREADABLE' : 'OUTPUT_UNWRITABLE',
+        `${where}: permission denied`,
+        {
+          cause: error,
+          details: { path },
+        },
+      );
     case 'ENOSPC':
     case 'EDQUOT':
       return new OutpostError('DISK_FULL', `${where}: no space left on device`, { cause: error, details: { path } });
     case 'EISDIR':
-      return new OutpostError('FILE_UNREADABLE', `${where}: is a directory, expected a file`, { cause: error, details: { path } });
-    default:
-      return new OutpostError(action === 'read' ? 'FILE_UNREADABLE' : 'OUTPUT_UNWRITABLE', `${where}: ${messageOf(error)}`, {
+      return new OutpostError('FILE_UNREADABLE', `${where}: is a directory, expected a file`, {
         cause: error,
         details: { path },
       });
+    default:
+      return new OutpostError(
+        action === 'read' ? 'FILE_UNREADABLE' : 'OUTPUT_UNWRITABLE',
+        `${where}: ${messageOf(error)}`,
+        {
+          cause: error,
+          details: { path },
+        },
+      );
   }
 }

@@ -12,14 +12,22 @@ export const MANIFEST_FILE = 'manifest.json';
 export const SIGNATURE_FILE = 'manifest.sig';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256');
-/** A path inside the artifact: relative, forward slashes, no `.`/`..` segments. */
-const relativePath = z
+/**
+ * A path inside the artifact: relative, forward slashes, no `.`/`..` segments, no control characters (a NUL cannot
+ * name a file at all, and a newline or escape sequence in a name printed by `outpost inspect` can forge output).
+ */
+export const relativePathSchema = z
   .string()
   .min(1)
   .max(255)
-  .refine((p) => !p.startsWith('/') && !p.includes('\\') && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'), {
-    message: 'a relative path without "..", "." or empty segments',
-  });
+  .refine(
+    (p) => !p.startsWith('/') && !p.includes('\\') && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'),
+    {
+      message: 'a relative path without "..", "." or empty segments',
+    },
+  )
+  .refine((p) => !/[\u0000-\u001f\u007f]/.test(p), { message: 'a path without control characters' });
+const relativePath = relativePathSchema;
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'letters, digits, ".", "_" or "-" (max 128)');
 
 export const dtypeSchema = z.enum(DTYPE_NAMES as [DType, ...DType[]]);

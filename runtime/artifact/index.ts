@@ -1,0 +1,38 @@
+/** The artifact format: see README.md in this folder for the layout, the checks and their order, and the invariants. */
+export * from './manifest.js';
+export { canonicalJson, prettyJson } from './canonical.js';
+export { sha256Bytes, sha256File, type FileDigest } from './hash.js';
+export {
+  PRIVATE_KEY_FILE,
+  PUBLIC_KEY_FILE,
+  generateSigningKeys,
+  keyId,
+  loadPrivateKey,
+  loadPublicKey,
+  loadTrustedKeys,
+  writeSigningKeys,
+  type SigningKeys,
+  type WrittenSigningKeys,
+} from './keys.js';
+export {
+  SIGNATURE_ALGORITHM,
+  parseSignatureFile,
+  signManifest,
+  signedBytes,
+  verifyManifestSignature,
+  type SignatureFile,
+} from './signature.js';
+export { formatFieldPath, parseManifestBytes, validateManifest, type ManifestProblem } from './parse.js';
+export {
+  writeArtifact,
+  type ArtifactFileSource,
+  type ManifestDraft,
+  type VariantDraft,
+  type WriteArtifactOptions,
+  type WrittenArtifact,
+} from './write.js';
+export { packArtifact, type PackOptions, type PackedArtifact } from './pack.js';
+export { DEFAULT_MAX_UNPACKED_BYTES, unpackArtifact, type UnpackOptions } from './unpack.js';
+export { DEFAULT_MAX_MANIFEST_BYTES, verifyArtifact, type VerifyOptions } from './verify.js';
+export { openArtifact, type OpenOptions, type OpenedArtifact } from './open.js';
+export { artifactFilePath, isVerifiedArtifact, variantPath, type VerifiedArtifact } from './verified.js';

@@ -1,0 +1,259 @@
+import { execFileSync } from 'node:child_process';
+import { appendFile, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  MANIFEST_FILE,
+  SIGNATURE_FILE,
+  artifactFilePath,
+  generateSigningKeys,
+  loadPublicKey,
+  signManifest,
+  loadPrivateKey,
+  variantPath,
+  verifyArtifact,
+  writeSigningKeys,
+  type VerifiedArtifact,
+} from '../../../runtime/artifact/index.js';
+import { tmpDir } from '../../helpers/tmp.js';
+import { VARIANT_FILE, expectCode, makeArtifact, sampleDraft } from './fixture.js';
+
+async function editManifest(dir: string, edit: (manifest: Record<string, unknown>) => void): Promise<void> {
+  const path = join(dir, MANIFEST_FILE);
+  const manifest = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  edit(manifest);
+  await writeFile(path, JSON.stringify(manifest, null, 2));
+}
+
+function firstVariant(manifest: Record<string, unknown>): Record<string, unknown> {
+  const [variant] = manifest.variants as Record<string, unknown>[];
+  if (variant === undefined) throw new Error('the sample manifest has a variant');
+  return variant;
+}
+
+async function signedArtifact(): Promise<{ dir: string; keys: ReturnType<typeof generateSigningKeys> }> {
+  const keys = generateSigningKeys();
+  const dir = await makeArtifact(await tmpDir(), { signingKey: keys.privateKeyPem });
+  return { dir, keys };
+}
+
+describe('verifyArtifact: accepts', () => {
+  it('an unsigned artifact when no signature is required', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    const verified = await verifyArtifact(dir);
+    expect(verified.manifest.name).toBe('tiny-classifier');
+    expect(verified.signer).toBeUndefined();
+  });
+
+  it('a signed artifact, with trusted keys given as PEM, path or KeyObject', async () => {
+    const { dir, keys } = await signedArtifact();
+    const keyDir = await tmpDir();
+    const other = await writeSigningKeys(keyDir);
+    for (const trusted of [keys.publicKeyPem, await loadPublicKey(keys.publicKeyPem)]) {
+      const verified = await verifyArtifact(dir, { trustedKeys: [other.publicKeyPath, trusted] });
+      expect(verified.signer).toBe(keys.keyId);
+    }
+  });
+
+  it('a manifest re-formatted after signing (whitespace, key order): the signature covers content', async () => {
+    const { dir, keys } = await signedArtifact();
+    const path = join(dir, MANIFEST_FILE);
+    const manifest = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    const reordered = Object.fromEntries(Object.entries(manifest).reverse());
+    await writeFile(path, `\t${JSON.stringify(reordered, null, 4).replaceAll('\n', '\r\n')}  `);
+    expect((await verifyArtifact(dir, { trustedKeys: [keys.publicKeyPem] })).signer).toBe(keys.keyId);
+  });
+
+  it('a target of "any" on every host, and a matching arch', async () => {
+    const root = await tmpDir();
+    const any = await makeArtifact(root, {
+      name: 'any',
+      manifest: { ...sampleDraft(), target: { profile: 'any', arch: 'any' } },
+    });
+    await verifyArtifact(any, { target: { arch: 'arm64' } });
+    await verifyArtifact(await makeArtifact(root), { target: { arch: 'x86_64' } });
+  });
+});
+
+describe('verifyArtifact: refuses', () => {
+  it('a variant with one byte changed: ARTIFACT_HASH_MISMATCH naming file, expected and actual', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    const path = join(dir, VARIANT_FILE);
+    const bytes = await readFile(path);
+    bytes[3] = (bytes[3] ?? 0) ^ 0x01;
+    await writeFile(path, bytes);
+    const error = await expectCode(verifyArtifact(dir), 'ARTIFACT_HASH_MISMATCH');
+    expect(error.message).toContain(VARIANT_FILE);
+    expect(error.details).toMatchObject({
+      path: VARIANT_FILE,
+      expected: { bytes: bytes.length },
+      actual: { bytes: bytes.length },
+    });
+  });
+
+  it('a file whose size changed: ARTIFACT_HASH_MISMATCH', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await appendFile(join(dir, 'labels.txt'), 'bird\n');
+    expect((await expectCode(verifyArtifact(dir), 'ARTIFACT_HASH_MISMATCH')).message).toContain('labels.txt');
+  });
+
+  it('a deleted file: ARTIFACT_FILE_MISSING', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await rm(join(dir, 'test-vectors/case0/output.npy'));
+    expect((await expectCode(verifyArtifact(dir), 'ARTIFACT_FILE_MISSING')).message).toContain(
+      'test-vectors/case0/output.npy',
+    );
+  });
+
+  it('an added file: ARTIFACT_FILE_UNEXPECTED', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await writeFile(join(dir, 'variants', 'sneaky.onnx'), 'x');
+    expect((await expectCode(verifyArtifact(dir), 'ARTIFACT_FILE_UNEXPECTED')).message).toContain(
+      'variants/sneaky.onnx',
+    );
+  });
+
+  it('a directory without manifest.json: ARTIFACT_FILE_MISSING', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await rm(join(dir, MANIFEST_FILE));
+    await expectCode(verifyArtifact(dir), 'ARTIFACT_FILE_MISSING');
+  });
+
+  it('schemaVersion 99: ARTIFACT_SCHEMA_UNSUPPORTED listing the supported versions', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await editManifest(dir, (m) => (m.schemaVersion = 99));
+    const error = await expectCode(verifyArtifact(dir), 'ARTIFACT_SCHEMA_UNSUPPORTED');
+    expect(error.details).toMatchObject({ schemaVersion: 99, supported: [1] });
+  });
+
+  it('malformed JSON: ARTIFACT_MANIFEST_INVALID', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await writeFile(join(dir, MANIFEST_FILE), '{"schemaVersion": 1,');
+    await expectCode(verifyArtifact(dir), 'ARTIFACT_MANIFEST_INVALID');
+  });
+
+  it('a schema violation: ARTIFACT_MANIFEST_INVALID naming the field path and the zod message', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await editManifest(dir, (m) => (firstVariant(m).precision = 'fp64'));
+    const error = await expectCode(verifyArtifact(dir), 'ARTIFACT_MANIFEST_INVALID');
+    expect(error.message).toMatch(/variants\[0\]\.precision: .*fp32/);
+  });
+
+  it('a variant whose sha256 disagrees with files: ARTIFACT_MANIFEST_INVALID', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await editManifest(dir, (m) => (firstVariant(m).sha256 = 'a'.repeat(64)));
+    expect((await expectCode(verifyArtifact(dir), 'ARTIFACT_MANIFEST_INVALID')).message).toContain(
+      'variants[0].sha256',
+    );
+  });
+
+  it('a variant whose file is not in files: ARTIFACT_MANIFEST_INVALID', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await editManifest(dir, (m) => (firstVariant(m).file = 'variants/other.onnx'));
+    expect((await expectCode(verifyArtifact(dir), 'ARTIFACT_MANIFEST_INVALID')).message).toContain('variants[0].file');
+  });
+
+  it('an unsigned artifact when signatures are required: ARTIFACT_SIGNATURE_MISSING', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await expectCode(
+      verifyArtifact(dir, { trustedKeys: [generateSigningKeys().publicKeyPem] }),
+      'ARTIFACT_SIGNATURE_MISSING',
+    );
+  });
+
+  it('a signature by a key not trusted: ARTIFACT_SIGNATURE_UNTRUSTED listing trusted key ids', async () => {
+    const { dir } = await signedArtifact();
+    const trusted = generateSigningKeys();
+    const error = await expectCode(
+      verifyArtifact(dir, { trustedKeys: [trusted.publicKeyPem] }),
+      'ARTIFACT_SIGNATURE_UNTRUSTED',
+    );
+    expect(error.message).toContain(trusted.keyId);
+  });
+
+  it('a manifest edited after signing: ARTIFACT_SIGNATURE_INVALID', async () => {
+    const { dir, keys } = await signedArtifact();
+    await editManifest(dir, (m) => (m.version = '1.0.1'));
+    await expectCode(verifyArtifact(dir, { trustedKeys: [keys.publicKeyPem] }), 'ARTIFACT_SIGNATURE_INVALID');
+  });
+
+  it('a bad signature even when signatures are not required', async () => {
+    const { dir, keys } = await signedArtifact();
+    await editManifest(dir, (m) => (m.version = '1.0.1'));
+    const options = { trustedKeys: [keys.publicKeyPem], requireSignature: false };
+    await expectCode(verifyArtifact(dir, options), 'ARTIFACT_SIGNATURE_INVALID');
+  });
+
+  it('a re-signed manifest after tampering with a file still fails on the hash', async () => {
+    const { dir, keys } = await signedArtifact();
+    await writeFile(join(dir, 'labels.txt'), 'evil\ndog\n');
+    const manifestText = await readFile(join(dir, MANIFEST_FILE));
+    await writeFile(join(dir, SIGNATURE_FILE), signManifest(manifestText, await loadPrivateKey(keys.privateKeyPem)));
+    await expectCode(verifyArtifact(dir, { trustedKeys: [keys.publicKeyPem] }), 'ARTIFACT_HASH_MISMATCH');
+  });
+
+  it('a symlink inside the directory, even one pointing inside: ARTIFACT_PATH_ESCAPE', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await rm(join(dir, 'labels.txt'));
+    await symlink('/etc/hostname', join(dir, 'labels.txt'));
+    expect((await expectCode(verifyArtifact(dir), 'ARTIFACT_PATH_ESCAPE')).message).toContain('labels.txt');
+    const other = await makeArtifact(await tmpDir());
+    await symlink('labels.txt', join(other, 'variants', 'alias.onnx'));
+    await expectCode(verifyArtifact(other), 'ARTIFACT_PATH_ESCAPE');
+  });
+
+  it('manifest.json as a symlink: ARTIFACT_PATH_ESCAPE', async () => {
+    const root = await tmpDir();
+    const dir = await makeArtifact(root);
+    await writeFile(join(root, 'elsewhere.json'), await readFile(join(dir, MANIFEST_FILE)));
+    await rm(join(dir, MANIFEST_FILE));
+    await symlink(join(root, 'elsewhere.json'), join(dir, MANIFEST_FILE));
+    await expectCode(verifyArtifact(dir), 'ARTIFACT_PATH_ESCAPE');
+  });
+
+  it.skipIf(process.platform === 'win32')(
+    'a FIFO inside the directory: ARTIFACT_FILE_UNEXPECTED, without blocking',
+    async () => {
+      const dir = await makeArtifact(await tmpDir());
+      execFileSync('mkfifo', [join(dir, 'pipe')]); // Node has no mkfifo(3); coreutils does
+      await expectCode(verifyArtifact(dir), 'ARTIFACT_FILE_UNEXPECTED');
+    },
+  );
+
+  it('the wrong target: ARTIFACT_TARGET_MISMATCH naming both architectures', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    const error = await expectCode(verifyArtifact(dir, { target: { arch: 'arm64' } }), 'ARTIFACT_TARGET_MISMATCH');
+    expect(error.message).toContain('x86_64');
+    expect(error.message).toContain('arm64');
+  });
+
+  it('requireSignature without trusted keys, as a usage error', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    await expectCode(verifyArtifact(dir, { requireSignature: true }), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('verified artifacts', () => {
+  it('are the only way to file paths, and cannot be edited after verification', async () => {
+    const dir = await makeArtifact(await tmpDir());
+    const verified = await verifyArtifact(dir);
+    expect(variantPath(verified, 'fp32')).toBe(join(verified.dir, VARIANT_FILE));
+    expect(artifactFilePath(verified, 'labels.txt')).toBe(join(verified.dir, 'labels.txt'));
+    await expectCode(
+      Promise.resolve().then(() => variantPath(verified, 'int8')),
+      'VARIANT_NOT_FOUND',
+    );
+    await expectCode(
+      Promise.resolve().then(() => artifactFilePath(verified, '../etc/passwd')),
+      'ARTIFACT_FILE_MISSING',
+    );
+    const forged: VerifiedArtifact = { dir: verified.dir, manifest: verified.manifest };
+    await expectCode(
+      Promise.resolve().then(() => variantPath(forged, 'fp32')),
+      'INVALID_ARGUMENT',
+    );
+    expect(() => {
+      (verified.manifest.variants[0] as { file: string }).file = '../../etc/passwd';
+    }).toThrow(TypeError);
+  });
+});
