@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { isOutpostError, messageOf } from '../runtime/errors.js';
+import { OUTPOST_VERSION } from '../runtime/version.js';
+import { cliFlags, setFlags } from './context.js';
+import { COMMANDS } from './commands/index.js';
+
+const program = new Command('outpost')
+  .description('Compile ONNX models for edge devices, deliver them over MQTT, and serve them locally.')
+  .version(OUTPOST_VERSION)
+  .option('-v, --verbose', 'log debug detail and ONNX Runtime warnings to stderr')
+  .option('-q, --quiet', 'log only errors')
+  .option('--debug', 'print stack traces with errors')
+  .showHelpAfterError('(run with --help for usage)')
+  .hook('preAction', (command) => {
+    const opts = command.optsWithGlobals<{ verbose?: boolean; quiet?: boolean; debug?: boolean }>();
+    setFlags({ verbose: opts.verbose === true, quiet: opts.quiet === true, debug: opts.debug === true });
+  });
+
+for (const register of COMMANDS) register(program);
+
+/** One line per error, naming the code; `--debug` adds the stack and causes. */
+function report(error: unknown): number {
+  if (error instanceof CommanderError) return error.exitCode;
+  const code = isOutpostError(error) ? error.code : 'INTERNAL';
+  process.stderr.write(`outpost: ${messageOf(error)} [${code}]\n`);
+  if (cliFlags().debug || process.argv.includes('--debug')) {
+    let cause: unknown = error;
+    while (cause instanceof Error) {
+      process.stderr.write(`${cause.stack ?? cause.message}\n`);
+      cause = cause.cause;
+      if (cause !== undefined) process.stderr.write('caused by: ');
+    }
+  }
+  return 1;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  process.exitCode = report(error);
+}
