@@ -19,7 +19,7 @@ export function cliFlags(): CliFlags {
   return flags;
 }
 
-/** ONNX Runtime's own log noise is off unless --verbose asks for its warnings. */
-export function ortLogLevel(): 'warning' | 'error' {
-  return flags.verbose ? 'warning' : 'error';
+/** ONNX Runtime's own log noise is off (errors reach the user as OutpostErrors) unless --verbose asks for warnings. */
+export function ortLogLevel(): 'warning' | 'fatal' {
+  return flags.verbose ? 'warning' : 'fatal';
 }

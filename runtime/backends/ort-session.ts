@@ -36,7 +36,8 @@ export function sessionOptions(
 ): ortCommon.InferenceSession.SessionOptions {
   const options: ortCommon.InferenceSession.SessionOptions = {
     executionProviders,
-    logSeverityLevel: LOG_SEVERITY[config.ortLogLevel ?? 'error'],
+    // Off by default: every failure reaches the caller as an OutpostError; ORT's own lines are only noise then.
+    logSeverityLevel: LOG_SEVERITY[config.ortLogLevel ?? 'fatal'],
     graphOptimizationLevel: config.graphOptimizationLevel ?? 'all',
   };
   if (config.threads !== undefined && config.threads > 0) options.intraOpNumThreads = config.threads;

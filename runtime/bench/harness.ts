@@ -1,6 +1,8 @@
 import { arch, availableParallelism, cpus, platform } from 'node:os';
 import type * as ortCommon from 'onnxruntime-common';
+import { OutpostError, messageOf } from '../errors.js';
 import { logger } from '../log.js';
+import { backends } from '../backends/index.js';
 import { loadModel, type LoadOptions } from '../model/load.js';
 import type { Feeds, Model } from '../model/model.js';
 import type { BackendName } from '../backends/types.js';
@@ -34,7 +36,7 @@ export interface BenchReport {
 
 export interface BenchOptions extends Pick<
   LoadOptions,
-  'variant' | 'dims' | 'shapes' | 'threads' | 'trustedKeys' | 'requireSignature' | 'ortLogLevel'
+  'variant' | 'dims' | 'shapes' | 'threads' | 'trustedKeys' | 'requireSignature' | 'ortLogLevel' | 'registry'
 > {
   readonly backends: readonly BackendName[];
   readonly warmup: number;
@@ -77,7 +79,7 @@ async function rawSubject(backend: BackendName, model: Model, feeds: Feeds, opti
   const session = await ort.InferenceSession.create(model.file, {
     executionProviders: [backend === 'native' ? 'cpu' : 'wasm'],
     graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
+    logSeverityLevel: 4,
     ...(backend === 'native' && options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
   });
   const loadMs = performance.now() - started;
@@ -87,10 +89,16 @@ async function rawSubject(backend: BackendName, model: Model, feeds: Feeds, opti
     data: TensorLike['data'],
     dims: readonly number[],
   ) => ortCommon.Tensor;
-  const run = () => {
+  const run = async () => {
     const raw: Record<string, ortCommon.Tensor> = {};
     for (const [name, t] of entries) raw[name] = new Tensor(t.type ?? 'float32', t.data, t.dims);
-    return session.run(raw);
+    try {
+      return await session.run(raw);
+    } catch (error) {
+      throw new OutpostError('INFERENCE_FAILED', `raw onnxruntime ${backend} session failed: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
   };
   await run();
   return {
@@ -128,6 +136,9 @@ export async function benchmark(path: string, options: BenchOptions): Promise<Be
   let variant = '';
   try {
     for (const backend of options.backends) {
+      // Engines start once per process: start them before timing so load_ms compares session creation alike.
+      await (options.registry ?? backends()).get(backend);
+      await import(RAW_MODULES[backend]);
       const before = rssMb();
       const model = await loadModel(path, { ...options, backend, warmup: 1 });
       const feeds = options.feeds ?? (await sampleFeeds(model, model.bindings));

@@ -25,13 +25,19 @@ export async function sampleFeeds(model: Model, bindings: Readonly<Record<string
 
 /**
  * The first runs of a session pay for memory-pattern planning and kernel selection; pay them at load, not on the
- * first real request. Best effort: a model whose inputs cannot be synthesised (an unbound sequence length) or that
+ * first real request. With test vectors, warm-up runs them and any failure is the artifact's and propagates. With
+ * synthetic data it is best effort: a model whose inputs cannot be synthesised (an unbound sequence length) or that
  * rejects synthetic values is simply not warmed, and says so at debug level.
  */
 export async function warmUp(model: Model, runs: number, bindings: Readonly<Record<string, number>>): Promise<void> {
   if (runs <= 0) return;
+  const [vector] = await readTestVectors(model, 1);
+  if (vector !== undefined) {
+    for (let i = 0; i < runs; i++) await model.infer(vector.inputs);
+    return;
+  }
   try {
-    const feeds = await sampleFeeds(model, bindings);
+    const feeds = syntheticFeeds(model, bindings);
     for (let i = 0; i < runs; i++) await model.infer(feeds);
   } catch (error) {
     log.debug({ model: model.name, reason: messageOf(error) }, 'warm-up skipped');

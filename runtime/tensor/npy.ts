@@ -38,7 +38,8 @@ function invalid(what: string, message: string): OutpostError {
 
 function view(dtype: DType, bytes: Uint8Array): Exclude<TensorData, string[]> {
   // Copy into a fresh, aligned buffer: the data offset in the file need not be a multiple of the element size.
-  const buffer = bytes.slice().buffer;
+  // (Not `bytes.slice()`: on a Node Buffer that is a view sharing the whole pooled ArrayBuffer.)
+  const buffer = new Uint8Array(bytes).buffer;
   switch (dtype) {
     case 'float32':
       return new Float32Array(buffer);

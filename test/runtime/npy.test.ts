@@ -48,6 +48,12 @@ describe('.npy codec', () => {
     }
   });
 
+  it('reads from a Node Buffer that views a larger pooled ArrayBuffer', () => {
+    const pooled = Buffer.concat([Buffer.alloc(100, 7), Buffer.from(numpyFixture()), Buffer.alloc(50, 9)]);
+    const t = decodeNpy(pooled.subarray(100, 100 + numpyFixture().length));
+    expect(Array.from(t.data as Float32Array)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
   it('pads the header to 64 bytes as numpy.lib.format requires', () => {
     const bytes = encodeNpy({ dtype: 'float32', shape: [1], data: new Float32Array(1) });
     expect((bytes.length - 4) % 64).toBe(0);

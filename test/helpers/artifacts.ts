@@ -1,0 +1,77 @@
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { saveModel } from '../../compiler/onnx/index.js';
+import {
+  generateSigningKeys,
+  writeArtifact,
+  type ArtifactFileSource,
+  type ManifestDraft,
+} from '../../runtime/artifact/index.js';
+import type { BackendName } from '../../runtime/artifact/manifest.js';
+import { encodeNpy } from '../../runtime/tensor/npy.js';
+import { seededRandom } from '../../runtime/tensor/tensor.js';
+import { buildCnn } from '../../models/samples.js';
+
+export interface SampleArtifact {
+  readonly dir: string;
+  readonly modelPath: string;
+  readonly keys: ReturnType<typeof generateSigningKeys>;
+  readonly input: Float32Array;
+  readonly expected: Float32Array;
+}
+
+/**
+ * A real artifact around the sample CNN: two variants (the same fp32 model under two ids, so variant selection
+ * can be observed), labels, a softmax/top-k pipeline, and one test vector recorded from a raw onnxruntime-node run.
+ */
+export async function sampleCnnArtifact(
+  root: string,
+  options: { signed?: boolean; variantBackends?: readonly [BackendName[], BackendName[]] } = {},
+): Promise<SampleArtifact> {
+  const modelPath = join(root, 'cnn.onnx');
+  await saveModel(buildCnn().proto, modelPath);
+  const random = seededRandom(3);
+  const input = Float32Array.from({ length: 3 * 64 * 64 }, () => random());
+  const session = await ort.InferenceSession.create(modelPath);
+  const out = await session.run({ image: new ort.Tensor('float32', input, [1, 3, 64, 64]) });
+  const expected = out.logits?.data as Float32Array;
+  await session.release();
+  const keys = generateSigningKeys();
+  const [first, second] = options.variantBackends ?? [
+    ['native', 'wasm'],
+    ['native', 'wasm'],
+  ];
+  const manifest: ManifestDraft = {
+    name: 'sample-cnn',
+    version: '1.0.0',
+    target: { profile: 'any', arch: 'any' },
+    inputs: [{ name: 'image', dtype: 'float32', shape: ['batch', 3, 64, 64] }],
+    outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
+    variants: [
+      { id: 'fp32', file: 'variants/cnn.fp32.onnx', precision: 'fp32', format: 'onnx', backends: first, rank: 1 },
+      { id: 'fp32-copy', file: 'variants/cnn.copy.onnx', precision: 'fp32', format: 'onnx', backends: second, rank: 2 },
+    ],
+    pipeline: { postprocess: [{ op: 'softmax' }, { op: 'topk', k: 3 }], labels: 'labels.txt' },
+    testVectors: {
+      tolerance: { atol: 1e-4, rtol: 1e-3 },
+      cases: [
+        {
+          id: 'case0',
+          inputs: { image: 'test-vectors/case0/image.npy' },
+          outputs: { logits: 'test-vectors/case0/logits.npy' },
+        },
+      ],
+    },
+    producer: { outpost: 'test' },
+  };
+  const files: ArtifactFileSource[] = [
+    { path: 'variants/cnn.fp32.onnx', from: modelPath },
+    { path: 'variants/cnn.copy.onnx', from: modelPath },
+    { path: 'labels.txt', from: Buffer.from(Array.from({ length: 10 }, (_, i) => `class-${i}`).join('\n') + '\n') },
+    { path: 'test-vectors/case0/image.npy', from: encodeNpy({ dtype: 'float32', shape: [1, 3, 64, 64], data: input }) },
+    { path: 'test-vectors/case0/logits.npy', from: encodeNpy({ dtype: 'float32', shape: [1, 10], data: expected }) },
+  ];
+  const dir = join(root, 'artifact');
+  await writeArtifact(dir, { manifest, files, ...(options.signed === true ? { signingKey: keys.privateKeyPem } : {}) });
+  return { dir, modelPath, keys, input, expected };
+}
