@@ -68,16 +68,9 @@ export class OrtSession implements BackendSession {
     return new Tensor(dtype, data, dims);
   }
 
-  async run(feeds: Readonly<Record<string, TensorValue>>): Promise<Record<string, TensorValue>> {
+  run(feeds: Readonly<Record<string, TensorValue>>): Promise<Record<string, TensorValue>> {
     // Feeds were made by tensor() above, so they are this package's Tensor objects; outputs are too.
-    const ortFeeds = feeds as unknown as ortCommon.InferenceSession.FeedsType;
-    try {
-      return await this.session.run(ortFeeds);
-    } catch (error) {
-      throw new OutpostError('INFERENCE_FAILED', `${this.backend} inference failed: ${messageOf(error)}`, {
-        cause: error,
-      });
-    }
+    return this.session.run(feeds as unknown as ortCommon.InferenceSession.FeedsType);
   }
 
   async release(): Promise<void> {

@@ -36,6 +36,10 @@ export interface BackendSession {
   readonly outputs: readonly IOInfo[];
   /** Wraps data into this backend's tensor type; the data is not copied. */
   tensor(dtype: DType, data: TensorData, dims: readonly number[]): TensorValue;
+  /**
+   * Runs the session. Rejects with the engine's own error: the hot path adds no promise layer of its own; callers
+   * wrap failures (`Model.infer` makes them INFERENCE_FAILED).
+   */
   run(feeds: Readonly<Record<string, TensorValue>>): Promise<Record<string, TensorValue>>;
   release(): Promise<void>;
 }

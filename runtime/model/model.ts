@@ -1,4 +1,4 @@
-import { OutpostError } from '../errors.js';
+import { OutpostError, messageOf } from '../errors.js';
 import type { Manifest, TensorSpec, Variant } from '../artifact/manifest.js';
 import type { BackendName, BackendSession, TensorValue } from '../backends/types.js';
 import type { TensorLike } from '../tensor/tensor.js';
@@ -78,23 +78,36 @@ export class Model {
     this.validator = new InputValidator(this.inputs);
   }
 
-  async infer(feeds: Feeds): Promise<Outputs> {
+  infer(feeds: Feeds): Promise<Outputs> {
     const session = this.session;
-    if (session === undefined)
-      throw new OutpostError('MODEL_RELEASED', `model ${this.name}@${this.version} was released`);
-    this.validator.check(feeds);
+    try {
+      if (session === undefined)
+        throw new OutpostError('MODEL_RELEASED', `model ${this.name}@${this.version} was released`);
+      this.validator.check(feeds);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new OutpostError('INTERNAL', messageOf(error)));
+    }
     const wrapped: Record<string, TensorValue> = {};
     for (const spec of this.specs) {
       const feed = feeds[spec.name] as TensorLike;
       wrapped[spec.name] = session.tensor(spec.dtype, feed.data, feed.dims);
     }
     this.inflight++;
-    try {
-      return await session.run(wrapped);
-    } finally {
-      this.inflight--;
-    }
+    // One promise reaction for both outcomes: the hot path's only cost over a raw ONNX Runtime call.
+    return session.run(wrapped).then(this.succeeded, this.failed);
   }
+
+  private readonly succeeded = (outputs: Outputs): Outputs => {
+    this.inflight--;
+    return outputs;
+  };
+
+  private readonly failed = (error: unknown): never => {
+    this.inflight--;
+    throw new OutpostError('INFERENCE_FAILED', `${this.backend} inference failed: ${messageOf(error)}`, {
+      cause: error,
+    });
+  };
 
   /** Frees the session (after in-flight calls finish) and any temporary files. Idempotent. */
   release(): Promise<void> {
