@@ -23,7 +23,8 @@ for (const register of COMMANDS) register(program);
 function report(error: unknown): number {
   if (error instanceof CommanderError) return error.exitCode;
   const code = isOutpostError(error) ? error.code : 'INTERNAL';
-  process.stderr.write(`outpost: ${messageOf(error)} [${code}]\n`);
+  // One line, whatever the message: libraries (sharp, ONNX Runtime) put newlines in theirs.
+  process.stderr.write(`outpost: ${messageOf(error).replace(/\s*\n\s*/g, ' ')} [${code}]\n`);
   if (cliFlags().debug || process.argv.includes('--debug')) {
     let cause: unknown = error;
     while (cause instanceof Error) {

@@ -1,4 +1,6 @@
+import { readFile, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
 import { OutpostError, messageOf } from '../errors.js';
 import { logger } from '../log.js';
 import { createOrtSession, sessionOptions, type OrtModule } from './ort-session.js';
@@ -52,6 +54,31 @@ export class WasmBackend implements Backend {
     if (config.threads !== undefined && config.threads > 0 && config.threads !== this.threads) {
       log.debug({ requested: config.threads, fixed: this.threads }, 'wasm thread count is fixed per process');
     }
-    return createOrtSession('wasm', this.ort, model, sessionOptions({ ...config, threads: undefined }, ['wasm']));
+    const options = sessionOptions({ ...config, threads: undefined }, ['wasm']);
+    if (typeof model === 'string') {
+      const externalData = await externalDataFiles(model);
+      if (externalData.length > 0) options.externalData = externalData;
+    }
+    return createOrtSession('wasm', this.ort, model, options);
   }
+}
+
+/**
+ * onnxruntime-web has no filesystem: a model's external data files must be handed to it (`externalData`), keyed by
+ * the `location` the model records. Without parsing the model (the runtime has no ONNX reader), a sibling file whose
+ * name appears in the model's bytes is what a `location` entry looks like; those are passed in.
+ */
+async function externalDataFiles(path: string): Promise<{ path: string; data: Uint8Array }[]> {
+  const dir = dirname(path);
+  const siblings = (await readdir(dir, { withFileTypes: true })).filter(
+    (e) => e.isFile() && join(dir, e.name) !== path,
+  );
+  if (siblings.length === 0) return [];
+  const bytes = await readFile(path);
+  const files: { path: string; data: Uint8Array }[] = [];
+  for (const sibling of siblings) {
+    if (bytes.includes(Buffer.from(sibling.name)))
+      files.push({ path: sibling.name, data: await readFile(join(dir, sibling.name)) });
+  }
+  return files;
 }

@@ -178,6 +178,12 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
 }
 
 function noBackend(path: string, failures: readonly string[]): OutpostError {
+  const external = failures.find((f) => /external data path does not exist|failed to load external data/i.test(f));
+  if (external !== undefined) {
+    return new OutpostError('MODEL_EXTERNAL_DATA_MISSING', `${path}: an external data file is missing (${external})`, {
+      details: { path, failures },
+    });
+  }
   // ONNX Runtime's parse errors mean the file itself is bad, whichever backend read it.
   const parse = failures.find((f) => /protobuf parsing failed|INVALID_PROTOBUF|failed to load model|no graph/i.test(f));
   if (parse !== undefined) {

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { saveModel } from '../../compiler/onnx/index.js';
 import { encodeNpy } from '../../runtime/tensor/npy.js';
-import { buildMlp } from '../../models/samples.js';
+import sharp from 'sharp';
+import { buildCnn, buildMlp } from '../../models/samples.js';
 import { sampleCnnArtifact, type SampleArtifact } from '../helpers/artifacts.js';
 import { runCli } from '../helpers/cli.js';
 import { REAL_MODELS } from '../helpers/models.js';
@@ -105,6 +106,19 @@ describe('outpost run', () => {
     expect(result.postprocess.top).toHaveLength(3);
     const best = Array.from(artifact.expected).indexOf(Math.max(...artifact.expected));
     expect(result.postprocess.top[0]).toMatchObject({ index: best, label: `class-${best}` });
+  });
+
+  it('pre-processes an image for an image-shaped input, and refuses a corrupt one', async () => {
+    const cnn = join(dir, 'cnn.onnx');
+    await saveModel(buildCnn().proto, cnn);
+    const png = join(dir, 'photo.png');
+    await sharp({ create: { width: 80, height: 48, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toFile(png);
+    const { code, stdout } = await runCli(['run', cnn, '--input', png, '--json']);
+    expect(code).toBe(0);
+    expect((JSON.parse(stdout) as { outputs: { logits: { shape: number[] } } }).outputs.logits.shape).toEqual([1, 10]);
+    const corrupt = join(dir, 'corrupt.jpg');
+    await writeFile(corrupt, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(64, 1)]));
+    expectOneLineError(await runCli(['run', cnn, '--input', corrupt]), 'INPUT_INVALID');
   });
 
   it('fails in one line naming an unreadable input file', async () => {

@@ -1,7 +1,9 @@
-import { appendFile, readdir, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { saveModel } from '../../compiler/onnx/index.js';
+import { buildCnn } from '../../models/samples.js';
 import { packArtifact } from '../../runtime/artifact/index.js';
 import { BackendRegistry, NativeBackend, WasmBackend, type Backend } from '../../runtime/backends/index.js';
 import { OutpostError, isOutpostError } from '../../runtime/errors.js';
@@ -122,6 +124,20 @@ describe('loadModel: sources', () => {
     const dir = await tmpDir();
     await writeFile(join(dir, 'junk.onnx'), Buffer.from('this is not a protobuf at all'.repeat(10)));
     await rejectsWith(loadModel(join(dir, 'junk.onnx')), 'MODEL_INVALID');
+  });
+});
+
+describe('loadModel: external data', () => {
+  it.each(['native', 'wasm'] as const)('loads a model with external data on %s, and names a missing data file', async (backend) => {
+    const dir = await tmpDir();
+    const path = join(dir, 'cnn.onnx');
+    await saveModel(buildCnn().proto, path, { externalData: { location: 'cnn.onnx.data', threshold: 64 } });
+    const model = await loadModel(path, { backend, warmup: 0 });
+    const out = await model.infer({ image: { data: new Float32Array(3 * 64 * 64).fill(0.5), dims: [1, 3, 64, 64] } });
+    expect(out.logits?.dims).toEqual([1, 10]);
+    await model.release();
+    await rm(join(dir, 'cnn.onnx.data'));
+    await rejectsWith(loadModel(path), 'MODEL_EXTERNAL_DATA_MISSING');
   });
 });
 
