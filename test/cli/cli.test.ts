@@ -112,7 +112,9 @@ describe('outpost run', () => {
     const cnn = join(dir, 'cnn.onnx');
     await saveModel(buildCnn().proto, cnn);
     const png = join(dir, 'photo.png');
-    await sharp({ create: { width: 80, height: 48, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toFile(png);
+    await sharp({ create: { width: 80, height: 48, channels: 3, background: { r: 200, g: 30, b: 90 } } })
+      .png()
+      .toFile(png);
     const { code, stdout } = await runCli(['run', cnn, '--input', png, '--json']);
     expect(code).toBe(0);
     expect((JSON.parse(stdout) as { outputs: { logits: { shape: number[] } } }).outputs.logits.shape).toEqual([1, 10]);

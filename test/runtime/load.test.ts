@@ -128,17 +128,20 @@ describe('loadModel: sources', () => {
 });
 
 describe('loadModel: external data', () => {
-  it.each(['native', 'wasm'] as const)('loads a model with external data on %s, and names a missing data file', async (backend) => {
-    const dir = await tmpDir();
-    const path = join(dir, 'cnn.onnx');
-    await saveModel(buildCnn().proto, path, { externalData: { location: 'cnn.onnx.data', threshold: 64 } });
-    const model = await loadModel(path, { backend, warmup: 0 });
-    const out = await model.infer({ image: { data: new Float32Array(3 * 64 * 64).fill(0.5), dims: [1, 3, 64, 64] } });
-    expect(out.logits?.dims).toEqual([1, 10]);
-    await model.release();
-    await rm(join(dir, 'cnn.onnx.data'));
-    await rejectsWith(loadModel(path), 'MODEL_EXTERNAL_DATA_MISSING');
-  });
+  it.each(['native', 'wasm'] as const)(
+    'loads a model with external data on %s, and names a missing data file',
+    async (backend) => {
+      const dir = await tmpDir();
+      const path = join(dir, 'cnn.onnx');
+      await saveModel(buildCnn().proto, path, { externalData: { location: 'cnn.onnx.data', threshold: 64 } });
+      const model = await loadModel(path, { backend, warmup: 0 });
+      const out = await model.infer({ image: { data: new Float32Array(3 * 64 * 64).fill(0.5), dims: [1, 3, 64, 64] } });
+      expect(out.logits?.dims).toEqual([1, 10]);
+      await model.release();
+      await rm(join(dir, 'cnn.onnx.data'));
+      await rejectsWith(loadModel(path), 'MODEL_EXTERNAL_DATA_MISSING');
+    },
+  );
 });
 
 describe('loadModel: backends and fallback', () => {
