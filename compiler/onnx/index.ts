@@ -5,7 +5,7 @@
  */
 export type { ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, AttributeProto } from 'onnx-buf';
 export type { OnnxModel } from './model.js';
-export { PROTOBUF_LIMIT, asOnnxModel } from './model.js';
+export { PROTOBUF_LIMIT, asOnnxModel, cloneModel } from './model.js';
 export { decodeModel, encodeModel, loadModel, type DecodeOptions, type LoadOptions } from './model-io.js';
 export {
   EXTERNAL_DATA_DEFAULTS,

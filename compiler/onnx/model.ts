@@ -1,4 +1,4 @@
-import { isMessage } from '@bufbuild/protobuf';
+import { clone, isMessage } from '@bufbuild/protobuf';
 import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
 
 /**
@@ -21,3 +21,8 @@ export function asOnnxModel(model: OnnxModel | ModelProto): OnnxModel {
 
 /** protobuf's hard limit on one serialized message (2 GiB - 1): larger models must keep tensors in external data. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1; // bytes
+
+/** A deep copy that passes can edit while the original stays as it was; external data still resolves alike. */
+export function cloneModel(model: OnnxModel): OnnxModel {
+  return { proto: clone(ModelProtoSchema, model.proto), baseDir: model.baseDir, source: model.source };
+}
