@@ -17,6 +17,11 @@ export const ERROR_CODES = Object.freeze({
   MODEL_INVALID: false,
   MODEL_EXTERNAL_DATA_MISSING: false,
   MODEL_UNSUPPORTED: false,
+  // Compiler
+  CALIBRATION_INVALID: false,
+  ACCURACY_BUDGET_MISSED: false,
+  OPSET_UPGRADE_FAILED: false,
+  QUANTIZATION_FAILED: false,
   // Artifact verification
   ARTIFACT_MANIFEST_INVALID: false,
   ARTIFACT_SCHEMA_UNSUPPORTED: false,

@@ -3,6 +3,18 @@ import { OutpostError, messageOf } from '../errors.js';
 import { imagePreprocessSchema, type ImagePreprocess, type TensorSpec } from '../artifact/manifest.js';
 import type { TensorLike } from '../tensor/tensor.js';
 
+/** File extensions treated as images by `run --input` and `compile --calibration`. */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
+  '.jpg',
+  '.jpeg',
+  '.png',
+  '.webp',
+  '.gif',
+  '.tif',
+  '.tiff',
+  '.avif',
+]);
+
 /** How each resize mode maps onto sharp's `fit` (https://sharp.pixelplumbing.com/api-resize). */
 const FIT = Object.freeze({ stretch: 'fill', letterbox: 'contain', 'center-crop': 'cover' } as const);
 
