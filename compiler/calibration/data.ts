@@ -6,7 +6,7 @@ import type { Feeds } from '../../runtime/model/model.js';
 import { concreteShape, InputValidator } from '../../runtime/model/validate.js';
 import { guessImagePreprocess, imageToTensor, IMAGE_EXTENSIONS } from '../../runtime/pipeline/image.js';
 import { readBytes, readTensorFile, type FeedMap } from '../../runtime/tensor/files.js';
-import { elementCount, seededRandom, zeros, type TensorLike } from '../../runtime/tensor/tensor.js';
+import { elementCount, seededRandom, zeros } from '../../runtime/tensor/tensor.js';
 
 /**
  * Calibration and evaluation inputs (`--calibration`): a directory or file of `.npy`/`.json` tensors, a directory of
