@@ -9,7 +9,7 @@ export interface QuantizationFormat {
   /** Activation type in QuantizeLinear/DequantizeLinear pairs. */
   readonly activations: 'uint8' | 'int8';
   readonly weights: 'int8' | 'uint8';
-  /** Quantise weights to 7 bits ([-64, 63]) to avoid U8S8 saturation on non-VNNI x86. */
+  /** Quantise weights to 7 bits ([-64, 64], as ONNX Runtime does) to avoid U8S8 saturation on non-VNNI x86. */
   readonly reduceRange: boolean;
   /** Per-output-channel weight scales for Conv/MatMul/Gemm. */
   readonly perChannel: boolean;

@@ -1,0 +1,137 @@
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { collectRanges, quantisableValues, type CalibrationSample } from '../../../compiler/calibration/collect.js';
+import {
+  asOnnxModel,
+  cloneModel,
+  encodeModel,
+  loadModel,
+  mainGraph,
+  makeValueInfo,
+  saveModel,
+} from '../../../compiler/onnx/index.js';
+import { buildCnn } from '../../../models/samples.js';
+import { isOutpostError, type OutpostError } from '../../../runtime/errors.js';
+import { tmpDir } from '../../helpers/tmp.js';
+import { imageLike } from './helpers.js';
+
+const DIMS = [1, 3, 64, 64] as const;
+const SAMPLES = 4;
+
+function samples(seed: number, count = SAMPLES): CalibrationSample[] {
+  return Array.from({ length: count }, (_, i) => ({ image: { data: imageLike(DIMS, seed + i), dims: DIMS } }));
+}
+
+async function caught(promise: Promise<unknown>): Promise<OutpostError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (isOutpostError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected an OutpostError');
+}
+
+describe('collectRanges', () => {
+  it('equals the min and max of the intermediate values, computed directly', async () => {
+    const model = asOnnxModel(buildCnn().proto);
+    const ranges = await collectRanges(model, samples(1), { method: 'minmax' });
+    // The reference: every node output made a graph output of a plain copy, run sample by sample.
+    const copy = cloneModel(model);
+    const graph = mainGraph(copy.proto);
+    const names = quantisableValues(mainGraph(model.proto)).filter((n) => n !== 'image' && n !== 'logits');
+    for (const name of names) graph.output.push(makeValueInfo(name, 'float32'));
+    // Unoptimised, as calibration runs: fused kernels would round differently in the last bit.
+    const session = await ort.InferenceSession.create(encodeModel(copy), {
+      logSeverityLevel: 3,
+      graphOptimizationLevel: 'disabled',
+    });
+    const expected = new Map<string, { min: number; max: number }>();
+    const fold = (name: string, data: Float32Array): void => {
+      const e = expected.get(name) ?? { min: Infinity, max: -Infinity };
+      for (const v of data) {
+        e.min = Math.min(e.min, v);
+        e.max = Math.max(e.max, v);
+      }
+      expected.set(name, e);
+    };
+    for (const sample of samples(1)) {
+      const input = sample.image as { data: Float32Array; dims: readonly number[] };
+      const out = await session.run({ image: new ort.Tensor('float32', input.data, input.dims) });
+      for (const [name, tensor] of Object.entries(out)) fold(name, tensor.data as Float32Array);
+      fold('image', input.data);
+    }
+    await session.release();
+    expect(new Set(ranges.keys())).toEqual(new Set(expected.keys()));
+    for (const [name, range] of ranges) expect(range, name).toEqual(expected.get(name));
+  });
+
+  it('takes async iterables, reports progress, and gives percentile/entropy ranges inside the minmax ones', async () => {
+    const model = asOnnxModel(buildCnn().proto);
+    async function* stream(): AsyncGenerator<CalibrationSample> {
+      for (const s of samples(20)) yield await Promise.resolve(s);
+    }
+    const progress: number[] = [];
+    const minmax = await collectRanges(model, stream(), { method: 'minmax', onProgress: (n) => progress.push(n) });
+    expect(progress).toEqual([1, 2, 3, 4]);
+    for (const method of ['percentile', 'entropy'] as const) {
+      const ranges = await collectRanges(model, samples(20), { method });
+      for (const [name, r] of ranges) {
+        const m = minmax.get(name);
+        expect(m, name).toBeDefined();
+        expect(r.min).toBeGreaterThanOrEqual(m?.min ?? NaN);
+        expect(r.max).toBeLessThanOrEqual(m?.max ?? NaN);
+      }
+    }
+  });
+
+  it('calibrates only the tensors asked for, and accepts any size on a symbolic batch dimension', async () => {
+    const model = asOnnxModel(buildCnn().proto);
+    const batch = { image: { data: imageLike([2, 3, 64, 64], 3), dims: [2, 3, 64, 64] } };
+    const ranges = await collectRanges(model, [batch], { method: 'minmax', tensors: ['logits', 'image'] });
+    expect([...ranges.keys()].sort()).toEqual(['image', 'logits']);
+    const unknown = await caught(collectRanges(model, [batch], { method: 'minmax', tensors: ['nope'] }));
+    expect(unknown.code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('runs a model whose weights live in an external data file', async () => {
+    const dir = await tmpDir();
+    const path = join(dir, 'cnn.onnx');
+    await saveModel(asOnnxModel(buildCnn().proto), path, { externalData: { location: 'cnn.onnx.data' } });
+    const lazy = await loadModel(path);
+    const ranges = await collectRanges(lazy, samples(1, 2), { method: 'minmax', workDir: dir });
+    const direct = await collectRanges(asOnnxModel(buildCnn().proto), samples(1, 2), { method: 'minmax' });
+    expect(ranges).toEqual(direct);
+  });
+
+  it('refuses wrong calibration tensors with CALIBRATION_INVALID naming the input, expected and actual', async () => {
+    const model = asOnnxModel(buildCnn().proto);
+    const run = (sample: CalibrationSample) =>
+      caught(collectRanges(model, [...samples(1, 1), sample], { method: 'minmax' }));
+
+    const shape = await run({ image: { data: new Float32Array(3 * 32 * 32), dims: [1, 3, 32, 32] } });
+    expect(shape.code).toBe('CALIBRATION_INVALID');
+    expect(shape.message).toContain('sample 1');
+    expect(shape.message).toContain('"image"');
+    expect(shape.message).toContain('[1, 3, 32, 32]');
+    expect(shape.message).toContain('[batch, 3, 64, 64]');
+    expect(shape.details).toMatchObject({ input: 'image', actual: [1, 3, 32, 32] });
+
+    const dtype = await run({ image: { data: new Float64Array(3 * 64 * 64), dims: [1, 3, 64, 64] } });
+    expect(dtype.code).toBe('CALIBRATION_INVALID');
+    expect(dtype.message).toContain('is float64; the model expects float32');
+
+    const count = await run({ image: { data: new Float32Array(10), dims: [1, 3, 64, 64] } });
+    expect(count.message).toContain('but 10 values');
+
+    const missing = await run({});
+    expect(missing.message).toContain('lacks input "image"');
+
+    const extra = await run({ ...samples(1, 1)[0], mask: { data: new Float32Array(1), dims: [1] } });
+    expect(extra.message).toContain('"mask"');
+
+    const none = await caught(collectRanges(model, [], { method: 'minmax' }));
+    expect(none.code).toBe('CALIBRATION_INVALID');
+  });
+});
