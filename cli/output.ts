@@ -47,14 +47,14 @@ export class Progress {
 
   constructor(private readonly label: string) {}
 
-  update(done: number, total: number): void {
+  update(done: number, total: number, stage = this.label): void {
     if (!this.enabled) return;
     const now = Date.now();
     if (now - this.last < 100 && done < total) return;
     this.last = now;
     const width = 30;
     const filled = Math.round((done / Math.max(total, 1)) * width);
-    stderr.write(`\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
+    stderr.write(`\r\x1b[2K${stage} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
   }
 
   done(): void {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { register as bench } from './bench.js';
+import { register as compile } from './compile.js';
 import { register as demo } from './demo.js';
 import { register as inspect } from './inspect.js';
 import { register as keygen } from './keygen.js';
@@ -8,6 +9,7 @@ import { register as targets } from './targets.js';
 
 /** Every subcommand, in the order `outpost --help` lists them. */
 export const COMMANDS: readonly ((program: Command) => void)[] = Object.freeze([
+  compile,
   targets,
   inspect,
   run,

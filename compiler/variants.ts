@@ -1,0 +1,191 @@
+import { join } from 'node:path';
+import type { BackendName, Precision } from '../runtime/artifact/manifest.js';
+import type { Feeds } from '../runtime/model/model.js';
+import { collectRanges } from './calibration/collect.js';
+import type { CalibrationMethod } from './calibration/calibrators.js';
+import { accuracy, type Reference } from './evaluate/evaluate.js';
+import { budgetMisses, type AccuracyBudget, type AccuracyFigures } from './evaluate/budget.js';
+import { mixedPrecision } from './mixed-precision.js';
+import { cloneModel, mainGraph, saveModel, type OnnxModel } from './onnx/index.js';
+import { convertToFloat16 } from './passes/fp16.js';
+import { optimizeModel } from './passes/optimize.js';
+import { quantizeDynamic } from './passes/quantize-dynamic.js';
+import { quantizeStatic } from './passes/quantize-static.js';
+import type { PassContext } from './passes/types.js';
+
+/** A variant built and graded, before it is shipped or rejected. */
+export interface BuiltVariant {
+  readonly id: string;
+  readonly precision: Precision;
+  /** The ONNX file in the work directory. */
+  readonly path: string;
+  readonly backends: BackendName[];
+  readonly figures: AccuracyFigures;
+  /** Budget misses in words; empty when within budget. */
+  readonly misses: string[];
+  readonly excluded: { node: string; op: string; reason: string }[];
+  readonly notes: string[];
+}
+
+export type QuantizationMode = 'auto' | 'static' | 'dynamic';
+
+export interface VariantContext {
+  readonly pass: PassContext;
+  /** The input model with shapes fixed and every main-graph node named. */
+  readonly model: OnnxModel;
+  readonly reference: Reference;
+  readonly budget: AccuracyBudget;
+  readonly calibration: readonly Feeds[];
+  readonly method: CalibrationMethod;
+  readonly quantization: QuantizationMode;
+  readonly onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+async function save(model: OnnxModel, dir: string, id: string): Promise<string> {
+  const path = join(dir, `${id}.onnx`);
+  await saveModel(model, path);
+  return path;
+}
+
+function passReport(): PassContext['report'] {
+  return { warnings: [], excludedNodes: [] };
+}
+
+async function graded(
+  ctx: VariantContext,
+  fields: Omit<BuiltVariant, 'figures' | 'misses'>,
+  figures?: AccuracyFigures,
+): Promise<BuiltVariant> {
+  const f = figures ?? (await accuracy(fields.path, ctx.reference));
+  return { ...fields, figures: f, misses: budgetMisses(f, ctx.budget) };
+}
+
+/** fp32: the model through ONNX Runtime's offline optimiser at the target's portable level. */
+export async function buildFp32(ctx: VariantContext): Promise<BuiltVariant> {
+  const result = await optimizeModel(cloneModel(ctx.model), ctx.pass);
+  const path = await save(result.model, ctx.pass.workDir, 'fp32');
+  return graded(ctx, {
+    id: 'fp32',
+    precision: 'fp32',
+    path,
+    backends: result.backends,
+    excluded: [],
+    notes: [`optimised at "${result.level}" (${result.reason}); ${result.nodes.before} → ${result.nodes.after} nodes`],
+  });
+}
+
+/** fp16 for GPUs: optimised first (portable level), then converted; graded on this CPU (fp16 storage, fp32 math). */
+export async function buildFp16(ctx: VariantContext): Promise<BuiltVariant> {
+  const optimized = await optimizeModel(cloneModel(ctx.model), ctx.pass);
+  const report = passReport();
+  const converted = await convertToFloat16(optimized.model, { ...ctx.pass, report }, undefined);
+  ctx.pass.report.warnings.push(...report.warnings);
+  const path = await save(converted, ctx.pass.workDir, 'fp16');
+  return graded(ctx, {
+    id: 'fp16',
+    precision: 'fp16',
+    path,
+    // The device's GPU runs it; a CPU can too (ORT casts around fp16-less kernels), WASM is not promised.
+    backends: ['native'],
+    excluded: report.excludedNodes,
+    notes: ['float16 weights and activations, float32 at the graph edges; accuracy measured on the CPU'],
+  });
+}
+
+/** Conv-bearing models are calibrated and quantised statically; MatMul/Gemm-only models dynamically. */
+function chooseMode(ctx: VariantContext): 'static' | 'dynamic' {
+  if (ctx.quantization !== 'auto') return ctx.quantization;
+  return mainGraph(ctx.model.proto).node.some((n) => n.opType === 'Conv' || n.opType === 'ConvTranspose')
+    ? 'static'
+    : 'dynamic';
+}
+
+/**
+ * int8: quantised (static QDQ with calibrated activations, or dynamic) from the model optimised at the basic level
+ * (constant folding, BatchNorm into Conv: ONNX Runtime's quantisation guide recommends quantising an optimised
+ * model). When it misses the budget, automatic mixed precision keeps the most sensitive nodes in float.
+ */
+export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
+  const mode = chooseMode(ctx);
+  const base = (await optimizeModel(cloneModel(ctx.model), ctx.pass, { level: 'basic' })).model;
+  const format = ctx.pass.target.quantization;
+  const ranges =
+    mode === 'static'
+      ? await collectRanges(base, ctx.calibration, {
+          method: ctx.method,
+          workDir: ctx.pass.workDir,
+          onProgress: (done) => ctx.onProgress?.('calibrate', done, ctx.calibration.length),
+        })
+      : undefined;
+  let builds = 0;
+  /** Quantises a fresh copy, keeping `exclude` in float; returns the file and what the pass reported. */
+  const quantize = async (exclude: ReadonlySet<string>) => {
+    const report = passReport();
+    const pass = { ...ctx.pass, report };
+    const copy = cloneModel(base);
+    const quantized =
+      ranges === undefined
+        ? await quantizeDynamic(copy, pass, { format, exclude })
+        : await quantizeStatic(copy, pass, { format, ranges, exclude });
+    const path = await save(quantized, ctx.pass.workDir, `int8-${builds++}`);
+    return { path, report };
+  };
+  const first = await quantize(new Set());
+  const notes = [
+    mode === 'static'
+      ? `static QDQ, ${ctx.method} calibration on ${ctx.calibration.length} samples, activations ${format.activations}, weights ${format.weights}${format.reduceRange ? ' (7-bit, reduce range)' : ''}${format.perChannel ? ', per channel' : ''}`
+      : `dynamic: weights ${format.weights}${format.perChannel ? ' per channel' : ''}, activations quantised at run time`,
+  ];
+  ctx.pass.report.warnings.push(...first.report.warnings);
+  const plain = await graded(ctx, {
+    id: 'int8',
+    precision: 'int8',
+    path: first.path,
+    backends: ['native', 'wasm'],
+    excluded: first.report.excludedNodes,
+    notes,
+  });
+  if (plain.misses.length === 0) return plain;
+
+  // Mixed precision: the candidates are the nodes the plain run quantised.
+  const skipped = new Set(first.report.excludedNodes.map((e) => e.node));
+  const candidates = mainGraph(base.proto)
+    .node.filter((n) => QUANTISED_OPS.has(n.opType) && !skipped.has(n.name))
+    .map((n) => n.name);
+  const result = await mixedPrecision(
+    {
+      candidates,
+      build: async (quantized) => (await quantize(new Set(candidates.filter((c) => !quantized.has(c))))).path,
+      evaluate: (path) => accuracy(path, ctx.reference),
+      onProgress: (done, total) => ctx.onProgress?.('mixed precision', done, total),
+    },
+    ctx.budget,
+  );
+  if (result === undefined) return plain;
+  const ops = new Map(mainGraph(base.proto).node.map((n) => [n.name, n.opType]));
+  return graded(
+    ctx,
+    {
+      id: 'mixed',
+      precision: 'mixed',
+      path: result.path,
+      backends: ['native', 'wasm'],
+      excluded: [
+        ...first.report.excludedNodes,
+        ...result.keptFloat.map((s) => ({
+          node: s.node,
+          op: ops.get(s.node) ?? '?',
+          reason: `kept in float for accuracy: quantised alone it costs ${s.sensitivity.toExponential(2)} cosine`,
+        })),
+      ],
+      notes: [
+        ...notes,
+        `mixed precision: ${result.keptFloat.length} of ${candidates.length} quantisable nodes kept in float (int8 alone: cosine ${plain.figures.cosine.toFixed(5)})`,
+      ],
+    },
+    result.figures,
+  );
+}
+
+/** The ops whose weights quantisation rewrites: the candidates for keeping in float. */
+const QUANTISED_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose', 'MatMul', 'Gemm']);
