@@ -19,6 +19,12 @@ const program = new Command('outpost')
 
 for (const register of COMMANDS) register(program);
 
+// `outpost inspect … | head`: a closed pipe ends the command quietly, as Unix tools do.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 /** One line per error, naming the code; `--debug` adds the stack and causes. */
 function report(error: unknown): number {
   if (error instanceof CommanderError) return error.exitCode;

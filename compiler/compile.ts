@@ -1,4 +1,4 @@
-import { access, constants, mkdtemp, rm } from 'node:fs/promises';
+import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { packArtifact, sha256File } from '../runtime/artifact/index.js';
@@ -61,8 +61,17 @@ export interface CompileOptions {
 /** Test vectors shipped for the device's self-test. */
 const TEST_VECTORS = 2;
 
+/** Fails before any work when the output cannot be written: its parent must be a writable directory. */
 async function checkWritable(output: string): Promise<void> {
   const parent = dirname(output);
+  const info = await stat(parent).catch((error: unknown) => {
+    throw fromFsError(error, parent, 'write');
+  });
+  if (!info.isDirectory()) {
+    throw new OutpostError('OUTPUT_UNWRITABLE', `cannot write ${output}: ${parent} is not a directory`, {
+      details: { path: output },
+    });
+  }
   await access(parent, constants.W_OK).catch((error: unknown) => {
     throw fromFsError(error, parent, 'write');
   });

@@ -10,6 +10,12 @@ export interface MixedPrecisionProbe {
   /** A model with exactly `quantized` nodes quantised; returns its file path. */
   build(quantized: ReadonlySet<string>): Promise<string>;
   evaluate(path: string): Promise<AccuracyFigures>;
+  /**
+   * How many weights the built model really holds in int8. Keeping one node float can leave its neighbours float
+   * too (ONNX Runtime only fuses what sits between Q and DQ), so a split that quantises nothing in effect is the
+   * fp32 model again and does not count as a pass.
+   */
+  quantizedWeights(path: string): Promise<number>;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -30,15 +36,16 @@ export interface MixedPrecisionResult {
 /**
  * Automatic mixed precision: measure each node's sensitivity by quantising it alone, then keep the most sensitive
  * nodes in float — the fewest that bring the model back within budget. The count is found by doubling then
- * bisecting, so a model of N quantisable nodes costs N + O(log N) evaluations. Undefined when even keeping every
- * node in float misses the budget (then quantisation is not the problem).
+ * bisecting, so a model of N quantisable nodes costs N + O(log N) evaluations. At least one node stays quantised
+ * (all-float would just be the fp32 variant again): undefined when no such split meets the budget.
  */
 export async function mixedPrecision(
   probe: MixedPrecisionProbe,
   budget: AccuracyBudget,
 ): Promise<MixedPrecisionResult | undefined> {
   const all = probe.candidates;
-  if (all.length === 0) return undefined;
+  if (all.length < 2) return undefined;
+  const most = all.length - 1;
   const total = all.length + Math.ceil(Math.log2(all.length + 1)) * 2;
   let done = 0;
   const tick = () => probe.onProgress?.(++done, total);
@@ -57,15 +64,16 @@ export async function mixedPrecision(
     const figures = await probe.evaluate(path);
     tick();
     const misses = budgetMisses(figures, budget);
-    log.debug({ keptFloat: k, cosine: figures.cosine, misses }, 'mixed-precision attempt');
-    return misses.length === 0 ? { path, figures } : undefined;
+    const quantized = misses.length === 0 ? await probe.quantizedWeights(path) : 0;
+    log.debug({ keptFloat: k, cosine: figures.cosine, misses, quantized }, 'mixed-precision attempt');
+    return misses.length === 0 && quantized > 0 ? { path, figures } : undefined;
   };
 
   // Doubling: the first k that passes bounds the answer; the last failing k below it is the other bound.
   let low = 0;
   let high = -1;
   let best: { path: string; figures: AccuracyFigures } | undefined;
-  for (let k = 1; ; k = Math.min(k * 2, all.length)) {
+  for (let k = 1; ; k = Math.min(k * 2, most)) {
     const result = await attempt(k);
     if (result !== undefined) {
       high = k;
@@ -73,7 +81,7 @@ export async function mixedPrecision(
       break;
     }
     low = k;
-    if (k === all.length) return undefined;
+    if (k === most) return undefined;
   }
   // Bisect (low fails, high passes) for the smallest passing k.
   while (high - low > 1) {

@@ -6,7 +6,7 @@ import type { CalibrationMethod } from './calibration/calibrators.js';
 import { accuracy, type Reference } from './evaluate/evaluate.js';
 import { budgetMisses, type AccuracyBudget, type AccuracyFigures } from './evaluate/budget.js';
 import { mixedPrecision } from './mixed-precision.js';
-import { cloneModel, mainGraph, saveModel, type OnnxModel } from './onnx/index.js';
+import { cloneModel, loadModel, mainGraph, saveModel, type OnnxModel } from './onnx/index.js';
 import { convertToFloat16 } from './passes/fp16.js';
 import { optimizeModel } from './passes/optimize.js';
 import { quantizeDynamic } from './passes/quantize-dynamic.js';
@@ -157,6 +157,7 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
       candidates,
       build: async (quantized) => (await quantize(new Set(candidates.filter((c) => !quantized.has(c))))).path,
       evaluate: (path) => accuracy(path, ctx.reference),
+      quantizedWeights,
       onProgress: (done, total) => ctx.onProgress?.('mixed precision', done, total),
     },
     ctx.budget,
@@ -185,6 +186,16 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
     },
     result.figures,
   );
+}
+
+/**
+ * Integer weight tensors in a saved model: int8/uint8 initializers with more than one element (activation zero
+ * points are scalars; weights, and per-channel weight zero points, are not).
+ */
+async function quantizedWeights(path: string): Promise<number> {
+  const graph = mainGraph((await loadModel(path)).proto);
+  const isInt8 = (t: (typeof graph.initializer)[number]) => t.dataType === 2 || t.dataType === 3;
+  return graph.initializer.filter((t) => isInt8(t) && t.dims.reduce((a, d) => a * Number(d), 1) > 1).length;
 }
 
 /** The ops whose weights quantisation rewrites: the candidates for keeping in float. */

@@ -58,6 +58,8 @@ export const variantSchema = z.object({
   executionProviders: z.array(z.string()).optional(),
   /** Accuracy against the fp32 original, measured at compile time. */
   accuracy: z.record(z.string(), z.number()).optional(),
+  /** Self-test tolerance for this variant against the test vectors' expected (fp32) outputs; else the artifact's. */
+  tolerance: z.object({ atol: z.number().nonnegative(), rtol: z.number().nonnegative() }).optional(),
   /** Shipped although it missed its accuracy budget (`--allow-accuracy-loss`). */
   accuracyWaived: z.boolean().optional(),
 });

@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { arch, platform } from 'node:os';
+import { dirname, join } from 'node:path';
 import { OutpostError, messageOf } from '../errors.js';
 import { logger } from '../log.js';
 import { createOrtSession, sessionOptions, type OrtModule } from './ort-session.js';
@@ -7,6 +11,10 @@ const log = logger('backend.native');
 
 interface NativeModule extends OrtModule {
   listSupportedBackends?: () => readonly { name: string; bundled: boolean }[];
+}
+
+function providerLibraryPresent(dir: string | undefined, provider: string): boolean {
+  return dir !== undefined && existsSync(join(dir, `libonnxruntime_providers_${provider}.so`));
 }
 
 export interface NativeBackendOptions {
@@ -40,8 +48,22 @@ export class NativeBackend implements Backend {
       );
     }
     const listed = this.ort.listSupportedBackends?.() ?? [{ name: 'cpu', bundled: true }];
-    this.providers = new Set(listed.map((b) => b.name));
+    // "bundled: false" providers (CUDA, TensorRT) exist only when their libraries were installed alongside the
+    // binding (ONNXRUNTIME_NODE_INSTALL=cuda12); asking for a missing one fails session creation and logs noise.
+    const bindingDir = this.bindingDir();
+    this.providers = new Set(
+      listed.filter((b) => b.bundled || providerLibraryPresent(bindingDir, b.name)).map((b) => b.name),
+    );
     log.debug({ providers: [...this.providers] }, 'native backend ready');
+  }
+
+  private bindingDir(): string | undefined {
+    try {
+      const entry = createRequire(import.meta.url).resolve(this.options.moduleId ?? 'onnxruntime-node');
+      return join(dirname(entry), '..', 'bin', 'napi-v6', platform(), arch());
+    } catch {
+      return undefined;
+    }
   }
 
   async createSession(model: string | Uint8Array, config: SessionConfig): Promise<BackendSession> {
