@@ -14,7 +14,9 @@ import { benchmark } from '../runtime/bench/harness.js';
 import { buildSamples } from '../models/build.js';
 import { writeTextLines } from './text-lines.js';
 
-const { values } = parseArgs({ options: { json: { type: 'boolean', default: false }, iterations: { type: 'string', default: '400' } } });
+const { values } = parseArgs({
+  options: { json: { type: 'boolean', default: false }, iterations: { type: 'string', default: '400' } },
+});
 const assets = join(import.meta.dirname, '..', 'node_modules', '@gutenye', 'ocr-models', 'assets');
 const dir = await mkdtemp(join(tmpdir(), 'outpost-bench-compile-'));
 const target = detectHost().profile.key;
@@ -42,9 +44,25 @@ try {
   const paddle = 'mean=0.5:0.5:0.5,std=0.5:0.5:0.5';
   const cases = [
     { label: 'sample CNN', model: samples.cnn, calibration: 'synthetic' },
-    { label: 'PaddleOCR cls (MobileNetV3)', model: join(assets, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'), calibration: lines192, shape: [1, 3, 48, 192], preprocess: `size=192x48,${paddle}` },
-    { label: 'PaddleOCR rec (SVTR, 10 MB)', model: join(assets, 'ch_PP-OCRv4_rec_infer.onnx'), calibration: lines320, shape: [1, 3, 48, 320], preprocess: `size=320x48,${paddle}` },
-    { label: 'openWakeWord head (dense)', model: join(import.meta.dirname, '..', 'node_modules', 'openwakeword-js', 'models', 'hello_deepa.onnx'), calibration: 'synthetic' },
+    {
+      label: 'PaddleOCR cls (MobileNetV3)',
+      model: join(assets, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'),
+      calibration: lines192,
+      shape: [1, 3, 48, 192],
+      preprocess: `size=192x48,${paddle}`,
+    },
+    {
+      label: 'PaddleOCR rec (SVTR, 10 MB)',
+      model: join(assets, 'ch_PP-OCRv4_rec_infer.onnx'),
+      calibration: lines320,
+      shape: [1, 3, 48, 320],
+      preprocess: `size=320x48,${paddle}`,
+    },
+    {
+      label: 'openWakeWord head (dense)',
+      model: join(import.meta.dirname, '..', 'node_modules', 'openwakeword-js', 'models', 'hello_deepa.onnx'),
+      calibration: 'synthetic',
+    },
   ];
   const rows: Row[] = [];
   for (const c of cases) {
@@ -68,7 +86,15 @@ try {
     }
     // Both variants through the bench harness in one process: p50 of each, interleaved rounds.
     const p50 = async (variant: string) => {
-      const r = await benchmark(out, { backends: ['native'], warmup: 30, iterations: Number(values.iterations), concurrency: 1, rounds: 10, variant, threads: 2 });
+      const r = await benchmark(out, {
+        backends: ['native'],
+        warmup: 30,
+        iterations: Number(values.iterations),
+        concurrency: 1,
+        rounds: 10,
+        variant,
+        threads: 2,
+      });
       return r.results.find((x) => x.subject === 'outpost')?.p50_ms ?? NaN;
     };
     const pFp32a = await p50(fp32.id);
@@ -96,7 +122,9 @@ try {
   if (values.json) console.log(JSON.stringify({ target, rows }, null, 2));
   else {
     console.log(`target ${target} (this host), int8 vs fp32-optimised, native, 2 threads\n`);
-    console.log('| model | fp32 size | int8 size | ratio | fp32 p50 ms | int8 p50 ms | ratio | int8 cosine | top-1 | float nodes | compile s | calibration |');
+    console.log(
+      '| model | fp32 size | int8 size | ratio | fp32 p50 ms | int8 p50 ms | ratio | int8 cosine | top-1 | float nodes | compile s | calibration |',
+    );
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of rows) {
       console.log(

@@ -42,6 +42,8 @@ export interface CompileOptions {
   readonly calibration?: string;
   readonly calibrationMethod?: CalibrationMethod;
   readonly quantization?: QuantizationMode;
+  /** Node names or op types that must be quantised (static): one that cannot be fails the compile, naming it. */
+  readonly requireQuantized?: readonly string[];
   readonly preprocess?: string;
   readonly budget?: AccuracyBudget;
   readonly allowAccuracyLoss?: boolean;
@@ -158,6 +160,7 @@ export async function compile(options: CompileOptions): Promise<CompileReport> {
       calibration,
       method: options.calibrationMethod ?? 'minmax',
       quantization: options.quantization ?? 'auto',
+      requireQuantized: options.requireQuantized ?? [],
       onProgress: options.onProgress,
     };
     const plan = precisionPlan(options.precision, target.precisions);

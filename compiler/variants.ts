@@ -38,6 +38,8 @@ export interface VariantContext {
   readonly calibration: readonly Feeds[];
   readonly method: CalibrationMethod;
   readonly quantization: QuantizationMode;
+  /** Passed to static quantisation as `require`: these nodes/op types failing to quantise is an error, not a skip. */
+  readonly requireQuantized: readonly string[];
   readonly onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -126,7 +128,12 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
     const quantized =
       ranges === undefined
         ? await quantizeDynamic(copy, pass, { format, exclude })
-        : await quantizeStatic(copy, pass, { format, ranges, exclude });
+        : await quantizeStatic(copy, pass, {
+            format,
+            ranges,
+            exclude,
+            require: ctx.requireQuantized.filter((r) => !exclude.has(r)),
+          });
     const path = await save(quantized, ctx.pass.workDir, `int8-${builds++}`);
     return { path, report };
   };

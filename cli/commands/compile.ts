@@ -4,7 +4,7 @@ import { compile } from '../../compiler/compile.js';
 import { parseBudget } from '../../compiler/evaluate/budget.js';
 import type { CompileReport } from '../../compiler/report.js';
 import type { PostprocessStep } from '../../runtime/artifact/manifest.js';
-import { choice, parseInputShape } from '../options.js';
+import { choice, collect, parseInputShape } from '../options.js';
 import { Progress, formatBytes, print, printJson, table } from '../output.js';
 
 interface CompileFlags {
@@ -15,6 +15,7 @@ interface CompileFlags {
   calibration?: string;
   calibrationMethod: 'minmax' | 'percentile' | 'entropy';
   quantization: 'auto' | 'static' | 'dynamic';
+  requireInt8?: string[];
   preprocess?: string;
   accuracyBudget?: string;
   allowAccuracyLoss?: boolean;
@@ -122,6 +123,11 @@ export function register(program: Command): void {
       'auto',
     )
     .option(
+      '--require-int8 <node|op>',
+      'fail (naming it) rather than skip when this node or op type cannot be quantised (repeatable)',
+      collect,
+    )
+    .option(
       '--preprocess <spec>',
       'image pre-processing for image calibration data, recorded in the artifact (size=224x224,resize=center-crop,mean=…,std=…)',
     )
@@ -148,6 +154,7 @@ export function register(program: Command): void {
         calibration: flags.calibration,
         calibrationMethod: flags.calibrationMethod,
         quantization: flags.quantization,
+        requireQuantized: flags.requireInt8,
         preprocess: flags.preprocess,
         ...(flags.accuracyBudget === undefined ? {} : { budget: parseBudget(flags.accuracyBudget) }),
         allowAccuracyLoss: flags.allowAccuracyLoss === true,

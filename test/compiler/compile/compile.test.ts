@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../../../compiler/compile.js';
 import { parseBudget } from '../../../compiler/evaluate/budget.js';
-import { loadModel as loadOnnx, mainGraph } from '../../../compiler/onnx/index.js';
+import { GraphBuilder, loadModel as loadOnnx, mainGraph, saveModel } from '../../../compiler/onnx/index.js';
 import { generateSigningKeys, verifyArtifact } from '../../../runtime/artifact/index.js';
 import { isOutpostError, type ErrorCode } from '../../../runtime/errors.js';
 import { loadModel } from '../../../runtime/model/load.js';
@@ -246,6 +246,59 @@ describe('compile: bad input', () => {
       'SYMBOLIC_DIM_UNBOUND',
     );
     expect(error.message).toContain('--input-shape input=');
+  });
+
+  it('skips a node it cannot quantise with a warning, or fails naming it when int8 was required for it', async () => {
+    const dir = await tmpDir();
+    const g = new GraphBuilder('attention-ish');
+    const x = g.input('x', 'float32', [1, 4, 8]);
+    const w = g.initializer(
+      'w',
+      Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)),
+      [8, 8],
+    );
+    const h = g.node('MatMul', [x, w], {}, { name: 'projection' });
+    const scores = g.node('MatMul', [h, g.node('Transpose', [h], { perm: [0, 2, 1] })], {}, { name: 'scores' });
+    g.output(scores, 'float32', [1, 4, 4]);
+    const path = join(dir, 'attn.onnx');
+    await saveModel(g.build({ opsets: { '': 17 } }), path);
+    const report = await compile({
+      model: path,
+      target: 'arm64',
+      output: join(dir, 'ok'),
+      quantization: 'static',
+      precision: 'int8',
+      allowAccuracyLoss: true,
+    });
+    expect(report.warnings.some((w) => w.includes('"scores"'))).toBe(true);
+    const error = await expectCode(
+      compile({
+        model: path,
+        target: 'arm64',
+        output: join(dir, 'no'),
+        quantization: 'static',
+        precision: 'int8',
+        requireQuantized: ['scores'],
+      }),
+      'QUANTIZATION_FAILED',
+    );
+    expect(error.message).toContain('scores');
+    expect(existsSync(join(dir, 'no'))).toBe(false);
+  });
+
+  it('names a calibration tensor of the wrong dtype', async () => {
+    const dir = await tmpDir();
+    const data = join(dir, 'cal');
+    await mkdir(data);
+    await writeFile(
+      join(data, 'f64.npy'),
+      encodeNpy({ dtype: 'float64', shape: [1, 3, 64, 64], data: new Float64Array(3 * 64 * 64) }),
+    );
+    const error = await expectCode(
+      compile({ model: await sampleCnn(dir), target: 'arm64', output: join(dir, 'o'), calibration: data }),
+      'CALIBRATION_INVALID',
+    );
+    expect(error.message).toMatch(/f64\.npy.*float32/);
   });
 
   it('refuses an unwritable output before doing any work', async () => {
