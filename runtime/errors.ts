@@ -48,6 +48,13 @@ export const ERROR_CODES = Object.freeze({
   SYMBOLIC_DIM_UNBOUND: false,
   MODEL_RELEASED: false,
   INFERENCE_FAILED: false,
+  // Device agent
+  HOOK_FAILED: false,
+  SELF_TEST_FAILED: false,
+  DOWNLOAD_FAILED: true,
+  JOB_DOCUMENT_INVALID: false,
+  MODEL_NOT_ALLOWED: false,
+  DEPLOYMENT_INTERRUPTED: true,
   // Environment
   DISK_FULL: true,
   TIMEOUT: true,

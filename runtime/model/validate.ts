@@ -92,6 +92,9 @@ export class InputValidator {
   }
 
   private missing(input: CompiledInput, feeds: Readonly<Record<string, unknown>>): never {
+    // A missing input beside an unknown one is usually a misspelt name: report the unknown name.
+    const names = new Set(this.inputs.map((i) => i.name));
+    if (Object.keys(feeds).some((k) => !names.has(k))) this.unknownName(feeds);
     throw new OutpostError(
       'INPUT_MISSING',
       `input "${input.name}" is missing (${input.dtype} ${formatShape(input.shape)})`,

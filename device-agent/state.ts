@@ -1,0 +1,107 @@
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { fromFsError } from '../runtime/errors.js';
+import { readJson, writeJsonAtomic } from './fsx.js';
+
+/**
+ * A deployment's steps, in order. The state is persisted before each step starts, and every step is idempotent,
+ * so after SIGKILL the agent re-enters the persisted step and finishes it (DESIGN.md: "after a kill -9 at any
+ * instant the agent restarts into a state it can explain and finish").
+ *
+ *   downloading → verifying → staging → self-testing → activating → validating → reporting → done
+ *        └──────────── any failure ────────────┴→ rolling-back (if activated) → reporting (FAILED) → done
+ */
+export const DEPLOYMENT_STEPS = Object.freeze([
+  'downloading',
+  'verifying',
+  'staging',
+  'self-testing',
+  'activating',
+  'validating',
+  'rolling-back',
+  'reporting',
+  'done',
+] as const);
+export type DeploymentStep = (typeof DEPLOYMENT_STEPS)[number];
+
+export const outcomeSchema = z.object({
+  status: z.enum(['SUCCEEDED', 'FAILED', 'REJECTED']),
+  /** A stable reason code for scripts and the fleet (an OutpostError code, or HOOK_FAILED …). */
+  code: z.string(),
+  message: z.string(),
+});
+export type Outcome = z.infer<typeof outcomeSchema>;
+
+export const deploymentStateSchema = z.object({
+  jobId: z.string(),
+  model: z.string(),
+  version: z.string(),
+  step: z.enum(DEPLOYMENT_STEPS),
+  /** The job document as received (validated again on resume). */
+  document: z.unknown(),
+  /** IoT Jobs execution version: the `expectedVersion` of the next update. */
+  versionNumber: z.number().int(),
+  executionNumber: z.number().int().optional(),
+  /** Active version when the deployment started: what a rollback restores. */
+  previous: z.string().optional(),
+  bytesTotal: z.number().int().nonnegative(),
+  /** Distinct artifact bytes on disk (blocks verified and written). */
+  bytesReceived: z.number().int().nonnegative(),
+  /** Every block byte that arrived, duplicates and corrupt blocks included, across restarts. */
+  bytesFetched: z.number().int().nonnegative(),
+  variant: z.string().optional(),
+  backend: z.enum(['native', 'wasm']).optional(),
+  outcome: outcomeSchema.optional(),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  /** Times the agent (re)entered this deployment: 1 + restarts. */
+  attempts: z.number().int().positive(),
+});
+export type DeploymentState = z.infer<typeof deploymentStateSchema>;
+
+export class DeploymentStore {
+  constructor(readonly dir: string) {}
+
+  path(jobId: string): string {
+    return join(this.dir, `${jobId}.json`);
+  }
+
+  async read(jobId: string): Promise<DeploymentState | undefined> {
+    return readJson(this.path(jobId), deploymentStateSchema);
+  }
+
+  /** Persists the state (atomically) with a fresh `updatedAt`; returns what was written. */
+  async write(state: DeploymentState): Promise<DeploymentState> {
+    const next = { ...state, updatedAt: new Date().toISOString() };
+    await writeJsonAtomic(this.path(state.jobId), next);
+    return next;
+  }
+
+  async all(): Promise<DeploymentState[]> {
+    let names: string[];
+    try {
+      names = (await readdir(this.dir)).filter((n) => n.endsWith('.json'));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw fromFsError(error, this.dir, 'read');
+    }
+    const states: DeploymentState[] = [];
+    for (const name of names) {
+      const state = await this.read(name.slice(0, -'.json'.length));
+      if (state !== undefined) states.push(state);
+    }
+    return states.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  /** Deployments the agent must finish: anything not `done`. */
+  async unfinished(): Promise<DeploymentState[]> {
+    return (await this.all()).filter((s) => s.step !== 'done');
+  }
+
+  /** Keeps the newest `keep` finished records for `agent status`; older ones go. */
+  async prune(keep = 20): Promise<void> {
+    const done = (await this.all()).filter((s) => s.step === 'done');
+    for (const s of done.slice(0, Math.max(0, done.length - keep))) await rm(this.path(s.jobId), { force: true });
+  }
+}

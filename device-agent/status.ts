@@ -1,0 +1,74 @@
+import { statfs } from 'node:fs/promises';
+import { freemem, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { readJson, writeJsonAtomic } from './fsx.js';
+import type { DeploymentState } from './state.js';
+
+/**
+ * What `outpost agent status` prints and the periodic status message carries. Written to `<dataDir>/status.json`
+ * on every change, so the local command needs no connection to the running agent.
+ */
+export const agentStatusSchema = z.object({
+  thing: z.string(),
+  connected: z.boolean(),
+  pid: z.number().int(),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  uptimeSeconds: z.number(),
+  http: z.string().optional(),
+  active: z.array(
+    z.object({ model: z.string(), version: z.string(), variant: z.string(), backend: z.enum(['native', 'wasm']) }),
+  ),
+  deployments: z.array(
+    z.object({
+      jobId: z.string(),
+      model: z.string(),
+      version: z.string(),
+      state: z.string(),
+      bytesTotal: z.number(),
+      bytesReceived: z.number(),
+      bytesFetched: z.number(),
+      reason: z.string().optional(),
+    }),
+  ),
+  disk: z.object({ path: z.string(), freeBytes: z.number(), totalBytes: z.number() }),
+  memory: z.object({ rssBytes: z.number(), systemFreeBytes: z.number(), systemTotalBytes: z.number() }),
+  spool: z.object({ entries: z.number(), dropped: z.number() }),
+});
+export type AgentStatus = z.infer<typeof agentStatusSchema>;
+
+export const STATUS_FILE = 'status.json';
+
+export function deploymentSummary(s: DeploymentState): AgentStatus['deployments'][number] {
+  const state = s.step === 'done' || s.step === 'reporting' ? (s.outcome?.status ?? s.step) : s.step;
+  return {
+    jobId: s.jobId,
+    model: s.model,
+    version: s.version,
+    state,
+    bytesTotal: s.bytesTotal,
+    bytesReceived: s.bytesReceived,
+    bytesFetched: s.bytesFetched,
+    ...(s.outcome !== undefined && s.outcome.status !== 'SUCCEEDED'
+      ? { reason: `${s.outcome.code}: ${s.outcome.message}` }
+      : {}),
+  };
+}
+
+export async function diskUsage(path: string): Promise<AgentStatus['disk']> {
+  const s = await statfs(path);
+  return { path, freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+}
+
+export function memoryUsage(): AgentStatus['memory'] {
+  return { rssBytes: process.memoryUsage.rss(), systemFreeBytes: freemem(), systemTotalBytes: totalmem() };
+}
+
+export async function writeStatus(dataDir: string, status: AgentStatus): Promise<void> {
+  await writeJsonAtomic(join(dataDir, STATUS_FILE), status);
+}
+
+export async function readStatus(dataDir: string): Promise<AgentStatus | undefined> {
+  return readJson(join(dataDir, STATUS_FILE), agentStatusSchema);
+}

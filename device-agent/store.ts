@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { OutpostError, fromFsError } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+import { fsyncDir, readJson, writeJsonAtomic } from './fsx.js';
+
+const log = logger('agent.store');
+
+/** What the device's self-test chose for an installed version: kept beside it, never inside (installs are immutable). */
+export const selectionSchema = z.object({
+  variant: z.string(),
+  backend: z.enum(['native', 'wasm']),
+  /** p50 per candidate variant measured here, when the artifact left the choice to the device. */
+  benchmark: z.record(z.string(), z.number()).optional(),
+  selectedAt: z.string(),
+});
+export type Selection = z.infer<typeof selectionSchema>;
+
+const CURRENT = 'current';
+
+/**
+ * Installed models (DESIGN.md, "On the device"):
+ *
+ *   store/<model>/<version>/          immutable once written: a verified artifact
+ *   store/<model>/<version>.selection.json
+ *   store/<model>/current             symlink to <version>, swapped by rename (atomic)
+ *   store/<model>/.staging-<jobId>/   an install in progress, renamed to <version> when complete
+ */
+export class ModelStore {
+  constructor(readonly root: string) {}
+
+  modelDir(model: string): string {
+    return join(this.root, model);
+  }
+
+  versionDir(model: string, version: string): string {
+    return join(this.root, model, version);
+  }
+
+  stagingDir(model: string, jobId: string): string {
+    return join(this.root, model, `.staging-${jobId}`);
+  }
+
+  async models(): Promise<string[]> {
+    try {
+      return (await readdir(this.root, { withFileTypes: true }))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw fromFsError(error, this.root, 'read');
+    }
+  }
+
+  async versions(model: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.modelDir(model), { withFileTypes: true });
+      return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw fromFsError(error, this.modelDir(model), 'read');
+    }
+  }
+
+  async has(model: string, version: string): Promise<boolean> {
+    return (await this.versions(model)).includes(version);
+  }
+
+  /** The active version, or undefined when the model has none (never installed, or the link is dangling). */
+  async current(model: string): Promise<string | undefined> {
+    try {
+      const target = await readlink(join(this.modelDir(model), CURRENT));
+      return (await this.has(model, target)) ? target : undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'EINVAL')
+        return undefined;
+      throw fromFsError(error, this.modelDir(model), 'read');
+    }
+  }
+
+  /** Moves a complete staging directory into place as `<version>`; a version once installed is never replaced. */
+  async install(model: string, version: string, staging: string): Promise<string> {
+    const dir = this.versionDir(model, version);
+    if (await this.has(model, version)) {
+      await rm(staging, { recursive: true, force: true });
+      return dir;
+    }
+    await rename(staging, dir).catch((error: unknown) => {
+      throw fromFsError(error, dir, 'write');
+    });
+    await fsyncDir(this.modelDir(model));
+    return dir;
+  }
+
+  /** Points `current` at `version`: a new symlink renamed over the old one, so readers see old or new, never none. */
+  async activate(model: string, version: string): Promise<void> {
+    if (!(await this.has(model, version))) {
+      throw new OutpostError('INTERNAL', `cannot activate ${model}@${version}: not installed`);
+    }
+    const dir = this.modelDir(model);
+    const temp = join(dir, `.current-${randomBytes(4).toString('hex')}`);
+    await symlink(version, temp);
+    await rename(temp, join(dir, CURRENT));
+    await fsyncDir(dir);
+    log.info({ model, version }, 'activated');
+  }
+
+  async selection(model: string, version: string): Promise<Selection | undefined> {
+    return readJson(join(this.modelDir(model), `${version}.selection.json`), selectionSchema);
+  }
+
+  async saveSelection(model: string, version: string, selection: Selection): Promise<void> {
+    await writeJsonAtomic(join(this.modelDir(model), `${version}.selection.json`), selection);
+  }
+
+  /**
+   * Keeps the active version, `keep` versions in all (newest installs first), and any version named in `pinned`
+   * (the previous one of a deployment in flight); removes the rest and any abandoned staging directories.
+   */
+  async prune(model: string, keep: number, pinned: readonly string[] = []): Promise<string[]> {
+    const dir = this.modelDir(model);
+    const current = await this.current(model);
+    const entries = await readdir(dir, { withFileTypes: true });
+    const versions = [];
+    for (const e of entries) {
+      if (!e.isDirectory() || e.name.startsWith('.')) continue;
+      versions.push({ name: e.name, mtime: (await lstat(join(dir, e.name))).mtimeMs });
+    }
+    versions.sort((a, b) => b.mtime - a.mtime);
+    const kept = new Set([current, ...pinned].filter((v): v is string => v !== undefined));
+    for (const v of versions) if (kept.size < keep) kept.add(v.name);
+    const removed = versions.filter((v) => !kept.has(v.name)).map((v) => v.name);
+    for (const name of removed) {
+      await rm(join(dir, `${name}.selection.json`), { force: true });
+      await rm(join(dir, name), { recursive: true, force: true });
+    }
+    if (removed.length > 0) log.info({ model, removed }, 'pruned old versions');
+    return removed;
+  }
+
+  /** Staging directories left by a crash, so a resumed deployment starts its extraction from scratch. */
+  async clearStaging(model: string, jobId: string): Promise<void> {
+    await rm(this.stagingDir(model, jobId), { recursive: true, force: true });
+  }
+
+  async ensure(model: string): Promise<void> {
+    await mkdir(this.modelDir(model), { recursive: true });
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * One MQTT connection, whatever library carries it. The agent speaks AWS IoT's MQTT protocols through this and
+ * nothing else, so the same agent runs against AWS IoT Core (aws-iot-device-sdk-v2) and any broker (MQTT.js).
+ */
+export type Qos = 0 | 1;
+
+export interface TlsFiles {
+  /** PEM text or file paths. */
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  /** Verify the broker's certificate (default true); tests against self-signed brokers pass a CA instead. */
+  readonly rejectUnauthorized?: boolean;
+}
+
+export interface WillMessage {
+  readonly topic: string;
+  readonly payload: string;
+  readonly qos: Qos;
+  readonly retain: boolean;
+}
+
+export interface ReconnectPolicy {
+  /** First retry delay; doubles per failure up to maxMs, each delay jittered by ±jitter (fraction). */
+  readonly minMs: number; // milliseconds
+  readonly maxMs: number; // milliseconds
+  readonly jitter: number; // 0..1
+}
+
+export const DEFAULT_RECONNECT: ReconnectPolicy = Object.freeze({ minMs: 500, maxMs: 30_000, jitter: 0.3 });
+
+export interface TransportOptions {
+  /** mqtt://, mqtts://, ws://, wss:// (MQTT.js); for AWS IoT Core, mqtts://<endpoint>:8883 with certificates. */
+  readonly url: string;
+  /** The thing name, as AWS IoT requires for the `$aws/things/{thing}/…` policy variables. */
+  readonly clientId: string;
+  readonly tls?: TlsFiles;
+  readonly username?: string;
+  readonly password?: string;
+  /** Persistent session (clean start off): subscriptions and QoS 1 messages survive reconnects. */
+  readonly persistentSession?: boolean; // default true
+  /** Seconds the broker keeps the session after a disconnect (MQTT 5 session expiry). */
+  readonly sessionExpirySeconds?: number;
+  readonly keepaliveSeconds?: number;
+  readonly will?: WillMessage;
+  readonly reconnect?: ReconnectPolicy;
+  /** Give up the first connect after this long (the transport keeps retrying in the background). */
+  readonly connectTimeoutMs?: number;
+}
+
+export interface IncomingMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+}
+
+export interface Transport {
+  readonly name: 'mqtt.js' | 'aws-iot-device-sdk-v2';
+  readonly connected: boolean;
+  /**
+   * Starts connecting and keeps reconnecting with jittered backoff until close(). Resolves on the first successful
+   * connection, or rejects after `connectTimeoutMs` (default 10 s) — while still retrying in the background, so an
+   * agent that starts offline comes online by itself.
+   */
+  connect(): Promise<void>;
+  /** QoS 1 resolves when the broker acknowledged (PUBACK); rejects when offline (callers spool). */
+  publish(topic: string, payload: string | Uint8Array, options?: { qos?: Qos; retain?: boolean }): Promise<void>;
+  /** Subscriptions are re-established after reconnects. */
+  subscribe(filters: readonly string[], qos?: Qos): Promise<void>;
+  unsubscribe(filters: readonly string[]): Promise<void>;
+  onMessage(handler: (message: IncomingMessage) => void): () => void;
+  /** Called with true on every (re)connect and false on every loss of connection. */
+  onConnectionChange(handler: (connected: boolean) => void): () => void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,32 @@
+import { isOutpostError, messageOf, type ErrorCode } from '../errors.js';
+
+/** HTTP status per error code: what the Open Inference Protocol client should make of a failure. */
+const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
+  INPUT_NAME_UNKNOWN: 400,
+  INPUT_MISSING: 400,
+  INPUT_DTYPE_MISMATCH: 400,
+  INPUT_SHAPE_MISMATCH: 400,
+  INPUT_INVALID: 400,
+  INVALID_ARGUMENT: 400,
+  SYMBOLIC_DIM_UNBOUND: 400,
+  MODEL_RELEASED: 503,
+  INFERENCE_FAILED: 500,
+});
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An error as the protocol's error body (`{"error": "..."}`), with our code alongside for scripts. */
+export function errorResponse(error: unknown): { status: number; body: { error: string; code: string } } {
+  if (error instanceof HttpError) return { status: error.status, body: { error: error.message, code: error.code } };
+  if (isOutpostError(error))
+    return { status: STATUS[error.code] ?? 500, body: { error: error.message, code: error.code } };
+  return { status: 500, body: { error: messageOf(error), code: 'INTERNAL' } };
+}
