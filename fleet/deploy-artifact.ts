@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import {
+  type JobDocument,
+  DEFAULT_BLOCK_SIZE,
+  JOB_ID_PATTERN,
+  buildBlockIndexFromFile,
+  createJobDocument,
+  encodeBlockIndex,
+} from '../device-agent/protocol/index.js';
+import { openArtifact, packArtifact, sha256Bytes, sha256File } from '../runtime/artifact/index.js';
+import type { Manifest } from '../runtime/artifact/manifest.js';
+import { fromFsError } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+import { withOutpostErrors } from './protocol-errors.js';
+
+/**
+ * Turns an artifact (directory or `.tar.gz`) into what a deployment serves: the verified `.tar.gz`, its block-hash
+ * index, and the job document naming both. The stream layout is fixed: file 0 is the index, file 1 the archive
+ * (docs/job-document.md), so a device can fetch and check the small index before the first block of the archive.
+ */
+export const INDEX_FILE_ID = 0;
+export const ARCHIVE_FILE_ID = 1;
+export const STREAM_VERSION = 1;
+
+export interface PrepareOptions {
+  readonly artifact: string;
+  /** Default `deploy-<model>-<version>-<6 hex>`: the deployment uses it as job id and stream id alike. */
+  readonly streamId?: string;
+  readonly blockSize?: number; // bytes, default 64 KiB (protocol/limits.ts)
+  readonly keepVersions?: number;
+  readonly notes?: string;
+  /** Public keys (PEM text or paths): when given, the artifact must carry a signature by one of them. */
+  readonly trustedKeys?: readonly string[];
+  /** Parent of the deployment's scratch directory; default the OS temp directory. */
+  readonly workDir?: string;
+}
+
+export interface PreparedArtifact {
+  readonly archivePath: string;
+  readonly indexPath: string;
+  readonly document: JobDocument;
+  readonly manifest: Pick<Manifest, 'name' | 'version' | 'target'>;
+  /** The scratch directory (packed archive, index); `dispose` removes it. */
+  readonly scratch: string;
+}
+
+const log = logger('fleet.deploy');
+
+/**
+ * Verifies the artifact before anything is shipped (signature when keys are given, every file's hash), packs a
+ * directory into a deterministic `.tar.gz`, and builds the index while streaming the archive once.
+ */
+export async function prepareArtifact(options: PrepareOptions): Promise<PreparedArtifact> {
+  const parent = options.workDir ?? tmpdir();
+  let scratch: string;
+  try {
+    scratch = await mkdtemp(join(parent, 'outpost-deploy-'));
+  } catch (error) {
+    throw fromFsError(error, parent, 'write');
+  }
+  try {
+    const source = resolve(options.artifact);
+    let isDirectory: boolean;
+    try {
+      isDirectory = (await stat(source)).isDirectory();
+    } catch (error) {
+      throw fromFsError(error, source, 'read');
+    }
+    // An archive is copied first and the copy verified, hashed and served: the file verified is the file shipped.
+    const input = isDirectory ? source : join(scratch, basename(source));
+    if (!isDirectory)
+      await copyFile(source, input).catch((error: unknown) => Promise.reject(fromFsError(error, source, 'read')));
+    // openArtifact verifies (and for an archive unpacks privately and checks every entry); nothing unverified ships.
+    const opened = await openArtifact(input, {
+      ...(options.trustedKeys === undefined ? {} : { trustedKeys: options.trustedKeys }),
+      workDir: scratch,
+    });
+    const { name, version, target } = opened.manifest;
+    let archive: { path: string; sha256: string; bytes: number };
+    try {
+      archive = isDirectory
+        ? await packArtifact(opened.dir, join(scratch, `${name}-${version}.tar.gz`))
+        : { path: input, ...(await sha256File(input)) };
+    } finally {
+      await opened.dispose();
+    }
+
+    const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+    const index = await withOutpostErrors(() => buildBlockIndexFromFile(archive.path, blockSize));
+    const indexBytes = encodeBlockIndex(index);
+    const indexPath = join(scratch, 'index.json');
+    try {
+      await writeFile(indexPath, indexBytes);
+    } catch (error) {
+      throw fromFsError(error, indexPath, 'write');
+    }
+    const document = await withOutpostErrors(() =>
+      createJobDocument({
+        model: { name, version },
+        artifact: {
+          streamId: options.streamId ?? defaultStreamId(name, version),
+          streamVersion: STREAM_VERSION,
+          fileId: ARCHIVE_FILE_ID,
+          indexFileId: INDEX_FILE_ID,
+          size: archive.bytes,
+          sha256: archive.sha256,
+          indexSize: indexBytes.length,
+          indexSha256: sha256Bytes(indexBytes),
+          blockSize,
+        },
+        target: { arch: target.arch },
+        ...(options.keepVersions === undefined ? {} : { keepVersions: options.keepVersions }),
+        ...(options.notes === undefined ? {} : { notes: options.notes }),
+      }),
+    );
+    log.info({ name, version, bytes: archive.bytes, blocks: index.blocks.length, blockSize }, 'artifact prepared');
+    return { archivePath: archive.path, indexPath, document, manifest: { name, version, target }, scratch };
+  } catch (error) {
+    await rm(scratch, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** `deploy-<model>-<version>-<6 hex>`, squeezed into the job id pattern (1–64 of [a-zA-Z0-9_-]). */
+export function defaultStreamId(name: string, version: string): string {
+  const suffix = randomBytes(3).toString('hex');
+  const stem = `deploy-${name}-${version}`.replace(/[^a-zA-Z0-9_-]/g, '-');
+  const id = `${stem.slice(0, 64 - suffix.length - 1)}-${suffix}`;
+  return JOB_ID_PATTERN.test(id) ? id : `deploy-${suffix}`;
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+
+/**
+ * The fleet's one MQTT.js connection. The streams server and the jobs service share it (each subscribes its own
+ * filters and ignores the rest), so a deployment is one client on the broker whatever it serves.
+ */
+export interface FleetTls {
+  /** PEM text, or the path of a PEM file. */
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  /** Verify the broker's certificate (default true). */
+  readonly rejectUnauthorized?: boolean;
+}
+
+export interface BrokerConnectOptions {
+  /** mqtt://, mqtts://, ws:// or wss://. */
+  readonly url: string;
+  readonly tls?: FleetTls;
+  readonly clientId?: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** Give up the first connection after this long. */
+  readonly connectTimeoutMs?: number; // milliseconds
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000; // milliseconds
+/** MQTT.js's own reconnect after the first connection: subscriptions are restored by it (`resubscribe`). */
+const RECONNECT_PERIOD_MS = 2_000; // milliseconds
+const KEEPALIVE_SECONDS = 30; // seconds; IoT Core accepts 30–1200 (MQTT 3.1.1 §3.1.2.10)
+
+const log = logger('fleet.mqtt');
+
+export async function connectBroker(options: BrokerConnectOptions): Promise<MqttClient> {
+  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const clientOptions: IClientOptions = {
+    // MQTT 3.1.1: every broker Outpost targets speaks it (aedes speaks nothing newer); IoT Core takes either.
+    protocolVersion: 4,
+    clientId: options.clientId ?? `outpost-fleet-${randomBytes(4).toString('hex')}`,
+    clean: true,
+    keepalive: KEEPALIVE_SECONDS,
+    reconnectPeriod: RECONNECT_PERIOD_MS,
+    connectTimeout: timeoutMs,
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+    ...(await tlsOptions(options.tls)),
+  };
+  const client = connect(options.url, clientOptions);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`no CONNACK within ${timeoutMs} ms`));
+      }, timeoutMs);
+      client.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      client.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+  } catch (error) {
+    client.end(true);
+    throw new OutpostError(
+      'BROKER_UNREACHABLE',
+      `cannot connect to the broker at ${options.url}: ${messageOf(error)}`,
+      {
+        cause: error,
+        details: { url: options.url },
+      },
+    );
+  }
+  client.on('error', (error) => {
+    log.warn({ err: error, url: options.url }, 'broker connection error');
+  });
+  return client;
+}
+
+async function tlsOptions(tls: FleetTls | undefined): Promise<Partial<IClientOptions>> {
+  if (tls === undefined) return {};
+  const out: Partial<IClientOptions> = { rejectUnauthorized: tls.rejectUnauthorized ?? true };
+  if (tls.ca !== undefined) out.ca = await pem(tls.ca);
+  if (tls.cert !== undefined) out.cert = await pem(tls.cert);
+  if (tls.key !== undefined) out.key = await pem(tls.key);
+  return out;
+}
+
+async function pem(value: string): Promise<string> {
+  if (value.includes('-----BEGIN')) return value;
+  try {
+    return await readFile(value, 'utf8');
+  } catch (error) {
+    throw fromFsError(error, value, 'read');
+  }
+}
+
+/** Ends the connection, waiting for in-flight publishes; forced after `timeoutMs`. */
+export async function closeBroker(client: MqttClient, timeoutMs = 2_000): Promise<void> {
+  await Promise.race([client.endAsync(false), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+  if (client.connected) await client.endAsync(true);
+}
