@@ -25,9 +25,16 @@ export interface ReconnectPolicy {
   readonly minMs: number; // milliseconds
   readonly maxMs: number; // milliseconds
   readonly jitter: number; // 0..1
+  /** A connection that stays up this long resets the delay to minMs; shorter ones keep backing off (flapping). */
+  readonly resetAfterMs?: number; // milliseconds, default 30 s (the AWS CRT's default)
 }
 
-export const DEFAULT_RECONNECT: ReconnectPolicy = Object.freeze({ minMs: 500, maxMs: 30_000, jitter: 0.3 });
+export const DEFAULT_RECONNECT: ReconnectPolicy = Object.freeze({
+  minMs: 500,
+  maxMs: 30_000,
+  jitter: 0.3,
+  resetAfterMs: 30_000,
+});
 
 export interface TransportOptions {
   /** mqtt://, mqtts://, ws://, wss:// (MQTT.js); for AWS IoT Core, mqtts://<endpoint>:8883 with certificates. */
@@ -37,7 +44,11 @@ export interface TransportOptions {
   readonly tls?: TlsFiles;
   readonly username?: string;
   readonly password?: string;
-  /** Persistent session (clean start off): subscriptions and QoS 1 messages survive reconnects. */
+  /**
+   * Persistent session (clean start off): subscriptions and QoS 1 messages survive reconnects. MQTT.js resumes the
+   * broker's session from the first connect; aws-iot-device-sdk-v2 (RejoinPostSuccess) starts clean once per process
+   * and rejoins on every reconnect after that.
+   */
   readonly persistentSession?: boolean; // default true
   /** Seconds the broker keeps the session after a disconnect (MQTT 5 session expiry). */
   readonly sessionExpirySeconds?: number;
@@ -59,7 +70,8 @@ export interface Transport {
   /**
    * Starts connecting and keeps reconnecting with jittered backoff until close(). Resolves on the first successful
    * connection, or rejects after `connectTimeoutMs` (default 10 s) — while still retrying in the background, so an
-   * agent that starts offline comes online by itself.
+   * agent that starts offline comes online by itself. A refusal only an operator can fix (bad credentials, not
+   * authorized, client id rejected) rejects at once with TRANSPORT_REFUSED; the retries go on regardless.
    */
   connect(): Promise<void>;
   /** QoS 1 resolves when the broker acknowledged (PUBACK); rejects when offline (callers spool). */
