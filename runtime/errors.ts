@@ -55,6 +55,24 @@ export const ERROR_CODES = Object.freeze({
   JOB_DOCUMENT_INVALID: false,
   MODEL_NOT_ALLOWED: false,
   DEPLOYMENT_INTERRUPTED: true,
+  // MQTT transport and brokers
+  TRANSPORT_OFFLINE: true,
+  TRANSPORT_CONNECT_FAILED: true,
+  TRANSPORT_REFUSED: false,
+  TRANSPORT_SUBSCRIBE_REJECTED: false,
+  TRANSPORT_PUBLISH_REJECTED: false,
+  TRANSPORT_CLOSED: false,
+  BROKER_START_FAILED: false,
+  // Device–fleet protocol (device-agent/protocol/errors.ts throws these codes as ProtocolError)
+  PROTOCOL_ID_INVALID: false,
+  PROTOCOL_MESSAGE_INVALID: false,
+  PROTOCOL_CBOR_INVALID: false,
+  PROTOCOL_BITMAP_INVALID: false,
+  PROTOCOL_BLOCK_INDEX_INVALID: false,
+  JOB_DOCUMENT_TOO_LARGE: false, // with JOB_DOCUMENT_INVALID above
+  // Fleet
+  BROKER_UNREACHABLE: true,
+  DEPLOYMENT_FAILED: false,
   // Environment
   DISK_FULL: true,
   TIMEOUT: true,

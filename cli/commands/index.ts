@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
+import { register as agent } from './agent.js';
 import { register as bench } from './bench.js';
+import { register as broker } from './broker.js';
 import { register as compile } from './compile.js';
 import { register as demo } from './demo.js';
+import { register as deploy } from './deploy.js';
 import { register as inspect } from './inspect.js';
 import { register as keygen } from './keygen.js';
 import { register as run } from './run.js';
@@ -15,5 +18,8 @@ export const COMMANDS: readonly ((program: Command) => void)[] = Object.freeze([
   run,
   bench,
   keygen,
+  broker,
+  agent,
+  deploy,
   demo,
 ]);

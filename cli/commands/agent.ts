@@ -1,0 +1,202 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { Agent } from '../../device-agent/agent.js';
+import { parseAgentConfig, readAgentConfig, type AgentConfigInput } from '../../device-agent/config.js';
+import { DeploymentStore } from '../../device-agent/state.js';
+import { deploymentSummary, readStatus, type AgentStatus } from '../../device-agent/status.js';
+import { ModelStore } from '../../device-agent/store.js';
+import { logger } from '../../runtime/log.js';
+import { choice, collect } from '../options.js';
+import { formatBytes, print, printJson, table } from '../output.js';
+
+const log = logger('cli.agent');
+
+interface AgentFlags {
+  config?: string;
+  thing?: string;
+  broker?: string;
+  transport?: 'mqtt' | 'aws-iot';
+  ca?: string;
+  cert?: string;
+  key?: string;
+  dataDir?: string;
+  trustKey?: string[];
+  allowUnsigned?: boolean;
+  model?: string[];
+  httpHost?: string;
+  httpPort?: number;
+  keepVersions?: number;
+  statusInterval?: number;
+  backend?: 'auto' | 'native' | 'wasm';
+}
+
+/** Every setting as a flag too; flags win over the file, and the result is validated by the same schema. */
+export async function agentConfig(flags: AgentFlags) {
+  const file: AgentConfigInput =
+    flags.config === undefined ? ({} as AgentConfigInput) : await readAgentConfig(flags.config);
+  const broker =
+    flags.broker !== undefined || file.broker !== undefined
+      ? {
+          ...file.broker,
+          ...(flags.broker === undefined ? {} : { url: flags.broker }),
+          ...(flags.transport === undefined ? {} : { transport: flags.transport }),
+          ...(flags.ca === undefined ? {} : { ca: flags.ca }),
+          ...(flags.cert === undefined ? {} : { cert: flags.cert }),
+          ...(flags.key === undefined ? {} : { key: flags.key }),
+        }
+      : undefined;
+  return parseAgentConfig(
+    {
+      ...file,
+      ...(flags.thing === undefined ? {} : { thing: flags.thing }),
+      ...(broker === undefined ? {} : { broker }),
+      ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
+      ...(flags.trustKey === undefined ? {} : { trustKeys: flags.trustKey }),
+      ...(flags.allowUnsigned === undefined ? {} : { allowUnsigned: flags.allowUnsigned }),
+      ...(flags.model === undefined ? {} : { models: flags.model }),
+      ...(flags.httpHost === undefined && flags.httpPort === undefined
+        ? {}
+        : {
+            http: {
+              ...file.http,
+              ...(flags.httpHost === undefined ? {} : { host: flags.httpHost }),
+              ...(flags.httpPort === undefined ? {} : { port: flags.httpPort }),
+            },
+          }),
+      ...(flags.keepVersions === undefined ? {} : { keepVersions: flags.keepVersions }),
+      ...(flags.statusInterval === undefined ? {} : { statusIntervalSeconds: flags.statusInterval }),
+      ...(flags.backend === undefined ? {} : { backend: flags.backend }),
+    },
+    flags.config ?? 'agent flags',
+  );
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The local status, read from the data directory alone: deployments from their state files (current even if the
+ * agent died mid-step), active models from the store, connectivity from the running agent's status file.
+ */
+async function localStatus(dataDir: string): Promise<AgentStatus & { running: boolean }> {
+  const written = await readStatus(dataDir);
+  const running = written !== undefined && alive(written.pid);
+  const deployments = (await new DeploymentStore(join(dataDir, 'deployments')).all()).map(deploymentSummary);
+  let active = written?.active ?? [];
+  if (!running) {
+    const store = new ModelStore(join(dataDir, 'store'));
+    active = [];
+    for (const model of await store.models()) {
+      const version = await store.current(model);
+      const selection = version === undefined ? undefined : await store.selection(model, version);
+      if (version !== undefined && selection !== undefined)
+        active.push({ model, version, variant: selection.variant, backend: selection.backend });
+    }
+  }
+  const base = written ?? {
+    thing: '?',
+    connected: false,
+    pid: 0,
+    startedAt: '',
+    updatedAt: '',
+    uptimeSeconds: 0,
+    disk: { path: dataDir, freeBytes: 0, totalBytes: 0 },
+    memory: { rssBytes: 0, systemFreeBytes: 0, systemTotalBytes: 0 },
+    spool: { entries: 0, dropped: 0 },
+  };
+  return { ...base, connected: running && base.connected, running, active, deployments };
+}
+
+function printStatus(s: AgentStatus & { running: boolean }): void {
+  print(
+    `thing ${s.thing}  ${s.running ? (s.connected ? 'connected' : 'running, offline') : 'agent not running'}${s.http === undefined ? '' : `  serving ${s.http}`}`,
+  );
+  print('');
+  print(
+    s.active.length === 0
+      ? 'no active models'
+      : table(
+          ['model', 'version', 'variant', 'backend'],
+          s.active.map((a) => [a.model, a.version, a.variant, a.backend]),
+        ),
+  );
+  if (s.deployments.length > 0) {
+    print('');
+    print(
+      table(
+        ['job', 'model', 'version', 'state', 'received', 'fetched', 'reason'],
+        s.deployments.map((d) => [
+          d.jobId,
+          d.model,
+          d.version,
+          d.state,
+          `${formatBytes(d.bytesReceived)} / ${formatBytes(d.bytesTotal)}`,
+          formatBytes(d.bytesFetched),
+          d.reason ?? '',
+        ]),
+      ),
+    );
+  }
+  if (s.running)
+    print(
+      `\ndisk ${formatBytes(s.disk.freeBytes)} free  rss ${formatBytes(s.memory.rssBytes)}  spool ${s.spool.entries} (dropped ${s.spool.dropped})`,
+    );
+}
+
+export function register(program: Command): void {
+  const agent = program
+    .command('agent')
+    .description(
+      'run the device agent: serve installed models, take deployments over MQTT (AWS IoT Jobs + file delivery)',
+    )
+    .option('-c, --config <file>', 'agent config (JSON); flags override it')
+    .option('--thing <name>', 'thing name (MQTT client id)')
+    .option('--broker <url>', 'mqtt://, mqtts://, ws:// or wss:// broker URL')
+    .option(
+      '--transport <kind>',
+      'mqtt (any broker) or aws-iot (AWS IoT Core, MQTT 5)',
+      choice(['mqtt', 'aws-iot'] as const),
+    )
+    .option('--ca <pem>', 'broker CA certificate')
+    .option('--cert <pem>', 'device certificate (mTLS)')
+    .option('--key <pem>', 'device private key (mTLS)')
+    .option('--data-dir <dir>', 'state directory (default /var/lib/outpost)')
+    .option('--trust-key <pem>', 'public key whose artifact signatures are trusted (repeatable)', collect)
+    .option('--allow-unsigned', 'accept unsigned artifacts when no --trust-key is given')
+    .option('--model <name>', 'a model this device may run (repeatable; default any)', collect)
+    .option('--http-host <host>', 'local inference endpoint host (default 127.0.0.1)')
+    .option('--http-port <port>', 'local inference endpoint port (default 8080; 0 = any free)', Number)
+    .option('--keep-versions <n>', 'installed versions kept per model', Number)
+    .option('--status-interval <seconds>', 'seconds between status messages', Number)
+    .option('--backend <name>', 'auto, native or wasm', choice(['auto', 'native', 'wasm'] as const))
+    .action(async (flags: AgentFlags) => {
+      const config = await agentConfig(flags);
+      const instance = new Agent({ config });
+      const { http } = await instance.start();
+      log.warn({ thing: config.thing, http, broker: config.broker?.url ?? 'none (offline)' }, 'agent started');
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await instance.stop();
+    });
+  agent
+    .command('status')
+    .description("the agent's local status: connection, active models, deployments")
+    .option('--data-dir <dir>', 'state directory (default /var/lib/outpost)')
+    .option('--json', 'print JSON')
+    .action(async (_opts: unknown, command: Command) => {
+      // `agent` has its own --data-dir, which commander may bind instead: read both.
+      const opts = command.optsWithGlobals<{ dataDir?: string; json?: boolean }>();
+      const status = await localStatus(opts.dataDir ?? '/var/lib/outpost');
+      if (opts.json === true) printJson(status);
+      else printStatus(status);
+    });
+}

@@ -1,0 +1,287 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+import type { Model } from '../runtime/model/model.js';
+import { InferenceServer } from '../runtime/server/server.js';
+import type { AgentConfig } from './config.js';
+import { acceptExecution, loadInstalled, runDeployment, type DeploymentContext } from './deployment.js';
+import { JobsClient, SupersededError } from './jobs-client.js';
+import { offlineStatusPayload, outpostTopics, type JobExecution } from './protocol/index.js';
+import { ActiveModels } from './repository.js';
+import { Spool } from './spool.js';
+import { DeploymentStore } from './state.js';
+import { deploymentSummary, diskUsage, memoryUsage, writeStatus, type AgentStatus } from './status.js';
+import { ModelStore } from './store.js';
+import { createTransport } from './transport/index.js';
+import type { Transport } from './transport/types.js';
+
+const log = logger('agent');
+
+export interface AgentOptions {
+  readonly config: AgentConfig;
+  /** Supplied by tests that bring their own connection; otherwise made from `config.broker`. */
+  readonly transport?: Transport;
+}
+
+/**
+ * The device agent (the Greengrass role, for models): serves the active models from disk at once, with or without a
+ * broker; takes IoT Jobs one at a time and runs each deployment through its persisted steps; reports through a
+ * bounded on-disk spool that flushes when the broker is reachable.
+ */
+export class Agent {
+  readonly config: AgentConfig;
+  readonly models = new ActiveModels();
+  private readonly store: ModelStore;
+  private readonly deployments: DeploymentStore;
+  private readonly spool: Spool;
+  private readonly transport: Transport | undefined;
+  private readonly jobs: JobsClient | undefined;
+  private server: InferenceServer | undefined;
+  private httpUrl: string | undefined;
+  private readonly abort = new AbortController();
+  private readonly startedAt = new Date();
+  private working: Promise<void> | undefined;
+  private again = false;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private readonly tested = new Map<string, Model>();
+  private statusWrite: Promise<void> = Promise.resolve();
+
+  constructor(options: AgentOptions) {
+    const { config } = options;
+    this.config = config;
+    this.store = new ModelStore(join(config.dataDir, 'store'));
+    this.deployments = new DeploymentStore(join(config.dataDir, 'deployments'));
+    this.spool = new Spool(join(config.dataDir, 'spool'), config.spool);
+    this.transport = options.transport ?? (config.broker === undefined ? undefined : this.makeTransport(config));
+    this.jobs =
+      this.transport === undefined ? undefined : new JobsClient({ transport: this.transport, thing: config.thing });
+  }
+
+  private makeTransport(config: AgentConfig): Transport {
+    const broker = config.broker;
+    if (broker === undefined) throw new OutpostError('CONFIG_INVALID', 'no broker configured');
+    return createTransport(broker.transport, {
+      url: broker.url,
+      clientId: config.thing,
+      tls: {
+        ...(broker.ca === undefined ? {} : { ca: broker.ca }),
+        ...(broker.cert === undefined ? {} : { cert: broker.cert }),
+        ...(broker.key === undefined ? {} : { key: broker.key }),
+      },
+      will: {
+        topic: outpostTopics.status(config.thing),
+        payload: offlineStatusPayload(config.thing),
+        qos: 1,
+        retain: true,
+      },
+    });
+  }
+
+  get trustedKeys(): readonly string[] {
+    return this.config.trustKeys;
+  }
+
+  /** Signatures are required unless the operator explicitly allowed unsigned artifacts with no trust keys. */
+  get requireSignature(): boolean {
+    return this.config.trustKeys.length > 0 || !this.config.allowUnsigned;
+  }
+
+  async start(): Promise<{ http: string }> {
+    const { dataDir } = this.config;
+    for (const dir of ['store', 'deployments', 'downloads', 'spool'])
+      await mkdir(join(dataDir, dir), { recursive: true });
+    await this.spool.open();
+    await this.serveInstalled();
+    this.server = new InferenceServer({
+      repository: this.models,
+      host: this.config.http.host,
+      port: this.config.http.port,
+    });
+    this.httpUrl = (await this.server.listen()).url;
+    this.statusTimer = setInterval(() => void this.publishStatus(), this.config.statusIntervalSeconds * 1000);
+    this.statusTimer.unref();
+    await this.refreshStatus();
+    if (this.transport !== undefined) {
+      // A new next job (notify-next) starts a round; a round only ever runs one deployment at a time.
+      this.jobs?.onNextJob(() => this.work());
+      this.transport.onConnectionChange((connected) => {
+        void this.refreshStatus();
+        if (connected) this.onConnected();
+      });
+      // Not awaited: the agent serves offline and comes online whenever the broker does.
+      this.transport
+        .connect()
+        .catch((error: unknown) => log.warn({ error: messageOf(error) }, 'broker not reachable yet; serving offline'));
+    }
+    // Unfinished deployments resume even offline (download waits for the broker; later steps do not need it).
+    this.work();
+    return { http: this.httpUrl };
+  }
+
+  /** The active version of every installed model, as its self-test chose it; a version that fails to load is logged. */
+  private async serveInstalled(): Promise<void> {
+    for (const model of await this.store.models()) {
+      const version = await this.store.current(model);
+      if (version === undefined) continue;
+      try {
+        await this.models.swap(
+          await loadInstalled(
+            { store: this.store, trustedKeys: this.trustedKeys, requireSignature: this.requireSignature },
+            model,
+            version,
+          ),
+        );
+      } catch (error) {
+        log.error({ model, version, error: messageOf(error) }, 'installed model failed to load');
+      }
+    }
+  }
+
+  private onConnected(): void {
+    const transport = this.transport;
+    const jobs = this.jobs;
+    if (transport === undefined || jobs === undefined) return;
+    void (async () => {
+      try {
+        await jobs.start();
+        await this.publishStatus();
+        await this.spool.flush((entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }));
+        this.work();
+      } catch (error) {
+        log.warn({ error: messageOf(error) }, 'could not finish connecting');
+      }
+    })();
+  }
+
+  /** One deployment at a time: a request to work while working runs another round afterwards. */
+  private work(): void {
+    if (this.working !== undefined) {
+      this.again = true;
+      return;
+    }
+    this.working = this.round()
+      .catch((error: unknown) => {
+        if (!this.abort.signal.aborted) log.error({ error: messageOf(error) }, 'deployment round failed');
+      })
+      .finally(() => {
+        this.working = undefined;
+        if (this.again && !this.abort.signal.aborted) {
+          this.again = false;
+          this.work();
+        }
+      });
+  }
+
+  private context(): DeploymentContext {
+    const transport = this.transport;
+    const jobs = this.jobs;
+    if (transport === undefined || jobs === undefined)
+      throw new OutpostError('CONFIG_INVALID', 'deployments need a broker');
+    return {
+      config: this.config,
+      store: this.store,
+      deployments: this.deployments,
+      models: this.models,
+      jobs,
+      transport,
+      downloadsDir: join(this.config.dataDir, 'downloads'),
+      trustedKeys: this.trustedKeys,
+      requireSignature: this.requireSignature,
+      event: (event) => this.emit(event),
+      changed: () => void this.refreshStatus(),
+      signal: this.abort.signal,
+      tested: this.tested,
+    };
+  }
+
+  private async round(): Promise<void> {
+    if (this.transport === undefined) return;
+    const ctx = this.context();
+    for (const state of await this.deployments.unfinished()) {
+      const resumed = await this.deployments.write({ ...state, attempts: state.attempts + 1 });
+      log.info({ jobId: state.jobId, step: state.step, attempts: resumed.attempts }, 'resuming deployment');
+      await runDeployment(ctx, resumed);
+    }
+    while (this.transport.connected && !this.abort.signal.aborted) {
+      let execution: JobExecution | undefined;
+      try {
+        execution = await this.jobs?.startNext();
+      } catch (error) {
+        if (error instanceof SupersededError) continue;
+        log.warn({ error: messageOf(error) }, 'start-next failed; retrying on the next notification or reconnect');
+        return;
+      }
+      if (execution === undefined) return;
+      log.info({ jobId: execution.jobId }, 'job started');
+      const state = await acceptExecution(ctx, execution);
+      await runDeployment(ctx, state);
+      await this.deployments.prune();
+    }
+  }
+
+  private async emit(event: Record<string, unknown>): Promise<void> {
+    await this.spool.push({
+      topic: outpostTopics.events(this.config.thing),
+      payload: JSON.stringify({ thing: this.config.thing, ...event }),
+      qos: 1,
+    });
+    const transport = this.transport;
+    if (transport?.connected === true)
+      void this.spool.flush((entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }));
+  }
+
+  async status(): Promise<AgentStatus> {
+    const now = new Date();
+    return {
+      thing: this.config.thing,
+      connected: this.transport?.connected ?? false,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      updatedAt: now.toISOString(),
+      uptimeSeconds: (now.getTime() - this.startedAt.getTime()) / 1000,
+      ...(this.httpUrl === undefined ? {} : { http: this.httpUrl }),
+      active: this.models
+        .list()
+        .map((m) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend })),
+      deployments: (await this.deployments.all()).map(deploymentSummary),
+      disk: await diskUsage(this.config.dataDir),
+      memory: memoryUsage(),
+      spool: { entries: this.spool.size, dropped: this.spool.dropped },
+    };
+  }
+
+  /** status.json for `outpost agent status`: rewritten on every change, one write at a time. */
+  private refreshStatus(): Promise<void> {
+    this.statusWrite = this.statusWrite
+      .then(async () => writeStatus(this.config.dataDir, await this.status()))
+      .catch((error: unknown) => log.warn({ error: messageOf(error) }, 'status not written'));
+    return this.statusWrite;
+  }
+
+  /** The retained status message: latest only, not spooled (an old status is worth nothing). */
+  private async publishStatus(): Promise<void> {
+    await this.refreshStatus();
+    const transport = this.transport;
+    if (transport?.connected !== true) return;
+    try {
+      await transport.publish(outpostTopics.status(this.config.thing), JSON.stringify(await this.status()), {
+        qos: 1,
+        retain: true,
+      });
+    } catch (error) {
+      if (!isOutpostError(error)) log.debug({ error: messageOf(error) }, 'status not published');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
+    await this.working?.catch(() => undefined);
+    this.jobs?.stop();
+    await this.server?.close();
+    await this.transport?.close().catch(() => undefined);
+    for (const model of this.tested.values()) await model.release();
+    await this.models.close();
+  }
+}

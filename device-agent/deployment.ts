@@ -1,0 +1,394 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { unpackArtifact, verifyArtifact } from '../runtime/artifact/index.js';
+import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+import { loadModel } from '../runtime/model/load.js';
+import type { Model } from '../runtime/model/model.js';
+import type { AgentConfig } from './config.js';
+import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
+import { downloadArtifact } from './download.js';
+import { runHook } from './hooks.js';
+import type { JobsClient } from './jobs-client.js';
+import { JobsRejectedError } from './jobs-client.js';
+import { parseJobDocument, type JobDocument, type JobExecution, type StatusDetails } from './protocol/index.js';
+import type { ActiveModels } from './repository.js';
+import { selfTest } from './self-test.js';
+import type { DeploymentState, DeploymentStep, DeploymentStore, Outcome } from './state.js';
+import type { ModelStore } from './store.js';
+import type { Transport } from './transport/types.js';
+
+const log = logger('agent.deployment');
+
+export interface DeploymentContext {
+  readonly config: AgentConfig;
+  readonly store: ModelStore;
+  readonly deployments: DeploymentStore;
+  readonly models: ActiveModels;
+  readonly jobs: JobsClient;
+  readonly transport: Transport;
+  readonly downloadsDir: string;
+  readonly trustedKeys: readonly string[];
+  readonly requireSignature: boolean;
+  /** Spools a deployment event for the fleet. */
+  readonly event: (event: Record<string, unknown>) => Promise<void>;
+  /** Something the status shows changed. */
+  readonly changed: () => void;
+  /** Set when the agent is stopping: steps stop where they are, to resume on the next start. */
+  readonly signal: AbortSignal;
+  /** Models loaded by a self-test in this process, by job id, waiting for their activation step. */
+  readonly tested: Map<string, Model>;
+}
+
+function downloadDir(ctx: DeploymentContext, jobId: string): string {
+  return join(ctx.downloadsDir, jobId);
+}
+
+/** Persists the next state, then tells the fleet (spooled event, best-effort IN_PROGRESS) and the status. */
+async function advance(
+  ctx: DeploymentContext,
+  state: DeploymentState,
+  step: DeploymentStep,
+  fields: Partial<DeploymentState> = {},
+): Promise<DeploymentState> {
+  const next = await ctx.deployments.write({ ...state, ...fields, step });
+  await ctx.event({
+    type: 'deployment.step',
+    timestamp: Math.floor(Date.now() / 1000),
+    jobId: next.jobId,
+    model: next.model,
+    version: next.version,
+    step,
+    ...(next.outcome === undefined ? {} : { outcome: next.outcome }),
+  });
+  ctx.changed();
+  return next;
+}
+
+function documentOf(state: DeploymentState): JobDocument {
+  return parseJobDocument(state.document);
+}
+
+/**
+ * Takes a job execution the agent just started: refuses it up front (REJECTED, with a reason code) when the
+ * document is malformed or oversized, names a model this device does not run, or targets another architecture;
+ * otherwise records the deployment, with the version currently serving as the rollback target.
+ */
+export async function acceptExecution(ctx: DeploymentContext, execution: JobExecution): Promise<DeploymentState> {
+  const existing = await ctx.deployments.read(execution.jobId);
+  if (existing !== undefined) return existing;
+  const now = new Date().toISOString();
+  const base = {
+    jobId: execution.jobId,
+    document: execution.jobDocument ?? null,
+    versionNumber: execution.versionNumber,
+    executionNumber: execution.executionNumber,
+    bytesTotal: 0,
+    bytesReceived: 0,
+    bytesFetched: 0,
+    startedAt: now,
+    updatedAt: now,
+    attempts: 1,
+  };
+  const reject = (model: string, version: string, code: string, message: string) =>
+    ctx.deployments.write({
+      ...base,
+      model,
+      version,
+      step: 'reporting',
+      outcome: { status: 'REJECTED', code, message },
+    });
+  let document: JobDocument;
+  try {
+    document = parseJobDocument(
+      typeof execution.jobDocument === 'string' ? JSON.parse(execution.jobDocument) : execution.jobDocument,
+    );
+  } catch (error) {
+    return reject('unknown', 'unknown', 'JOB_DOCUMENT_INVALID', messageOf(error));
+  }
+  const { name, version } = document.model;
+  const { models } = ctx.config;
+  if (models.length > 0 && !models.includes(name)) {
+    return reject(name, version, 'MODEL_NOT_ALLOWED', `this device runs ${models.join(', ')}, not "${name}"`);
+  }
+  const arch = document.target?.arch;
+  if (arch !== undefined && arch !== 'any' && arch !== hostArch()) {
+    return reject(
+      name,
+      version,
+      'ARTIFACT_TARGET_MISMATCH',
+      `the artifact is for ${arch}; this device is ${hostArch()}`,
+    );
+  }
+  const previous = await ctx.store.current(name);
+  return ctx.deployments.write({
+    ...base,
+    model: name,
+    version,
+    step: 'downloading',
+    bytesTotal: document.artifact.size,
+    ...(previous === undefined ? {} : { previous }),
+  });
+}
+
+type Step = (ctx: DeploymentContext, state: DeploymentState) => Promise<DeploymentState>;
+
+const download: Step = async (ctx, state) => {
+  const document = documentOf(state);
+  await requireSpace(ctx.downloadsDir, document.artifact.size, ctx.config.diskMarginBytes, 'downloading the artifact');
+  let current = state;
+  let persisted = 0;
+  await downloadArtifact({
+    transport: ctx.transport,
+    thing: ctx.config.thing,
+    document,
+    dir: downloadDir(ctx, state.jobId),
+    encoding: 'json',
+    maxInFlightBlocks: ctx.config.download.blocksPerRequest,
+    requestTimeoutMs: ctx.config.download.requestTimeoutMs,
+    maxStalls: ctx.config.download.maxStalls,
+    signal: ctx.signal,
+    onProgress: (p) => {
+      current = { ...current, bytesTotal: p.bytesTotal, bytesReceived: p.bytesReceived, bytesFetched: p.bytesFetched };
+      // Counters on disk at most once a second; the arrivals log is the exact record.
+      if (Date.now() - persisted > 1000) {
+        persisted = Date.now();
+        void ctx.deployments.write(current).then(
+          () => ctx.changed(),
+          () => undefined,
+        );
+      }
+    },
+  });
+  return advance(ctx, current, 'verifying');
+};
+
+const verify: Step = async (ctx, state) => {
+  const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
+  const content = await archiveContentBytes(archive);
+  await requireSpace(ctx.store.root, content, ctx.config.diskMarginBytes, 'installing the artifact');
+  return advance(ctx, state, 'staging');
+};
+
+const stage: Step = async (ctx, state) => {
+  const { store } = ctx;
+  await store.ensure(state.model);
+  await store.clearStaging(state.model, state.jobId); // whatever a crash left half-extracted
+  if (await store.has(state.model, state.version)) return advance(ctx, state, 'self-testing');
+  const staging = store.stagingDir(state.model, state.jobId);
+  const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
+  await unpackArtifact(archive, staging);
+  const verified = await verifyArtifact(staging, {
+    trustedKeys: ctx.trustedKeys,
+    requireSignature: ctx.requireSignature,
+    target: { arch: hostArch() },
+  });
+  if (verified.manifest.name !== state.model || verified.manifest.version !== state.version) {
+    throw new OutpostError(
+      'ARTIFACT_MANIFEST_INVALID',
+      `the artifact is ${verified.manifest.name}@${verified.manifest.version}; the job deploys ${state.model}@${state.version}`,
+    );
+  }
+  await runHook(ctx.config.hooks, 'beforeInstall', {
+    jobId: state.jobId,
+    model: state.model,
+    version: state.version,
+    dir: staging,
+    ...(state.previous === undefined ? {} : { previous: state.previous }),
+  });
+  await store.install(state.model, state.version, staging);
+  return advance(ctx, state, 'self-testing');
+};
+
+const test: Step = async (ctx, state) => {
+  const dir = ctx.store.versionDir(state.model, state.version);
+  const result = await selfTest(dir, {
+    trustedKeys: ctx.trustedKeys,
+    requireSignature: ctx.requireSignature,
+    backend: ctx.config.backend,
+    benchmarkIterations: ctx.config.benchmarkIterations,
+  });
+  ctx.tested
+    .get(state.jobId)
+    ?.release()
+    .catch(() => undefined);
+  ctx.tested.set(state.jobId, result.model);
+  await ctx.store.saveSelection(state.model, state.version, {
+    variant: result.model.variant.id,
+    backend: result.model.backend,
+    ...(result.benchmark === undefined ? {} : { benchmark: { ...result.benchmark } }),
+    selectedAt: new Date().toISOString(),
+  });
+  return advance(ctx, state, 'activating', { variant: result.model.variant.id, backend: result.model.backend });
+};
+
+/** Loads an installed version as its self-test chose it (after a restart, without re-running the test). */
+export async function loadInstalled(
+  ctx: Pick<DeploymentContext, 'store' | 'trustedKeys' | 'requireSignature'>,
+  model: string,
+  version: string,
+): Promise<Model> {
+  const selection = await ctx.store.selection(model, version);
+  return loadModel(ctx.store.versionDir(model, version), {
+    ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
+    trustedKeys: ctx.trustedKeys,
+    requireSignature: ctx.requireSignature,
+  });
+}
+
+const activate: Step = async (ctx, state) => {
+  await ctx.store.activate(state.model, state.version);
+  const model = ctx.tested.get(state.jobId) ?? (await loadInstalled(ctx, state.model, state.version));
+  ctx.tested.delete(state.jobId);
+  await ctx.models.swap(model);
+  return advance(ctx, state, 'validating');
+};
+
+const validate: Step = async (ctx, state) => {
+  const hook = {
+    jobId: state.jobId,
+    model: state.model,
+    version: state.version,
+    dir: ctx.store.versionDir(state.model, state.version),
+    ...(state.previous === undefined ? {} : { previous: state.previous }),
+  };
+  await runHook(ctx.config.hooks, 'afterActivate', hook);
+  await runHook(ctx.config.hooks, 'validate', hook);
+  const keep = documentOf(state).keepVersions ?? ctx.config.keepVersions;
+  await ctx.store.prune(state.model, keep, state.previous === undefined ? [] : [state.previous]);
+  const outcome: Outcome = {
+    status: 'SUCCEEDED',
+    code: 'OK',
+    message: `${state.model}@${state.version} serving (${state.variant ?? '?'} on ${state.backend ?? '?'})`,
+  };
+  return advance(ctx, state, 'reporting', { outcome });
+};
+
+const rollBack: Step = async (ctx, state) => {
+  const current = await ctx.store.current(state.model);
+  if (current === state.version) {
+    if (state.previous !== undefined && (await ctx.store.has(state.model, state.previous))) {
+      await ctx.store.activate(state.model, state.previous);
+      await ctx.models.swap(await loadInstalled(ctx, state.model, state.previous));
+      log.warn({ model: state.model, restored: state.previous }, 'rolled back');
+    } else {
+      await ctx.models.remove(state.model);
+      await rm(join(ctx.store.modelDir(state.model), 'current'), { force: true });
+    }
+  } else if (ctx.models.get(state.model)?.version === state.version && state.previous !== undefined) {
+    await ctx.models.swap(await loadInstalled(ctx, state.model, state.previous));
+  }
+  return advance(ctx, state, 'reporting');
+};
+
+function statusDetails(state: DeploymentState): StatusDetails {
+  const outcome = state.outcome;
+  const details: StatusDetails = { model: state.model, version: state.version };
+  if (outcome !== undefined) {
+    details.reasonCode = outcome.code;
+    details.reason = outcome.message.slice(0, 1000) || '-';
+  }
+  if (state.variant !== undefined) details.variant = state.variant;
+  if (state.backend !== undefined) details.backend = state.backend;
+  details.bytesFetched = String(state.bytesFetched);
+  return details;
+}
+
+/** Resolves when the transport is connected (or the agent stops). */
+function online(ctx: DeploymentContext): Promise<void> {
+  if (ctx.transport.connected) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const off = ctx.transport.onConnectionChange((connected) => {
+      if (!connected) return;
+      off();
+      resolve();
+    });
+    ctx.signal.addEventListener(
+      'abort',
+      () => {
+        off();
+        reject(new OutpostError('DEPLOYMENT_INTERRUPTED', 'agent stopping'));
+      },
+      { once: true },
+    );
+  });
+}
+
+const report: Step = async (ctx, state) => {
+  const outcome = state.outcome ?? { status: 'FAILED' as const, code: 'INTERNAL', message: 'no outcome recorded' };
+  let versionNumber = state.versionNumber;
+  for (let attempt = 0; ; attempt++) {
+    await online(ctx);
+    try {
+      await ctx.jobs.update(state.jobId, outcome.status, statusDetails(state), versionNumber);
+      break;
+    } catch (error) {
+      if (error instanceof JobsRejectedError) {
+        if (error.jobsCode === 'VersionMismatch' && attempt < 3) {
+          versionNumber = (await ctx.jobs.describe(state.jobId))?.versionNumber ?? versionNumber;
+          continue;
+        }
+        if (!error.retryable) {
+          // Canceled, timed out or removed meanwhile: the fleet has moved on; nothing left to report.
+          log.warn({ jobId: state.jobId, code: error.jobsCode }, 'job no longer accepts updates');
+          break;
+        }
+      }
+      if (ctx.signal.aborted) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'agent stopping');
+      await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1000 * 2 ** attempt)));
+    }
+  }
+  await rm(downloadDir(ctx, state.jobId), { recursive: true, force: true });
+  return advance(ctx, state, 'done');
+};
+
+const STEPS: Readonly<Record<Exclude<DeploymentStep, 'done'>, Step>> = Object.freeze({
+  downloading: download,
+  verifying: verify,
+  staging: stage,
+  'self-testing': test,
+  activating: activate,
+  validating: validate,
+  'rolling-back': rollBack,
+  reporting: report,
+});
+
+/** Where a failure in a step leads: after the switch, back to the previous version first. */
+function failureStep(step: DeploymentStep): DeploymentStep {
+  return step === 'activating' || step === 'validating' ? 'rolling-back' : 'reporting';
+}
+
+/**
+ * Runs a deployment from its persisted step to `done`. A failure in any step ends it FAILED with the error's code
+ * (the previous version keeps or resumes serving); the agent stopping leaves it where it is, to resume.
+ */
+export async function runDeployment(ctx: DeploymentContext, initial: DeploymentState): Promise<DeploymentState> {
+  let state = initial;
+  while (state.step !== 'done') {
+    const step = state.step;
+    try {
+      state = await STEPS[step](ctx, state);
+    } catch (error) {
+      if (isOutpostError(error, 'DEPLOYMENT_INTERRUPTED') || ctx.signal.aborted) throw error;
+      if (step === 'reporting' || step === 'rolling-back') {
+        // Never loop on the exits themselves: record and finish.
+        log.error({ jobId: state.jobId, step, error: messageOf(error) }, 'deployment exit step failed');
+        if (step === 'rolling-back') state = await advance(ctx, state, 'reporting');
+        else throw error;
+        continue;
+      }
+      const code = isOutpostError(error) ? error.code : 'INTERNAL';
+      log.warn({ jobId: state.jobId, step, code, error: messageOf(error) }, 'deployment failed');
+      ctx.tested
+        .get(state.jobId)
+        ?.release()
+        .catch(() => undefined);
+      ctx.tested.delete(state.jobId);
+      await ctx.store.clearStaging(state.model, state.jobId).catch(() => undefined);
+      state = await advance(ctx, state, failureStep(step), {
+        outcome: { status: 'FAILED', code, message: `${step}: ${messageOf(error)}` },
+      });
+    }
+  }
+  return state;
+}

@@ -1,0 +1,70 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { compile } from '../../compiler/compile.js';
+import { saveModel } from '../../compiler/onnx/index.js';
+import { buildCnn } from '../../models/samples.js';
+import { generateSigningKeys } from '../../runtime/artifact/index.js';
+import { FLEET_IDENTITY, type TestBroker } from '../helpers/broker.js';
+
+export interface Keys {
+  readonly privateKeyPem: string;
+  readonly publicKeyPath: string;
+}
+
+export async function signingKeys(dir: string, name: string): Promise<Keys> {
+  const keys = generateSigningKeys();
+  const publicKeyPath = join(dir, `${name}.pub`);
+  await writeFile(publicKeyPath, keys.publicKeyPem);
+  return { privateKeyPem: keys.privateKeyPem, publicKeyPath };
+}
+
+/** A real compiled artifact of the sample CNN for this host's arch (int8 + fp32, ranked for the device to choose). */
+export async function cnnArtifact(
+  dir: string,
+  version: string,
+  keys: Keys,
+  options: { precision?: 'fp32' | 'auto' } = {},
+): Promise<string> {
+  const model = join(dir, 'cnn.onnx');
+  await saveModel(buildCnn().proto, model);
+  const out = join(dir, `cnn-${version}`);
+  await compile({
+    model,
+    target: 'x86_64:avx512-vnni',
+    output: out,
+    name: 'cnn',
+    version,
+    signKey: keys.privateKeyPem,
+    precision: options.precision ?? 'fp32',
+    overwrite: true,
+  });
+  return out;
+}
+
+/** Agent flags for `thing` over the broker's mTLS listener, as the ACL confines it. */
+export async function agentArgs(broker: TestBroker, thing: string, trust: string, config?: string): Promise<string[]> {
+  const id = await broker.identity(thing);
+  return [
+    '--thing',
+    thing,
+    '--broker',
+    broker.urls.mtls,
+    '--ca',
+    broker.ca.caPath,
+    '--cert',
+    id.certPath,
+    '--key',
+    id.keyPath,
+    '--trust-key',
+    trust,
+    '--http-port',
+    '0',
+    ...(config === undefined ? [] : ['--config', config]),
+  ];
+}
+
+/** The fleet's connection settings (its own certificate, with the ACL's fleet rights). */
+export async function fleetTls(broker: TestBroker) {
+  const id = await broker.identity(FLEET_IDENTITY);
+  return { ca: broker.ca.caPath, cert: id.certPath, key: id.keyPath };
+}
