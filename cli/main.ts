@@ -3,7 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { isOutpostError, messageOf } from '../runtime/errors.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import { cliFlags, setFlags } from './context.js';
-import { COMMANDS } from './commands/index.js';
+import { registerCommands } from './commands/index.js';
 
 const program = new Command('outpost')
   .description('Compile ONNX models for edge devices, deliver them over MQTT, and serve them locally.')
@@ -17,7 +17,7 @@ const program = new Command('outpost')
     setFlags({ verbose: opts.verbose === true, quiet: opts.quiet === true, debug: opts.debug === true });
   });
 
-for (const register of COMMANDS) register(program);
+await registerCommands(program, process.argv);
 
 // `outpost inspect … | head`: a closed pipe ends the command quietly, as Unix tools do.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

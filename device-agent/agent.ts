@@ -277,11 +277,12 @@ export class Agent {
   async stop(): Promise<void> {
     this.abort.abort();
     if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
-    await this.working?.catch(() => undefined);
     this.jobs?.stop();
+    await this.working?.catch(() => undefined);
     await this.server?.close();
     await this.transport?.close().catch(() => undefined);
     for (const model of this.tested.values()) await model.release();
     await this.models.close();
+    await this.statusWrite;
   }
 }

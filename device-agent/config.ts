@@ -48,13 +48,15 @@ export const agentConfigSchema = z
     download: z
       .object({
         /** Blocks asked for per GetStream request (and so in flight at once): bounds memory. */
-        blocksPerRequest: z.number().int().min(1).max(128).default(16),
+        blocksPerRequest: z.number().int().min(1).max(128).default(32),
         /** A request whose blocks have not all arrived by then is asked again for the missing ones. */
         requestTimeoutMs: z.number().int().positive().default(5000),
         /** Consecutive requests that bring nothing new before the download fails. */
         maxStalls: z.number().int().positive().default(12),
+        /** Stream payload encoding: CBOR carries blocks as raw bytes, JSON as base64 (a third larger). */
+        encoding: z.enum(['json', 'cbor']).default('cbor'),
       })
-      .default({ blocksPerRequest: 16, requestTimeoutMs: 5000, maxStalls: 12 }),
+      .default({ blocksPerRequest: 32, requestTimeoutMs: 5000, maxStalls: 12, encoding: 'cbor' }),
     /** Free space kept beyond what a deployment needs. */
     diskMarginBytes: z
       .number()

@@ -11,7 +11,13 @@ import { downloadArtifact } from './download.js';
 import { runHook } from './hooks.js';
 import type { JobsClient } from './jobs-client.js';
 import { JobsRejectedError } from './jobs-client.js';
-import { parseJobDocument, type JobDocument, type JobExecution, type StatusDetails } from './protocol/index.js';
+import {
+  isProtocolError,
+  parseJobDocument,
+  type JobDocument,
+  type JobExecution,
+  type StatusDetails,
+} from './protocol/index.js';
 import type { ActiveModels } from './repository.js';
 import { selfTest } from './self-test.js';
 import type { DeploymentState, DeploymentStep, DeploymentStore, Outcome } from './state.js';
@@ -104,7 +110,7 @@ export async function acceptExecution(ctx: DeploymentContext, execution: JobExec
       typeof execution.jobDocument === 'string' ? JSON.parse(execution.jobDocument) : execution.jobDocument,
     );
   } catch (error) {
-    return reject('unknown', 'unknown', 'JOB_DOCUMENT_INVALID', messageOf(error));
+    return reject('unknown', 'unknown', isProtocolError(error) ? error.code : 'JOB_DOCUMENT_INVALID', messageOf(error));
   }
   const { name, version } = document.model;
   const { models } = ctx.config;
@@ -137,29 +143,54 @@ const download: Step = async (ctx, state) => {
   const document = documentOf(state);
   await requireSpace(ctx.downloadsDir, document.artifact.size, ctx.config.diskMarginBytes, 'downloading the artifact');
   let current = state;
-  let persisted = 0;
-  await downloadArtifact({
-    transport: ctx.transport,
-    thing: ctx.config.thing,
-    document,
-    dir: downloadDir(ctx, state.jobId),
-    encoding: 'json',
-    maxInFlightBlocks: ctx.config.download.blocksPerRequest,
-    requestTimeoutMs: ctx.config.download.requestTimeoutMs,
-    maxStalls: ctx.config.download.maxStalls,
-    signal: ctx.signal,
-    onProgress: (p) => {
-      current = { ...current, bytesTotal: p.bytesTotal, bytesReceived: p.bytesReceived, bytesFetched: p.bytesFetched };
-      // Counters on disk at most once a second; the arrivals log is the exact record.
-      if (Date.now() - persisted > 1000) {
-        persisted = Date.now();
-        void ctx.deployments.write(current).then(
-          () => ctx.changed(),
-          () => undefined,
-        );
+  // Counters on disk at most once a second, and always the latest (a trailing write); the arrivals log is exact.
+  let timer: NodeJS.Timeout | undefined;
+  let writing = Promise.resolve();
+  const persist = () => {
+    timer = undefined;
+    const snapshot = current;
+    writing = writing
+      .then(() => ctx.deployments.write(snapshot))
+      .then(
+        () => ctx.changed(),
+        () => undefined,
+      );
+  };
+  try {
+    // Offline first: a download waits for the broker (and resumes after every loss of it) rather than failing.
+    for (;;) {
+      await online(ctx);
+      try {
+        await downloadArtifact({
+          transport: ctx.transport,
+          thing: ctx.config.thing,
+          document,
+          dir: downloadDir(ctx, state.jobId),
+          encoding: ctx.config.download.encoding,
+          maxInFlightBlocks: ctx.config.download.blocksPerRequest,
+          requestTimeoutMs: ctx.config.download.requestTimeoutMs,
+          maxStalls: ctx.config.download.maxStalls,
+          signal: ctx.signal,
+          onProgress: (p) => {
+            current = {
+              ...current,
+              bytesTotal: p.bytesTotal,
+              bytesReceived: p.bytesReceived,
+              bytesFetched: p.bytesFetched,
+            };
+            timer ??= setTimeout(persist, 1000);
+          },
+        });
+        break;
+      } catch (error) {
+        if (!isTransportLoss(error)) throw error;
+        log.info({ jobId: state.jobId, error: messageOf(error) }, 'broker lost during download; resuming when back');
       }
-    },
-  });
+    }
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    await writing;
+  }
   return advance(ctx, current, 'verifying');
 };
 
@@ -292,6 +323,11 @@ function statusDetails(state: DeploymentState): StatusDetails {
   if (state.backend !== undefined) details.backend = state.backend;
   details.bytesFetched = String(state.bytesFetched);
   return details;
+}
+
+/** A connection problem, not an artifact problem: the step waits for the broker and carries on. */
+function isTransportLoss(error: unknown): boolean {
+  return isOutpostError(error) && (error.code.startsWith('TRANSPORT_') || error.code === 'TIMEOUT');
 }
 
 /** Resolves when the transport is connected (or the agent stops). */

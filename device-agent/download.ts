@@ -97,8 +97,14 @@ async function blocksOnDisk(file: FileHandle, index: BlockIndex): Promise<Set<nu
  * GetStream requests by offset and bitmap, one `data` message per block. Used for the small index file (kept in
  * memory) and, through `downloadArtifact`, for the archive (written block by block to disk).
  */
+/** A block that fails its hash this many times is not coming right: the source is broken, not the network. */
+const MAX_BAD_ARRIVALS = 5;
+/** InternalError rejections tolerated per fetch before the download fails. */
+const MAX_INTERNAL_ERRORS = 3;
+
 class StreamFetcher {
   private readonly pending = new Map<number, number>(); // block → deadline (ms)
+  private readonly bad = new Map<number, number>(); // block → arrivals that failed their hash
   private stalls = 0;
 
   constructor(
@@ -120,6 +126,7 @@ class StreamFetcher {
     const token = randomBytes(8).toString('hex');
     const perRequest = maxBlocksPerRequest(this.blockSize);
     let failure: OutpostError | undefined;
+    let internalErrors = 0;
     let wake: (() => void) | undefined;
     const nudge = () => {
       wake?.();
@@ -130,11 +137,12 @@ class StreamFetcher {
       if (topic === rejectedTopic) {
         const rejected = decodeStreamRejected(encoding, payload);
         if (rejected.c !== undefined && rejected.c !== token) return;
+        // InternalError may pass (the service's own trouble); anything else is about our request or the stream.
+        if (rejected.o === 'InternalError' && ++internalErrors < MAX_INTERNAL_ERRORS) return;
         failure = new OutpostError(
           'DOWNLOAD_FAILED',
           `stream ${streamId} rejected our request: ${rejected.o} ${rejected.m}`,
           {
-            retryable: false,
             details: { code: rejected.o },
           },
         );
@@ -160,7 +168,15 @@ class StreamFetcher {
             this.pending.delete(data.i);
             this.stalls = 0;
           } else {
-            log.warn({ block: data.i }, 'block failed its hash: asking again');
+            const failures = (this.bad.get(data.i) ?? 0) + 1;
+            this.bad.set(data.i, failures);
+            if (failures >= MAX_BAD_ARRIVALS) {
+              throw new OutpostError(
+                'DOWNLOAD_FAILED',
+                `stream ${streamId}: block ${data.i} of file ${this.fileId} failed its hash ${failures} times`,
+              );
+            }
+            log.warn({ block: data.i, failures }, 'block failed its hash: asking again');
             this.pending.delete(data.i);
           }
           nudge();

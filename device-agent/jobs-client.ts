@@ -87,9 +87,12 @@ export class JobsClient {
     );
   }
 
+  /** Stops listening and ends every outstanding request (the agent is stopping: nobody waits for replies). */
   stop(): void {
     this.off?.();
     this.off = undefined;
+    for (const waiter of [...this.waiters.values()])
+      waiter.cancel(new OutpostError('DEPLOYMENT_INTERRUPTED', 'agent stopping'));
   }
 
   onNextJob(listener: (execution: JobExecution | undefined) => void): () => void {

@@ -13,7 +13,7 @@ import {
   serviceFilters,
   streamTopics,
 } from '../device-agent/protocol/index.js';
-import { OutpostError } from '../runtime/errors.js';
+import { OutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { Inflight } from './inflight.js';
 import { checkName } from './protocol-errors.js';
@@ -174,7 +174,16 @@ export class StreamsServer {
           m: `${topic}: the last segment must be json or cbor`,
         });
       } else if (operation === 'describe') await this.describe(stream, thing, encoding, payload);
-      else await this.get(stream, thing, encoding, payload);
+      else {
+        try {
+          await this.get(stream, thing, encoding, payload);
+        } catch (error) {
+          // A file that cannot be read (truncated, removed) is the service's fault: say so rather than go silent,
+          // so the device fails fast instead of waiting out its stall limit ("InternalError" in the guide's list).
+          await this.reject(stream, thing, encoding, { o: 'InternalError', m: messageOf(error) });
+          throw error;
+        }
+      }
     });
     this.inflight.track(task, (error) => {
       log.error({ err: error, topic }, 'stream request failed');

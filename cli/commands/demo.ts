@@ -1,68 +1,125 @@
 import type { Command } from 'commander';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { latencyStats, measure } from '../../runtime/bench/stats.js';
-import type { BackendName } from '../../runtime/backends/types.js';
-import { loadModel } from '../../runtime/model/load.js';
-import { syntheticFeeds } from '../../runtime/model/warmup.js';
-import { allClose } from '../../runtime/tensor/tensor.js';
+import { compile } from '../../compiler/compile.js';
+import { Agent } from '../../device-agent/agent.js';
+import { parseAgentConfig } from '../../device-agent/config.js';
+import { startEmbeddedBroker } from '../../fleet/broker.js';
+import { deploy } from '../../fleet/deploy.js';
 import { buildSamples } from '../../models/build.js';
-import { ortLogLevel } from '../context.js';
-import { formatNumber, print, table } from '../output.js';
+import { generateSigningKeys } from '../../runtime/artifact/index.js';
+import { formatBytes, print } from '../output.js';
 
-const BACKENDS: readonly BackendName[] = ['native', 'wasm'];
-const ITERATIONS = 200;
+const THING = 'demo-device';
+const DEPLOY_TIMEOUT_MS = 120_000; // ms
 
-/** The sample models, built here, each run on both backends with the same input: answers, agreement, timings. */
+/** Seconds since `started`, for the step log. */
+function since(started: number): string {
+  return `${((performance.now() - started) / 1000).toFixed(2)} s`.padStart(8);
+}
+
+async function infer(http: string): Promise<{ version: string; answer: number; ms: number }> {
+  const image = Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i / 50) * 0.5 + 0.5);
+  const started = performance.now();
+  const response = await fetch(`${http}/v2/models/cnn/infer`, {
+    method: 'POST',
+    body: JSON.stringify({ inputs: [{ name: 'image', shape: [1, 3, 64, 64], datatype: 'FP32', data: image }] }),
+  });
+  const body = (await response.json()) as { model_version: string; outputs: { data: number[] }[] };
+  const logits = body.outputs[0]?.data ?? [];
+  return { version: body.model_version, answer: logits.indexOf(Math.max(...logits)), ms: performance.now() - started };
+}
+
+/**
+ * The whole loop on this machine, no infrastructure: compile a sample model into two signed artifact versions,
+ * start the embedded MQTT broker and a device agent, deploy each version over AWS IoT's Jobs and file-delivery
+ * protocols, and ask the agent's local endpoint after each.
+ */
 async function demo(): Promise<void> {
+  const started = performance.now();
   const dir = await mkdtemp(join(tmpdir(), 'outpost-demo-'));
+  const step = (text: string) => print(`${since(started)}  ${text}`);
+  const broker = await startEmbeddedBroker({ port: 0 });
+  let agent: Agent | undefined;
   try {
-    print(`Building sample models in ${dir} (fixed seeds, nothing downloaded)…`);
-    const samples = await buildSamples(dir);
-    for (const [name, path] of Object.entries(samples)) {
-      print(`\n${name}  ${path}`);
-      const rows: (string | number)[][] = [];
-      let reference: Float32Array | undefined;
-      for (const backend of BACKENDS) {
-        const model = await loadModel(path, { backend, ortLogLevel: ortLogLevel() });
-        try {
-          const feeds = syntheticFeeds(model);
-          const outputs = await model.infer(feeds);
-          const logits = outputs[model.outputs[0]?.name ?? '']?.data as Float32Array;
-          reference ??= logits;
-          const agreement = allClose(logits, reference, 1e-4, 1e-4);
-          let best = 0;
-          logits.forEach((v, i) => (best = v > (logits[best] ?? -Infinity) ? i : best));
-          const timing = await measure(() => model.infer(feeds), {
-            warmup: 20,
-            iterations: ITERATIONS,
-            concurrency: 1,
-          });
-          const stats = latencyStats(timing.samples);
-          rows.push([
-            backend,
-            `class ${best} (${formatNumber(logits[best] ?? NaN)})`,
-            agreement.maxAbsErr,
-            model.loadMs,
-            stats.p50,
-            stats.p99,
-          ]);
-        } finally {
-          await model.release();
-        }
-      }
-      print(table(['backend', 'answer (argmax logit)', 'max |Δ| vs native', 'load ms', 'p50 ms', 'p99 ms'], rows));
+    step(`working in ${dir}`);
+    const { cnn } = await buildSamples(join(dir, 'models'));
+    const keys = generateSigningKeys();
+    const publicKey = join(dir, 'outpost.pub');
+    await writeFile(publicKey, keys.publicKeyPem);
+    step(`built the sample CNN (fixed seed) and an ed25519 signing key ${keys.keyId}`);
+
+    const artifacts: string[] = [];
+    for (const version of ['1.0.0', '1.1.0']) {
+      const out = join(dir, `cnn-${version}`);
+      const report = await compile({
+        model: cnn,
+        target: 'host',
+        output: out,
+        name: 'cnn',
+        version,
+        signKey: keys.privateKeyPem,
+      });
+      artifacts.push(out);
+      const variants = report.variants.map(
+        (v) =>
+          `${v.id} ${formatBytes(v.bytes)} cosine ${v.accuracy.cosine.toFixed(4)} p50 ${v.latency_p50_ms?.toFixed(3) ?? '?'} ms`,
+      );
+      step(`compiled cnn@${version} for ${report.target}: ${variants.join('; ')}`);
     }
-    print('\nNext: `outpost inspect`, `outpost run` and `outpost bench --backend all` on any .onnx file or artifact.');
+
+    step(`embedded MQTT broker on ${broker.url}`);
+    agent = new Agent({
+      config: parseAgentConfig({
+        thing: THING,
+        broker: { url: broker.url },
+        dataDir: join(dir, 'device'),
+        trustKeys: [publicKey],
+        http: { host: '127.0.0.1', port: 0 },
+      }),
+    });
+    const { http } = await agent.start();
+    step(`agent "${THING}" started: no models yet, local endpoint ${http}`);
+
+    for (const artifact of artifacts) {
+      const deployed = performance.now();
+      const result = await deploy({
+        artifact,
+        things: [THING],
+        brokerUrl: broker.url,
+        trustedKeys: [publicKey],
+        wait: true,
+        timeoutMs: DEPLOY_TIMEOUT_MS,
+        onEvent: (event) => {
+          if (event.type === 'execution') step(`  job ${event.jobId} on ${event.thing}: ${event.status}`);
+        },
+      });
+      const outcome = result.things[0];
+      const details = outcome?.statusDetails ?? {};
+      step(
+        `deployed ${artifact.split('/').pop() ?? ''}: ${outcome?.status ?? '?'} in ${((performance.now() - deployed) / 1000).toFixed(2)} s (variant ${details.variant ?? '?'} on ${details.backend ?? '?'}, ${details.bytesFetched ?? '?'} bytes fetched)`,
+      );
+      const answer = await infer(http);
+      step(
+        `POST ${http}/v2/models/cnn/infer → version ${answer.version}, class ${answer.answer} (${answer.ms.toFixed(1)} ms over HTTP)`,
+      );
+    }
+    const status = await agent.status();
+    step(
+      `agent status: ${status.active.map((a) => `${a.model}@${a.version} (${a.variant}, ${a.backend})`).join(', ')}; ${status.deployments.length} deployments, spool ${status.spool.entries}`,
+    );
+    print('\nNext: `outpost compile --help`, `outpost agent --help`, `outpost deploy --help`; see README.md.');
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await agent?.stop();
+    await broker.close();
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   }
 }
 
 export function register(program: Command): void {
   program
     .command('demo')
-    .description('build the sample models and run them on both backends, with timings')
+    .description('the whole loop on this machine: compile → embedded broker + agent → deploy → infer')
     .action(demo);
 }

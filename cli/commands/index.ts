@@ -1,25 +1,28 @@
 import type { Command } from 'commander';
-import { register as agent } from './agent.js';
-import { register as bench } from './bench.js';
-import { register as broker } from './broker.js';
-import { register as compile } from './compile.js';
-import { register as demo } from './demo.js';
-import { register as deploy } from './deploy.js';
-import { register as inspect } from './inspect.js';
-import { register as keygen } from './keygen.js';
-import { register as run } from './run.js';
-import { register as targets } from './targets.js';
 
-/** Every subcommand, in the order `outpost --help` lists them. */
-export const COMMANDS: readonly ((program: Command) => void)[] = Object.freeze([
-  compile,
-  targets,
-  inspect,
-  run,
-  bench,
-  keygen,
-  broker,
-  agent,
-  deploy,
-  demo,
-]);
+type Register = (program: Command) => void;
+
+/**
+ * Every subcommand, in the order `outpost --help` lists them, loaded on demand: `outpost agent` on a Pi should not
+ * pay at start-up for the compiler, sharp and the fleet side (and their memory), only for what it runs.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<{ register: Register }>>> = Object.freeze({
+  compile: () => import('./compile.js'),
+  targets: () => import('./targets.js'),
+  inspect: () => import('./inspect.js'),
+  run: () => import('./run.js'),
+  bench: () => import('./bench.js'),
+  keygen: () => import('./keygen.js'),
+  agent: () => import('./agent.js'),
+  deploy: () => import('./deploy.js'),
+  broker: () => import('./broker.js'),
+  demo: () => import('./demo.js'),
+});
+
+/** Registers the command named in `argv` (its first non-option word), or every command when none is (help). */
+export async function registerCommands(program: Command, argv: readonly string[]): Promise<void> {
+  const named = argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const load = named === undefined ? undefined : COMMANDS[named];
+  const loaders = load === undefined ? Object.values(COMMANDS) : [load];
+  for (const loader of loaders) (await loader()).register(program);
+}

@@ -117,6 +117,30 @@ describe('device agent: deployments over a real Mosquitto (mTLS, ACL)', () => {
     expect((await status()).active[0]?.version).toBe('1.0.0');
   });
 
+  it('deploys the same way to an agent on the aws-iot-device-sdk-v2 transport (MQTT 5, mTLS)', async () => {
+    const thing = 'dev-sdk';
+    const sdk = startAgent(
+      [...(await agentArgs(broker, thing, trusted.publicKeyPath)), '--transport', 'aws-iot'],
+      join(dir, 'sdk-data'),
+    );
+    try {
+      const endpoint = await sdk.http();
+      const artifact = await cnnArtifact(join(dir, 'a5'), '1.0.0', trusted);
+      const result = await deploy({
+        artifact,
+        things: [thing],
+        brokerUrl: broker.urls.mtls,
+        tls: await fleetTls(broker),
+        wait: true as const,
+        timeoutMs: DEPLOY_TIMEOUT_MS,
+      });
+      expect(result.things[0]?.status).toBe('SUCCEEDED');
+      expect((await fetch(`${endpoint}/v2/models/cnn/ready`)).status).toBe(200);
+    } finally {
+      await sdk.stop();
+    }
+  });
+
   it('re-fetches a corrupted block and still installs', async () => {
     const artifact = await cnnArtifact(join(dir, 'a4'), '1.1.0', trusted);
     const result = await ship(artifact, {

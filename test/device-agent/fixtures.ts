@@ -68,3 +68,37 @@ export async function fleetTls(broker: TestBroker) {
   const id = await broker.identity(FLEET_IDENTITY);
   return { ca: broker.ca.caPath, cert: id.certPath, key: id.keyPath };
 }
+
+/**
+ * A bigger artifact (an MLP with ~4 MB of weights: ~64 blocks of 64 KiB) so a download can be stopped half-way.
+ */
+export async function bigArtifact(dir: string, version: string, keys: Keys): Promise<string> {
+  const { GraphBuilder } = await import('../../compiler/onnx/index.js');
+  const g = new GraphBuilder('big');
+  const x = g.input('x', 'float32', [1, 512]);
+  const w1 = g.initializer(
+    'w1',
+    Float32Array.from({ length: 512 * 2048 }, (_, i) => Math.sin(i) * 0.05),
+    [512, 2048],
+  );
+  const w2 = g.initializer(
+    'w2',
+    Float32Array.from({ length: 2048 * 10 }, (_, i) => Math.cos(i) * 0.05),
+    [2048, 10],
+  );
+  g.output(g.node('MatMul', [g.node('Relu', [g.node('MatMul', [x, w1])]), w2]), 'float32', [1, 10]);
+  const model = join(dir, 'big.onnx');
+  await saveModel(g.build({ opsets: { '': 17 } }), model);
+  const out = join(dir, `big-${version}`);
+  await compile({
+    model,
+    target: 'x86_64:avx512-vnni',
+    output: out,
+    name: 'big',
+    version,
+    signKey: keys.privateKeyPem,
+    precision: 'fp32',
+    overwrite: true,
+  });
+  return out;
+}

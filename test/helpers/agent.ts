@@ -19,17 +19,23 @@ export interface AgentProcess {
   stop(): Promise<void>;
 }
 
-/** Runs `outpost agent …` from source as a real child process (killable with SIGKILL). */
-export function startAgent(args: readonly string[], dataDir: string, env: NodeJS.ProcessEnv = {}): AgentProcess {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'agent', '--data-dir', dataDir, ...args],
-    {
-      cwd: ROOT,
-      env: { ...process.env, OUTPOST_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+/**
+ * Runs `outpost agent …` as a real child process (killable with SIGKILL): from source through tsx, or with `built`
+ * the bundled CLI in dist/ (what a device runs; benchmarks use it so start-up is not transpilation).
+ */
+export function startAgent(
+  args: readonly string[],
+  dataDir: string,
+  env: NodeJS.ProcessEnv = {},
+  options: { built?: boolean } = {},
+): AgentProcess {
+  const entry =
+    options.built === true ? [join(ROOT, 'dist', 'cli', 'main.js')] : ['--import', 'tsx', join(ROOT, 'cli', 'main.ts')];
+  const child = spawn(process.execPath, [...entry, 'agent', '--data-dir', dataDir, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, OUTPOST_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8');
@@ -73,7 +79,7 @@ async function readJson(path: string): Promise<Record<string, unknown> | undefin
 
 /** Polls `probe` until it returns a value (not undefined) or the time is up. */
 export async function waitFor<T>(
-  probe: () => Promise<T | undefined>,
+  probe: () => T | undefined | Promise<T | undefined>,
   timeoutMs: number,
   why: () => string = () => 'condition',
 ): Promise<T> {
