@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { create } from 'tar';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
 import { rawTarGz } from '../runtime/artifact/fixture.js';
-import { agentArgs, fleetTls, signingKeys } from './fixtures.js';
+import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
 
 const TERMINAL_MS = 30_000; // ms for an execution to reach a terminal status
 const THING = 'jobs-dev';
@@ -29,11 +30,13 @@ let client: MqttClient;
 let jobs: JobsService;
 let streams: StreamsServer;
 let count = 0;
+let trusted: Keys;
 
 beforeAll(async () => {
   ({ dir, dispose } = await suiteTmpDir());
   broker = await startBroker();
-  const keys = await signingKeys(dir, 'trusted');
+  trusted = await signingKeys(dir, 'trusted');
+  const keys = trusted;
   const config = join(dir, 'agent.json');
   await writeFile(config, JSON.stringify({ thing: THING, models: ['cnn', 'evil'] }));
   agent = startAgent(await agentArgs(broker, THING, keys.publicKeyPath, config), join(dir, 'data'));
@@ -130,6 +133,21 @@ describe('jobs that fail on arrival (FAILED), with nothing written outside the s
     expect(outcome.status).toBe('FAILED');
     expect(outcome.details.reasonCode).toBe('ARTIFACT_PATH_ESCAPE');
     await expect(readFile(join(dir, 'data', 'outside.txt'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a signed artifact with a bit flipped inside (repacked, so the stream itself is consistent)', async () => {
+    const source = await cnnArtifact(join(dir, 'flip'), '1.0.0', trusted);
+    const variant = (await readdir(join(source, 'variants')))[0] ?? '';
+    const bytes = await readFile(join(source, 'variants', variant));
+    const at = bytes.length >> 1;
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 0x01, at);
+    await writeFile(join(source, 'variants', variant), bytes);
+    const tgz = join(dir, 'flipped.tar.gz');
+    await create({ gzip: true, cwd: source, file: tgz, portable: true }, await readdir(source));
+    const outcome = await run({ ...(await serve(await readFile(tgz), 'cnn')) });
+    expect(outcome.status).toBe('FAILED');
+    // The stream's block hashes match what was sent; the artifact's own hashes catch the flip.
+    expect(outcome.details.reasonCode).toBe('ARTIFACT_HASH_MISMATCH');
   });
 
   it('a truncated stream (the index promises more than the file holds)', async () => {
