@@ -48,6 +48,8 @@ export const ERROR_CODES = Object.freeze({
   SYMBOLIC_DIM_UNBOUND: false,
   MODEL_RELEASED: false,
   INFERENCE_FAILED: false,
+  OVERLOADED: true,
+  MODEL_NOT_FOUND: false,
   // Device agent
   HOOK_FAILED: false,
   SELF_TEST_FAILED: false,

@@ -78,6 +78,11 @@ export class Model {
     this.validator = new InputValidator(this.inputs);
   }
 
+  /** Validates feeds as `infer` would, without running: schedulers check each request before batching it. */
+  check(feeds: Feeds): void {
+    this.validator.check(feeds);
+  }
+
   infer(feeds: Feeds): Promise<Outputs> {
     const session = this.session;
     try {

@@ -10,6 +10,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
   INVALID_ARGUMENT: 400,
   SYMBOLIC_DIM_UNBOUND: 400,
   MODEL_RELEASED: 503,
+  OVERLOADED: 503,
+  MODEL_NOT_FOUND: 404,
   INFERENCE_FAILED: 500,
 });
 
@@ -23,10 +25,26 @@ export class HttpError extends Error {
   }
 }
 
-/** An error as the protocol's error body (`{"error": "..."}`), with our code alongside for scripts. */
-export function errorResponse(error: unknown): { status: number; body: { error: string; code: string } } {
-  if (error instanceof HttpError) return { status: error.status, body: { error: error.message, code: error.code } };
-  if (isOutpostError(error))
-    return { status: STATUS[error.code] ?? 500, body: { error: error.message, code: error.code } };
-  return { status: 500, body: { error: messageOf(error), code: 'INTERNAL' } };
+export interface ErrorResponse {
+  status: number;
+  body: { error: string; code: string };
+  headers: Record<string, string>;
+}
+
+/**
+ * An error as the protocol's error body (`{"error": "..."}`), with our code alongside for scripts. Overload is 503
+ * with Retry-After (RFC 9110 §10.2.3), so well-behaved clients back off instead of hammering.
+ */
+export function errorResponse(error: unknown): ErrorResponse {
+  if (error instanceof HttpError)
+    return { status: error.status, body: { error: error.message, code: error.code }, headers: {} };
+  if (isOutpostError(error)) {
+    const retry = error.details.retryAfterSeconds;
+    return {
+      status: STATUS[error.code] ?? 500,
+      body: { error: error.message, code: error.code },
+      headers: typeof retry === 'number' ? { 'retry-after': String(retry) } : {},
+    };
+  }
+  return { status: 500, body: { error: messageOf(error), code: 'INTERNAL' }, headers: {} };
 }

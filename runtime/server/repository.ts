@@ -1,30 +1,40 @@
 import type { Model } from '../model/model.js';
+import { ModelService, type ServiceOptions } from './service.js';
 
 /**
- * Where the server finds models: by name, optionally by version. The agent's repository swaps versions atomically
- * (the old one serves until the new one passed its self-test); `outpost serve` uses a fixed one.
+ * Where the server finds what it serves: one ModelService per model name. The agent's repository swaps versions as
+ * deployments activate them; `outpost serve` builds a fixed one.
  */
-export interface ModelRepository {
-  /** The model serving `name` (its active version when `version` is undefined), or undefined. */
-  get(name: string, version?: string): Model | undefined;
-  /** Every loaded model (all versions), for metadata and readiness. */
-  list(): readonly Model[];
+export interface ServiceRepository {
+  service(name: string): ModelService | undefined;
+  services(): readonly ModelService[];
 }
 
-/** A repository over a fixed set of loaded models; the first loaded version of a name is its default. */
-export class StaticRepository implements ModelRepository {
-  private readonly models: Model[] = [];
+/** A repository over models loaded once: versions of the same name share traffic equally unless weights say otherwise. */
+export class StaticRepository implements ServiceRepository {
+  private readonly byName = new Map<string, ModelService>();
 
-  add(model: Model): this {
-    this.models.push(model);
+  constructor(private readonly options: ServiceOptions = {}) {}
+
+  async add(model: Model, weight = 1): Promise<this> {
+    let service = this.byName.get(model.name);
+    if (service === undefined) {
+      service = new ModelService(model.name, this.options);
+      this.byName.set(model.name, service);
+    }
+    await service.setVersions([...service.versions().map((m) => ({ model: m, weight: 1 })), { model, weight }]);
     return this;
   }
 
-  get(name: string, version?: string): Model | undefined {
-    return this.models.find((m) => m.name === name && (version === undefined || m.version === version));
+  service(name: string): ModelService | undefined {
+    return this.byName.get(name);
   }
 
-  list(): readonly Model[] {
-    return this.models;
+  services(): readonly ModelService[] {
+    return [...this.byName.values()];
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.byName.values()) await s.close();
   }
 }

@@ -5,12 +5,12 @@ import { logger } from '../log.js';
 import { OUTPOST_VERSION } from '../version.js';
 import { errorResponse, HttpError } from './errors.js';
 import { inferResponse, modelMetadata, parseInferRequest } from './protocol.js';
-import type { ModelRepository } from './repository.js';
+import type { ServiceRepository } from './repository.js';
 
 const log = logger('server');
 
 export interface ServerOptions {
-  readonly repository: ModelRepository;
+  readonly repository: ServiceRepository;
   /** Loopback by default: the device's apps are local; nothing listens on the network unless asked. */
   readonly host?: string;
   readonly port?: number;
@@ -24,9 +24,9 @@ export const DEFAULT_MAX_BODY = 64 * 1024 * 1024; // bytes: a 4K RGB float image
 
 const ROUTE = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(infer|ready))?$/;
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -63,8 +63,8 @@ export class InferenceServer {
   async listen(): Promise<{ url: string }> {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
-        const { status, body } = errorResponse(error);
-        if (!res.headersSent) send(res, status, body);
+        const { status, body, headers } = errorResponse(error);
+        if (!res.headersSent) send(res, status, body, headers);
         else res.destroy();
       });
     });
@@ -102,7 +102,7 @@ export class InferenceServer {
     const { repository } = this.options;
     if (req.method === 'GET' && path === '/v2/health/live') return [200, { live: true }];
     if (req.method === 'GET' && path === '/v2/health/ready') {
-      const ready = repository.list().some((m) => !m.released);
+      const ready = repository.services().some((s) => s.versions().some((m) => !m.released));
       return [ready ? 200 : 503, { ready }];
     }
     if (req.method === 'GET' && (path === '/v2' || path === '/v2/')) {
@@ -113,9 +113,10 @@ export class InferenceServer {
     const [, rawName, rawVersion, action] = match;
     const name = decodeURIComponent(rawName ?? '');
     const version = rawVersion === undefined ? undefined : decodeURIComponent(rawVersion);
-    const model = repository.get(name, version);
-    if (model === undefined) {
-      const known = [...new Set(repository.list().map((m) => m.name))];
+    const service = repository.service(name);
+    const model = service?.select(version);
+    if (service === undefined || model === undefined) {
+      const known = repository.services().map((s) => s.name);
       throw new HttpError(
         404,
         `unknown model "${name}"${version === undefined ? '' : ` version "${version}"`}; serving: ${known.join(', ') || 'none'}`,
@@ -132,15 +133,17 @@ export class InferenceServer {
         throw new HttpError(400, 'request body is not valid JSON', 'INPUT_INVALID');
       }
       const request = parseInferRequest(body, model);
-      const outputs = await model.infer(request.inputs);
-      return [200, inferResponse(model, request, outputs)];
+      const result = await service.infer(request.inputs, version);
+      return [200, inferResponse(result.model, request, result.outputs)];
     }
     if (req.method !== 'GET') throw new HttpError(405, `${path} takes GET`, 'METHOD_NOT_ALLOWED');
     if (action === 'ready') return [model.released ? 503 : 200, { name: model.name, ready: !model.released }];
-    const versions = repository
-      .list()
-      .filter((m) => m.name === name)
-      .map((m) => m.version);
-    return [200, modelMetadata(model, versions)];
+    return [
+      200,
+      modelMetadata(
+        model,
+        service.versions().map((m) => m.version),
+      ),
+    ];
   }
 }

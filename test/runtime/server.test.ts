@@ -12,7 +12,11 @@ const INPUT = 'onnx::Flatten_0';
 
 beforeAll(async () => {
   model = await loadModel(REAL_MODELS.wakeWord);
-  server = new InferenceServer({ repository: new StaticRepository().add(model), port: 0, maxBodyBytes: 64 * 1024 });
+  server = new InferenceServer({
+    repository: await new StaticRepository().add(model),
+    port: 0,
+    maxBodyBytes: 64 * 1024,
+  });
   base = (await server.listen()).url;
 });
 afterAll(async () => {
