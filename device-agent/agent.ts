@@ -5,7 +5,8 @@ import { logger } from '../runtime/log.js';
 import type { Model } from '../runtime/model/model.js';
 import { InferenceServer } from '../runtime/server/server.js';
 import type { AgentConfig } from './config.js';
-import { acceptExecution, loadInstalled, runDeployment, type DeploymentContext } from './deployment.js';
+import { acceptExecution, runDeployment, type DeploymentContext } from './deployment.js';
+import { applyPlan } from './serving-plan.js';
 import { JobsClient, SupersededError } from './jobs-client.js';
 import { offlineStatusPayload, outpostTopics, type JobExecution } from './protocol/index.js';
 import { ActiveModels } from './repository.js';
@@ -119,21 +120,21 @@ export class Agent {
     return { http: this.httpUrl };
   }
 
-  /** The active version of every installed model, as its self-test chose it; a version that fails to load is logged. */
+  /** Every installed model as its serving plan says (production weights, shadow); a failure to load is logged. */
   private async serveInstalled(): Promise<void> {
+    const ctx = {
+      store: this.store,
+      models: this.models,
+      trustedKeys: this.trustedKeys,
+      requireSignature: this.requireSignature,
+    };
     for (const model of await this.store.models()) {
-      const version = await this.store.current(model);
-      if (version === undefined) continue;
+      const plan = await this.store.servingPlan(model);
+      if (plan === undefined) continue;
       try {
-        await this.models.swap(
-          await loadInstalled(
-            { store: this.store, trustedKeys: this.trustedKeys, requireSignature: this.requireSignature },
-            model,
-            version,
-          ),
-        );
+        await applyPlan(ctx, model, plan);
       } catch (error) {
-        log.error({ model, version, error: messageOf(error) }, 'installed model failed to load');
+        log.error({ model, plan, error: messageOf(error) }, 'installed model failed to load');
       }
     }
   }
@@ -241,14 +242,43 @@ export class Agent {
       updatedAt: now.toISOString(),
       uptimeSeconds: (now.getTime() - this.startedAt.getTime()) / 1000,
       ...(this.httpUrl === undefined ? {} : { http: this.httpUrl }),
-      active: this.models
-        .list()
-        .map((m) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend })),
+      active: this.activeModels(),
+      shadows: this.models.services().flatMap((service) => {
+        const report = service.shadowReport();
+        if (report === undefined) return [];
+        const { agreement, meanCosine, productionP50Ms, shadowP50Ms, ...rest } = report;
+        return [
+          {
+            model: service.name,
+            ...rest,
+            ...(agreement === undefined ? {} : { agreement }),
+            ...(meanCosine === undefined ? {} : { meanCosine }),
+            ...(productionP50Ms === undefined ? {} : { productionP50Ms }),
+            ...(shadowP50Ms === undefined ? {} : { shadowP50Ms }),
+          },
+        ];
+      }),
       deployments: (await this.deployments.all()).map(deploymentSummary),
       disk: await diskUsage(this.config.dataDir),
       memory: memoryUsage(),
       spool: { entries: this.spool.size, dropped: this.spool.dropped },
     };
+  }
+
+  private activeModels(): AgentStatus['active'] {
+    return this.models.services().flatMap((service) => {
+      const versions = service.versions();
+      const weights = service.weights();
+      const total = weights.reduce((a, b) => a + b, 0);
+      const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
+      const production = versions.map((m, i) => ({
+        ...describe(m),
+        role: 'production' as const,
+        ...(versions.length > 1 ? { trafficPercent: ((weights[i] ?? 0) / total) * 100 } : {}),
+      }));
+      const shadow = service.shadowModel();
+      return shadow === undefined ? production : [...production, { ...describe(shadow), role: 'shadow' as const }];
+    });
   }
 
   /** status.json for `outpost agent status`: rewritten on every change, one write at a time. */

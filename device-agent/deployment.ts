@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { unpackArtifact, verifyArtifact } from '../runtime/artifact/index.js';
 import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import { loadModel } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
 import type { AgentConfig } from './config.js';
 import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
@@ -21,7 +20,8 @@ import {
 import type { ActiveModels } from './repository.js';
 import { selfTest } from './self-test.js';
 import type { DeploymentState, DeploymentStep, DeploymentStore, Outcome } from './state.js';
-import type { ModelStore } from './store.js';
+import { ModelStore } from './store.js';
+import { applyPlan, loadInstalled, nextPlan } from './serving-plan.js';
 import type { Transport } from './transport/types.js';
 
 const log = logger('agent.deployment');
@@ -253,26 +253,17 @@ const test: Step = async (ctx, state) => {
   return advance(ctx, state, 'activating', { variant: result.model.variant.id, backend: result.model.backend });
 };
 
-/** Loads an installed version as its self-test chose it (after a restart, without re-running the test). */
-export async function loadInstalled(
-  ctx: Pick<DeploymentContext, 'store' | 'trustedKeys' | 'requireSignature'>,
-  model: string,
-  version: string,
-): Promise<Model> {
-  const selection = await ctx.store.selection(model, version);
-  return loadModel(ctx.store.versionDir(model, version), {
-    ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
-    trustedKeys: ctx.trustedKeys,
-    requireSignature: ctx.requireSignature,
-  });
-}
-
 const activate: Step = async (ctx, state) => {
-  await ctx.store.activate(state.model, state.version);
+  // The plan before this deployment is kept in the state (first time only), so a rollback restores exactly it.
+  const before = state.previousPlan ?? (await ctx.store.servingPlan(state.model));
+  const plan = nextPlan(documentOf(state).rollout, before, state.version);
+  if (plan.production.length === 1 && plan.production[0]?.version === state.version)
+    await ctx.store.activate(state.model, state.version);
+  await ctx.store.saveServingPlan(state.model, plan);
   const model = ctx.tested.get(state.jobId) ?? (await loadInstalled(ctx, state.model, state.version));
   ctx.tested.delete(state.jobId);
-  await ctx.models.swap(model);
-  return advance(ctx, state, 'validating');
+  await applyPlan(ctx, state.model, plan, model);
+  return advance(ctx, state, 'validating', before === undefined ? {} : { previousPlan: before });
 };
 
 const validate: Step = async (ctx, state) => {
@@ -286,7 +277,11 @@ const validate: Step = async (ctx, state) => {
   await runHook(ctx.config.hooks, 'afterActivate', hook);
   await runHook(ctx.config.hooks, 'validate', hook);
   const keep = documentOf(state).keepVersions ?? ctx.config.keepVersions;
-  await ctx.store.prune(state.model, keep, state.previous === undefined ? [] : [state.previous]);
+  const pinned = [
+    ...ModelStore.planVersions(await ctx.store.servingPlan(state.model)),
+    ...ModelStore.planVersions(state.previousPlan),
+  ];
+  await ctx.store.prune(state.model, keep, pinned);
   const outcome: Outcome = {
     status: 'SUCCEEDED',
     code: 'OK',
@@ -296,18 +291,19 @@ const validate: Step = async (ctx, state) => {
 };
 
 const rollBack: Step = async (ctx, state) => {
-  const current = await ctx.store.current(state.model);
-  if (current === state.version) {
-    if (state.previous !== undefined && (await ctx.store.has(state.model, state.previous))) {
-      await ctx.store.activate(state.model, state.previous);
-      await ctx.models.swap(await loadInstalled(ctx, state.model, state.previous));
-      log.warn({ model: state.model, restored: state.previous }, 'rolled back');
-    } else {
-      await ctx.models.remove(state.model);
-      await rm(join(ctx.store.modelDir(state.model), 'current'), { force: true });
-    }
-  } else if (ctx.models.get(state.model)?.version === state.version && state.previous !== undefined) {
-    await ctx.models.swap(await loadInstalled(ctx, state.model, state.previous));
+  const plan = state.previousPlan;
+  if (plan === undefined) {
+    // Nothing served before this deployment: serve nothing rather than the failed version.
+    await ctx.models.remove(state.model);
+    await rm(join(ctx.store.modelDir(state.model), 'current'), { force: true });
+    await rm(join(ctx.store.modelDir(state.model), 'serving.json'), { force: true });
+  } else {
+    const only = plan.production.length === 1 ? plan.production[0]?.version : undefined;
+    if (only !== undefined && (await ctx.store.current(state.model)) !== only)
+      await ctx.store.activate(state.model, only);
+    await ctx.store.saveServingPlan(state.model, plan);
+    await applyPlan(ctx, state.model, plan);
+    log.warn({ model: state.model, restored: plan }, 'rolled back');
   }
   return advance(ctx, state, 'reporting');
 };

@@ -6,9 +6,9 @@ import { ModelService, type ServiceOptions } from '../runtime/server/service.js'
 const log = logger('agent.repository');
 
 /**
- * The agent's served models: one ModelService per name whose production version is the active one. `swap()`
- * replaces it in one step, so a request sees the old model or the new one, never none; the old one is released
- * after its in-flight calls finish.
+ * The agent's served models: one ModelService per name, whose production versions (with traffic weights) and shadow
+ * follow the model's serving plan. Changes happen in one step, so a request sees the old set or the new one, never
+ * none; models no longer named are released after their in-flight calls finish.
  */
 export class ActiveModels implements ServiceRepository {
   private readonly byName = new Map<string, ModelService>();
@@ -23,44 +23,59 @@ export class ActiveModels implements ServiceRepository {
     return [...this.byName.values()];
   }
 
-  /** The active model of `name`, or of `name` at `version`. */
+  /** The first production model of `name` (the only one unless a canary is running). */
   get(name: string, version?: string): Model | undefined {
     const model = this.byName.get(name)?.versions()[0];
     return model !== undefined && (version === undefined || model.version === version) ? model : undefined;
+  }
+
+  /** The loaded model of `name` at `version`, production or shadow. */
+  loaded(name: string, version: string): Model | undefined {
+    const service = this.byName.get(name);
+    return [...(service?.versions() ?? []), service?.shadowModel()].find((m) => m?.version === version);
   }
 
   list(): readonly Model[] {
     return this.services().flatMap((s) => s.versions());
   }
 
-  /** Serves `model` under its name from now on; releases what it replaces. */
+  /** Serves `model` as the only version of its name from now on. */
   async swap(model: Model): Promise<void> {
-    let service = this.byName.get(model.name);
+    await this.serve(model.name, [{ model, weight: 1 }]);
+  }
+
+  /** Production versions with traffic weights and an optional shadow for `name`, in one step. */
+  async serve(
+    name: string,
+    production: readonly { model: Model; weight: number }[],
+    shadow?: { model: Model; percent: number },
+  ): Promise<void> {
+    let service = this.byName.get(name);
     if (service === undefined) {
-      service = new ModelService(model.name, this.options);
-      this.byName.set(model.name, service);
+      service = new ModelService(name, this.options);
+      this.byName.set(name, service);
     }
-    const previous = service.versions();
-    await service.setVersions([{ model }]);
+    const before = [...service.versions(), service.shadowModel()];
+    await service.setVersions(production);
+    await service.setShadow(shadow?.model, shadow?.percent ?? 0);
+    const kept = new Set<Model | undefined>([...production.map((p) => p.model), shadow?.model]);
     log.info(
       {
-        model: model.name,
-        version: model.version,
-        variant: model.variant.id,
-        backend: model.backend,
-        replaced: previous.map((m) => m.version),
+        model: name,
+        production: production.map((p) => `${p.model.version}×${p.weight}`),
+        ...(shadow === undefined ? {} : { shadow: `${shadow.model.version}@${shadow.percent}%` }),
       },
       'serving',
     );
-    for (const old of previous) if (old !== model) await old.release();
+    for (const old of before) if (old !== undefined && !kept.has(old)) await old.release();
   }
 
   async remove(name: string): Promise<void> {
     const service = this.byName.get(name);
     this.byName.delete(name);
-    const models = service?.versions() ?? [];
+    const models = [...(service?.versions() ?? []), service?.shadowModel()];
     await service?.close();
-    for (const m of models) await m.release();
+    for (const m of models) await m?.release();
   }
 
   async close(): Promise<void> {

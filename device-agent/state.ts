@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { fromFsError } from '../runtime/errors.js';
 import { readJson, writeJsonAtomic } from './fsx.js';
+import { servingPlanSchema } from './store.js';
 
 /**
  * A deployment's steps, in order. The state is persisted before each step starts, and every step is idempotent,
@@ -43,8 +44,10 @@ export const deploymentStateSchema = z.object({
   /** IoT Jobs execution version: the `expectedVersion` of the next update. */
   versionNumber: z.number().int(),
   executionNumber: z.number().int().optional(),
-  /** Active version when the deployment started: what a rollback restores. */
+  /** Active version when the deployment started. */
   previous: z.string().optional(),
+  /** The serving plan before activation: what a rollback restores (production weights, shadow). */
+  previousPlan: servingPlanSchema.optional(),
   bytesTotal: z.number().int().nonnegative(),
   /** Distinct artifact bytes on disk (blocks verified and written). */
   bytesReceived: z.number().int().nonnegative(),

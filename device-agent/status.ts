@@ -18,8 +18,34 @@ export const agentStatusSchema = z.object({
   uptimeSeconds: z.number(),
   http: z.string().optional(),
   active: z.array(
-    z.object({ model: z.string(), version: z.string(), variant: z.string(), backend: z.enum(['native', 'wasm']) }),
+    z.object({
+      model: z.string(),
+      version: z.string(),
+      variant: z.string(),
+      backend: z.enum(['native', 'wasm']),
+      /** production (answers callers) or shadow (only compared). */
+      role: z.enum(['production', 'shadow']).optional(),
+      /** Share of production traffic, in percent, when several versions serve (canary). */
+      trafficPercent: z.number().optional(),
+    }),
   ),
+  /** Shadow comparisons running now (SageMaker-style shadow tests): agreement, divergence, latency. */
+  shadows: z
+    .array(
+      z.object({
+        model: z.string(),
+        version: z.string(),
+        percent: z.number(),
+        compared: z.number(),
+        shadowErrors: z.number(),
+        agreement: z.number().optional(),
+        meanCosine: z.number().optional(),
+        maxAbsDiff: z.number(),
+        productionP50Ms: z.number().optional(),
+        shadowP50Ms: z.number().optional(),
+      }),
+    )
+    .default([]),
   deployments: z.array(
     z.object({
       jobId: z.string(),

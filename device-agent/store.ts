@@ -18,7 +18,15 @@ export const selectionSchema = z.object({
 });
 export type Selection = z.infer<typeof selectionSchema>;
 
+/** Which installed versions take traffic, and how (job document `rollout`); absent = the current version alone. */
+export const servingPlanSchema = z.object({
+  production: z.array(z.object({ version: z.string(), weight: z.number().positive() })).min(1),
+  shadow: z.object({ version: z.string(), percent: z.number().min(0).max(100) }).optional(),
+});
+export type ServingPlan = z.infer<typeof servingPlanSchema>;
+
 const CURRENT = 'current';
+const PLAN = 'serving.json';
 
 /**
  * Installed models (DESIGN.md, "On the device"):
@@ -106,6 +114,24 @@ export class ModelStore {
     await rename(temp, join(dir, CURRENT));
     await fsyncDir(dir);
     log.info({ model, version }, 'activated');
+  }
+
+  /** The serving plan, or the current version alone when none was written (or none is installed). */
+  async servingPlan(model: string): Promise<ServingPlan | undefined> {
+    const plan = await readJson(join(this.modelDir(model), PLAN), servingPlanSchema);
+    if (plan !== undefined) return plan;
+    const current = await this.current(model);
+    return current === undefined ? undefined : { production: [{ version: current, weight: 1 }] };
+  }
+
+  async saveServingPlan(model: string, plan: ServingPlan): Promise<void> {
+    await writeJsonAtomic(join(this.modelDir(model), PLAN), plan);
+  }
+
+  /** Versions a plan needs kept (never pruned while it names them). */
+  static planVersions(plan: ServingPlan | undefined): string[] {
+    if (plan === undefined) return [];
+    return [...plan.production.map((p) => p.version), ...(plan.shadow === undefined ? [] : [plan.shadow.version])];
   }
 
   async selection(model: string, version: string): Promise<Selection | undefined> {

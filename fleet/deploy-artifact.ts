@@ -31,6 +31,8 @@ export interface PrepareOptions {
   readonly streamId?: string;
   readonly blockSize?: number; // bytes, default 64 KiB (protocol/limits.ts)
   readonly keepVersions?: number;
+  /** How the devices put the new version into service (job document `rollout`); default replace. */
+  readonly rollout?: JobDocument['rollout'];
   readonly notes?: string;
   /** Public keys (PEM text or paths): when given, the artifact must carry a signature by one of them. */
   readonly trustedKeys?: readonly string[];
@@ -113,6 +115,7 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
         },
         target: { arch: target.arch },
         ...(options.keepVersions === undefined ? {} : { keepVersions: options.keepVersions }),
+        ...(options.rollout === undefined ? {} : { rollout: options.rollout }),
         ...(options.notes === undefined ? {} : { notes: options.notes }),
       }),
     );

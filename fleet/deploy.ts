@@ -27,6 +27,8 @@ export interface DeployOptions {
   readonly jobId?: string;
   readonly blockSize?: number; // bytes, default 64 KiB
   readonly keepVersions?: number;
+  /** canary / shadow instead of replace (job document `rollout`). */
+  readonly rollout?: JobDocument['rollout'];
   readonly notes?: string;
   readonly trustedKeys?: readonly string[];
   /** Resolve with the outcome once every execution is terminal, then stop serving. */
@@ -109,7 +111,7 @@ async function start(options: DeployOptions): Promise<Deployment> {
   const prepared = await prepareArtifact({
     artifact: options.artifact,
     ...(options.jobId === undefined ? {} : { streamId: options.jobId }),
-    ...pick(options, ['blockSize', 'keepVersions', 'notes', 'trustedKeys', 'workDir']),
+    ...pick(options, ['blockSize', 'keepVersions', 'notes', 'trustedKeys', 'workDir', 'rollout']),
   });
   const jobId = prepared.document.artifact.streamId;
   let client: MqttClient | undefined;

@@ -109,6 +109,7 @@ async function localStatus(dataDir: string): Promise<AgentStatus & { running: bo
     disk: { path: dataDir, freeBytes: 0, totalBytes: 0 },
     memory: { rssBytes: 0, systemFreeBytes: 0, systemTotalBytes: 0 },
     spool: { entries: 0, dropped: 0 },
+    shadows: [],
   };
   return { ...base, connected: running && base.connected, running, active, deployments };
 }
@@ -122,10 +123,23 @@ function printStatus(s: AgentStatus & { running: boolean }): void {
     s.active.length === 0
       ? 'no active models'
       : table(
-          ['model', 'version', 'variant', 'backend'],
-          s.active.map((a) => [a.model, a.version, a.variant, a.backend]),
+          ['model', 'version', 'variant', 'backend', 'role', 'traffic'],
+          s.active.map((a) => [
+            a.model,
+            a.version,
+            a.variant,
+            a.backend,
+            a.role ?? 'production',
+            a.trafficPercent === undefined ? '' : `${a.trafficPercent.toFixed(0)}%`,
+          ]),
         ),
   );
+  for (const sh of s.shadows) {
+    const pct = (x: number | undefined) => (x === undefined ? '?' : `${(x * 100).toFixed(1)}%`);
+    print(
+      `shadow ${sh.model}@${sh.version} (${sh.percent}% mirrored): ${sh.compared} compared, agreement ${pct(sh.agreement)}, cosine ${sh.meanCosine?.toFixed(4) ?? '?'}, max |Δ| ${sh.maxAbsDiff.toPrecision(3)}, p50 ${sh.productionP50Ms?.toFixed(2) ?? '?'} → ${sh.shadowP50Ms?.toFixed(2) ?? '?'} ms, ${sh.shadowErrors} errors`,
+    );
+  }
   if (s.deployments.length > 0) {
     print('');
     print(

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { stderr } from 'node:process';
 import { type DeployEvent, type DeployOptions, type DeployResult, deploy } from '../../fleet/deploy.js';
 import type { FleetTls } from '../../fleet/mqtt.js';
@@ -16,6 +16,8 @@ interface DeployCliOptions {
   wait?: boolean;
   timeout?: number;
   trustKey?: string[];
+  canary?: number;
+  shadow?: number;
   json?: boolean;
 }
 
@@ -42,6 +44,8 @@ async function run(artifact: string, opts: DeployCliOptions): Promise<void> {
     ...(opts.jobId === undefined ? {} : { jobId: opts.jobId }),
     ...(opts.trustKey === undefined ? {} : { trustedKeys: opts.trustKey }),
     ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
+    ...(opts.canary === undefined ? {} : { rollout: { mode: 'canary', percent: opts.canary } }),
+    ...(opts.shadow === undefined ? {} : { rollout: { mode: 'shadow', percent: opts.shadow } }),
     onEvent: opts.json === true ? undefined : progress,
   };
   let result: DeployResult;
@@ -99,6 +103,12 @@ function details(statusDetails: Readonly<Record<string, string>>, before = '', a
   return pairs.length === 0 ? '' : `${before}${pairs.join('; ')}${after}`;
 }
 
+function parsePercent(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 100)) throw new InvalidArgumentError(`"${value}" is not a percentage (0–100)`);
+  return n;
+}
+
 /** Resolves on the first SIGINT or SIGTERM (taking the signal, so the process does not die mid-cleanup). */
 function interrupted(): { promise: Promise<void>; dispose: () => void } {
   let stop = (): void => undefined;
@@ -140,6 +150,12 @@ export function register(program: Command): void {
       parsePositiveInt,
     )
     .option('--trust-key <pem>', 'public key whose signature the artifact must carry (repeatable)', collect)
+    .option('--canary <percent>', 'serve the new version to this % of requests beside the current one', parsePercent)
+    .option(
+      '--shadow <percent>',
+      'mirror this % of requests to the new version and only compare (see agent status)',
+      parsePercent,
+    )
     .option('--json', 'print JSON: { jobId, status (one thing), things: [{ thing, status, statusDetails }] }')
     .action(run);
 }

@@ -56,6 +56,22 @@ export const jobDocumentSchema = z
     }),
     /** The hosts the artifact fits (the manifest's target.arch); a device of another arch REJECTS the job. */
     target: z.strictObject({ arch: z.enum(['x86_64', 'arm64', 'any']) }).optional(),
+    /**
+     * How the new version takes traffic once it passed its self-test (SageMaker's production variants and shadow
+     * tests, on the device): `replace` (default) makes it the only production version; `canary` sends it `percent`
+     * of requests beside the current one; `shadow` mirrors `percent` of requests to it, compares, and answers none.
+     * A later `replace` deployment of either version promotes it or drops the other.
+     */
+    rollout: z
+      .strictObject({
+        mode: z.enum(['replace', 'canary', 'shadow']),
+        percent: z.number().min(0).max(100).optional(),
+      })
+      .refine((r) => r.mode === 'replace' || r.percent !== undefined, {
+        message: 'canary and shadow need a percent',
+        path: ['percent'],
+      })
+      .optional(),
     /** Installed versions of this model to keep after activation (the active one included). */
     keepVersions: z.number().int().min(1).max(MAX_KEEP_VERSIONS).optional(),
     notes: z.string().max(MAX_NOTES_CHARS).optional(),

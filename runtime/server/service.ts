@@ -94,6 +94,11 @@ export class ModelService {
     return this.serving.map((s) => s.model);
   }
 
+  /** Traffic weights of `versions()`, in the same order. */
+  weights(): readonly number[] {
+    return this.serving.map((s) => s.weight);
+  }
+
   shadowModel(): Model | undefined {
     return this.shadow?.serving.model;
   }

@@ -41,7 +41,13 @@ afterAll(async () => {
   await dispose();
 });
 
-async function ship(artifact: string, options: { testHooks?: Parameters<typeof deploy>[0]['testHooks'] } = {}) {
+async function ship(
+  artifact: string,
+  options: {
+    testHooks?: Parameters<typeof deploy>[0]['testHooks'];
+    rollout?: Parameters<typeof deploy>[0]['rollout'];
+  } = {},
+) {
   return deploy({
     artifact,
     things: [THING],
@@ -54,7 +60,14 @@ async function ship(artifact: string, options: { testHooks?: Parameters<typeof d
 }
 
 async function status(): Promise<{
-  active: { model: string; version: string; variant: string; backend: string }[];
+  active: {
+    model: string;
+    version: string;
+    variant: string;
+    backend: string;
+    role?: string;
+    trafficPercent?: number;
+  }[];
   deployments: {
     jobId: string;
     state: string;
@@ -63,6 +76,7 @@ async function status(): Promise<{
     bytesFetched: number;
     reason?: string;
   }[];
+  shadows: { version: string; compared: number; agreement?: number }[];
   connected: boolean;
   thing: string;
 }> {
@@ -91,7 +105,13 @@ describe('device agent: deployments over a real Mosquitto (mTLS, ACL)', () => {
     const s = await status();
     expect(s).toMatchObject({ thing: THING, connected: true });
     expect(s.active).toEqual([
-      { model: 'cnn', version: '1.0.0', variant: expect.stringMatching(/int8|fp32/) as string, backend: 'native' },
+      {
+        model: 'cnn',
+        version: '1.0.0',
+        variant: expect.stringMatching(/int8|fp32/) as string,
+        backend: 'native',
+        role: 'production',
+      },
     ]);
     const d = s.deployments.find((x) => x.jobId === result.jobId);
     expect(d).toMatchObject({ state: 'SUCCEEDED' });
@@ -139,6 +159,34 @@ describe('device agent: deployments over a real Mosquitto (mTLS, ACL)', () => {
     } finally {
       await sdk.stop();
     }
+  });
+
+  it('runs a new version as a shadow, compares it on mirrored requests, then promotes it', async () => {
+    const artifact = await cnnArtifact(join(dir, 'a6'), '2.0.0', trusted);
+    const shadowed = await ship(artifact, { rollout: { mode: 'shadow', percent: 100 } });
+    expect(shadowed.things[0]?.status).toBe('SUCCEEDED');
+    for (let i = 0; i < 5; i++) expect(await inferVersion()).not.toBe('2.0.0'); // the shadow never answers
+    const s = await status();
+    expect(s.active.map((a) => `${a.version}:${a.role ?? ''}`)).toContain('2.0.0:shadow');
+    const report = s.shadows[0];
+    expect(report?.version).toBe('2.0.0');
+    expect(report?.compared).toBeGreaterThanOrEqual(5);
+    expect(report?.agreement).toBe(1); // same weights, same answers
+    const promoted = await ship(artifact);
+    expect(promoted.things[0]?.status).toBe('SUCCEEDED');
+    expect(await inferVersion()).toBe('2.0.0');
+    expect((await status()).shadows).toEqual([]);
+  });
+
+  it('splits traffic for a canary by weight', async () => {
+    const artifact = await cnnArtifact(join(dir, 'a7'), '3.0.0', trusted);
+    const result = await ship(artifact, { rollout: { mode: 'canary', percent: 50 } });
+    expect(result.things[0]?.status).toBe('SUCCEEDED');
+    const traffic = Object.fromEntries((await status()).active.map((a) => [a.version, a.trafficPercent]));
+    expect(traffic).toEqual({ '2.0.0': 50, '3.0.0': 50 });
+    const seen = new Set<string>();
+    for (let i = 0; i < 40 && seen.size < 2; i++) seen.add(await inferVersion());
+    expect([...seen].sort()).toEqual(['2.0.0', '3.0.0']);
   });
 
   it('re-fetches a corrupted block and still installs', async () => {

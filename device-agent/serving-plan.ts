@@ -1,0 +1,74 @@
+import { OutpostError } from '../runtime/errors.js';
+import { loadModel } from '../runtime/model/load.js';
+import type { Model } from '../runtime/model/model.js';
+import type { JobDocument } from './protocol/index.js';
+import type { ActiveModels } from './repository.js';
+import type { ModelStore, ServingPlan } from './store.js';
+
+export interface PlanContext {
+  readonly store: ModelStore;
+  readonly models: ActiveModels;
+  readonly trustedKeys: readonly string[];
+  readonly requireSignature: boolean;
+}
+
+/** Loads an installed version as its self-test chose it (after a restart, without re-running the test). */
+export async function loadInstalled(
+  ctx: Pick<PlanContext, 'store' | 'trustedKeys' | 'requireSignature'>,
+  model: string,
+  version: string,
+): Promise<Model> {
+  const selection = await ctx.store.selection(model, version);
+  return loadModel(ctx.store.versionDir(model, version), {
+    ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
+    trustedKeys: ctx.trustedKeys,
+    requireSignature: ctx.requireSignature,
+  });
+}
+
+/**
+ * The plan after `version` passed its self-test, from the job's rollout and the plan before it:
+ * replace → it alone; canary → the first production version keeps (100 − p) %, it takes p %; shadow → production
+ * unchanged, it mirrors p % of requests.
+ */
+export function nextPlan(
+  rollout: JobDocument['rollout'],
+  before: ServingPlan | undefined,
+  version: string,
+): ServingPlan {
+  const mode = rollout?.mode ?? 'replace';
+  const percent = rollout?.percent ?? 0;
+  const base = before?.production[0]?.version;
+  if (mode === 'replace' || base === undefined || base === version) {
+    if (mode === 'shadow' && (base === undefined || base === version)) {
+      throw new OutpostError(
+        'INVALID_ARGUMENT',
+        `a shadow of ${version} needs a different production version to compare with; none is serving`,
+      );
+    }
+    return { production: [{ version, weight: 1 }] };
+  }
+  if (mode === 'canary') {
+    if (percent >= 100) return { production: [{ version, weight: 1 }] };
+    return {
+      production: [
+        { version: base, weight: 100 - percent },
+        { version, weight: percent },
+      ],
+    };
+  }
+  return { production: before?.production ?? [{ version: base, weight: 1 }], shadow: { version, percent } };
+}
+
+/** Serves exactly what `plan` names for `name`: versions already loaded are reused, others loaded from the store. */
+export async function applyPlan(ctx: PlanContext, name: string, plan: ServingPlan, fresh?: Model): Promise<void> {
+  const load = async (version: string): Promise<Model> =>
+    fresh?.version === version
+      ? fresh
+      : (ctx.models.loaded(name, version) ?? (await loadInstalled(ctx, name, version)));
+  const production = [];
+  for (const p of plan.production) production.push({ model: await load(p.version), weight: p.weight });
+  const shadow =
+    plan.shadow === undefined ? undefined : { model: await load(plan.shadow.version), percent: plan.shadow.percent };
+  await ctx.models.serve(name, production, shadow);
+}
