@@ -15,15 +15,46 @@ const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
   INFERENCE_FAILED: 500,
 });
 
+/**
+ * Codes of failures that belong to HTTP itself rather than to inference (they have no `OutpostError` code):
+ * the status says most of it, the code is for scripts.
+ */
+export type HttpErrorCode =
+  | ErrorCode
+  | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
+  | 'BODY_TOO_LARGE'
+  | 'UNAUTHORIZED'
+  | 'REQUEST_TIMEOUT'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'BAD_REQUEST'
+  | 'HEADERS_TOO_LARGE'
+  | 'CLIENT_CLOSED';
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly code: string,
+    readonly code: HttpErrorCode,
+    /** Extra response headers (WWW-Authenticate on 401). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
   }
 }
+
+/** The client went away before its request was read: there is no one to answer (nginx logs these as 499). */
+export const CLIENT_CLOSED_STATUS = 499;
+
+export function clientClosed(): HttpError {
+  return new HttpError(CLIENT_CLOSED_STATUS, 'the client closed the connection mid-request', 'CLIENT_CLOSED');
+}
+
+/**
+ * Statuses after which the connection is closed instead of kept alive: the rest of the request body is not worth
+ * reading (too large, unauthenticated, too slow), and draining it would let a client hold the server busy.
+ */
+export const CLOSE_AFTER: ReadonlySet<number> = new Set([401, 408, 413, 431]);
 
 export interface ErrorResponse {
   status: number;
@@ -37,7 +68,7 @@ export interface ErrorResponse {
  */
 export function errorResponse(error: unknown): ErrorResponse {
   if (error instanceof HttpError)
-    return { status: error.status, body: { error: error.message, code: error.code }, headers: {} };
+    return { status: error.status, body: { error: error.message, code: error.code }, headers: { ...error.headers } };
   if (isOutpostError(error)) {
     const retry = error.details.retryAfterSeconds;
     return {

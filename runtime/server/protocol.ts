@@ -1,13 +1,16 @@
 import type { TensorSpec } from '../artifact/manifest.js';
 import type { TensorValue } from '../backends/types.js';
 import type { Model } from '../model/model.js';
-import { kserveDatatype, tensorFromJson, tensorToJson } from '../tensor/json.js';
-import type { TensorLike } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import { dtypeFromName, kserveDatatype, tensorToJson } from '../tensor/json.js';
+import { HEADER_LENGTH_HEADER, tensorToBinary } from './binary.js';
 import { HttpError } from './errors.js';
 
 /**
- * The Open Inference Protocol (KServe v2) REST bodies, JSON tensors
- * (https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md).
+ * The Open Inference Protocol (KServe v2) REST bodies
+ * (https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md), with the
+ * binary tensor data extension's parameters (binary.ts): `binary_data_size` on inputs, `binary_data` on requested
+ * outputs, `binary_data_output` on the request.
  */
 export interface TensorMetadata {
   name: string;
@@ -24,71 +27,235 @@ export function tensorMetadata(spec: TensorSpec): TensorMetadata {
   };
 }
 
-export function modelMetadata(model: Model, versions: readonly string[]) {
+/** Model metadata; `extraOutputs` are the post-processing outputs the server adds (README.md). */
+export function modelMetadata(model: Model, versions: readonly string[], extraOutputs: readonly TensorMetadata[] = []) {
   return {
     name: model.name,
     versions,
     platform: 'onnxruntime',
     inputs: model.inputs.map(tensorMetadata),
-    outputs: model.outputs.map(tensorMetadata),
+    outputs: [...model.outputs.map(tensorMetadata), ...extraOutputs],
   };
+}
+
+/** Nesting deeper than this in `data` or `shape` is refused before it is walked (no tensor has 32 dimensions). */
+export const MAX_RANK = 32;
+
+/** One input as the request declares it, before its data is decoded (inputs.ts). */
+export interface RequestInput {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly dims: readonly number[];
+  /** JSON `data`, flattened row-major; absent for binary inputs. */
+  readonly data?: readonly unknown[];
+  /** This input's slice of the binary section (a view of the request body). */
+  readonly binary?: Buffer;
+}
+
+export interface RequestedOutput {
+  readonly name: string;
+  /** Returned as binary data (`binary_data`, else the request's `binary_data_output`), else as JSON. */
+  readonly binary: boolean;
 }
 
 export interface InferRequest {
   readonly id?: string;
-  readonly inputs: Record<string, TensorLike>;
-  /** Outputs the client asked for; all when empty. */
-  readonly outputs: readonly string[];
+  readonly inputs: readonly RequestInput[];
+  /** What the response carries, in order: the outputs asked for, or every output when none were named. */
+  readonly outputs: readonly RequestedOutput[];
+}
+
+/** What a request is checked against: the model's inputs and every output name it can answer with. */
+export interface RequestContext {
+  readonly inputs: readonly TensorSpec[];
+  readonly outputNames: readonly string[];
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Parses and checks an inference request body against the model's inputs; problems are 400s naming the field. */
-export function parseInferRequest(body: unknown, model: Model): InferRequest {
-  if (!isRecord(body)) throw new HttpError(400, 'request body must be a JSON object with "inputs"', 'INPUT_INVALID');
-  const { id, inputs, outputs } = body;
-  if (id !== undefined && typeof id !== 'string') throw new HttpError(400, '"id" must be a string', 'INPUT_INVALID');
-  if (!Array.isArray(inputs)) throw new HttpError(400, '"inputs" must be an array of tensors', 'INPUT_INVALID');
-  const feeds: Record<string, TensorLike> = {};
-  inputs.forEach((input: unknown, i) => {
-    if (!isRecord(input) || typeof input.name !== 'string')
-      throw new HttpError(400, `inputs[${i}] needs a "name"`, 'INPUT_INVALID');
-    if (input.shape === undefined || input.datatype === undefined) {
-      throw new HttpError(400, `inputs[${i}] ("${input.name}") needs "shape" and "datatype"`, 'INPUT_INVALID');
-    }
-    const expected = model.inputs.find((s) => s.name === input.name)?.dtype;
-    feeds[input.name] = tensorFromJson(input, `input "${input.name}"`, expected);
-  });
-  const requested: string[] = [];
-  if (outputs !== undefined) {
-    if (!Array.isArray(outputs)) throw new HttpError(400, '"outputs" must be an array', 'INPUT_INVALID');
-    for (const [i, o] of outputs.entries()) {
-      if (!isRecord(o) || typeof o.name !== 'string')
-        throw new HttpError(400, `outputs[${i}] needs a "name"`, 'INPUT_INVALID');
-      if (!model.outputs.some((s) => s.name === o.name)) {
-        throw new HttpError(
-          400,
-          `unknown output "${o.name}"; outputs: ${model.outputs.map((s) => s.name).join(', ')}`,
-          'INPUT_INVALID',
-        );
-      }
-      requested.push(o.name);
-    }
-  }
-  return { ...(id === undefined ? {} : { id }), inputs: feeds, outputs: requested };
+function bad(message: string, code: 'INPUT_INVALID' | 'INPUT_NAME_UNKNOWN' = 'INPUT_INVALID'): HttpError {
+  return new HttpError(400, message, code);
 }
 
-export function inferResponse(model: Model, request: InferRequest, outputs: Readonly<Record<string, TensorValue>>) {
-  const names = request.outputs.length > 0 ? request.outputs : model.outputs.map((o) => o.name);
+function show(value: unknown): string {
+  const text = JSON.stringify(value) as string | undefined;
+  return text === undefined ? String(value) : text.length > 40 ? `${text.slice(0, 40)}…` : text;
+}
+
+/** Hands out consecutive slices of the binary section, in input order (extension: "in the same order"). */
+class BinaryCursor {
+  private offset = 0;
+
+  constructor(private readonly bytes: Buffer) {}
+
+  take(size: number, what: string): Buffer {
+    const left = this.bytes.length - this.offset;
+    if (size > left) {
+      throw bad(`${what}: binary_data_size ${size} runs past the end of the body (${left} bytes of binary data left)`);
+    }
+    const slice = this.bytes.subarray(this.offset, this.offset + size);
+    this.offset += size;
+    return slice;
+  }
+
+  finish(): void {
+    const left = this.bytes.length - this.offset;
+    if (left > 0) {
+      throw bad(
+        `the inputs' binary_data_size values add up to ${this.offset} bytes, but ${this.offset + left} bytes follow the JSON header`,
+      );
+    }
+  }
+}
+
+function parseShape(value: unknown, what: string): number[] {
+  if (!Array.isArray(value) || value.length > MAX_RANK) {
+    throw bad(`${what}: "shape" must be an array of at most ${MAX_RANK} non-negative integers, got ${show(value)}`);
+  }
+  for (const d of value) {
+    if (!Number.isSafeInteger(d) || (d as number) < 0)
+      throw bad(`${what}: "shape" must hold non-negative integers, got ${show(d)}`);
+  }
+  return value as number[];
+}
+
+/** Row-major flattening without recursion, so a hostile nesting depth is a 400 and not a stack overflow. */
+function flattenData(data: unknown, what: string): readonly unknown[] {
+  if (!Array.isArray(data)) return [data];
+  if (!data.some(Array.isArray)) return data;
+  const out: unknown[] = [];
+  const stack: { array: readonly unknown[]; index: number }[] = [{ array: data, index: 0 }];
+  for (let top = stack[0]; top !== undefined; top = stack[stack.length - 1]) {
+    if (top.index >= top.array.length) {
+      stack.pop();
+      continue;
+    }
+    const value = top.array[top.index++];
+    if (!Array.isArray(value)) out.push(value);
+    else if (stack.length >= MAX_RANK) throw bad(`${what}: "data" is nested deeper than ${MAX_RANK} levels`);
+    else stack.push({ array: value, index: 0 });
+  }
+  return out;
+}
+
+function parseInput(value: unknown, i: number, context: RequestContext, binary: BinaryCursor | undefined) {
+  if (!isRecord(value) || typeof value.name !== 'string' || value.name === '') throw bad(`inputs[${i}] needs a "name"`);
+  const name = value.name;
+  const what = `input "${name}"`;
+  if (!context.inputs.some((s) => s.name === name)) {
+    throw bad(
+      `unknown input "${name}"; the model's inputs: ${context.inputs.map((s) => s.name).join(', ')}`,
+      'INPUT_NAME_UNKNOWN',
+    );
+  }
+  if (typeof value.datatype !== 'string') throw bad(`${what} needs a "datatype" such as "FP32"`);
+  const dtype = dtypeFromName(value.datatype, what);
+  const dims = parseShape(value.shape, what);
+  const parameters = value.parameters ?? {};
+  if (!isRecord(parameters)) throw bad(`${what}: "parameters" must be an object`);
+  const size = parameters.binary_data_size;
+  if (size === undefined) {
+    if (value.data === undefined) throw bad(`${what} needs "data" or parameters.binary_data_size`);
+    return { name, dtype, dims, data: flattenData(value.data, what) };
+  }
+  if (!Number.isSafeInteger(size) || (size as number) < 0)
+    throw bad(`${what}: parameters.binary_data_size must be a non-negative integer, got ${show(size)}`);
+  if (value.data !== undefined) throw bad(`${what} has both "data" and parameters.binary_data_size; send one`);
+  if (binary === undefined)
+    throw bad(`${what} has parameters.binary_data_size but the request has no ${HEADER_LENGTH_HEADER} header`);
+  return { name, dtype, dims, binary: binary.take(size as number, what) };
+}
+
+function parseOutputs(value: unknown, all: boolean, context: RequestContext): RequestedOutput[] {
+  if (value === undefined || (Array.isArray(value) && value.length === 0))
+    return context.outputNames.map((name) => ({ name, binary: all }));
+  if (!Array.isArray(value)) throw bad('"outputs" must be an array');
+  const seen = new Set<string>();
+  return value.map((o: unknown, i) => {
+    if (!isRecord(o) || typeof o.name !== 'string') throw bad(`outputs[${i}] needs a "name"`);
+    if (!context.outputNames.includes(o.name))
+      throw bad(`unknown output "${o.name}"; outputs: ${context.outputNames.join(', ')}`);
+    if (seen.has(o.name)) throw bad(`output "${o.name}" is asked for twice`);
+    seen.add(o.name);
+    const parameters = o.parameters ?? {};
+    if (!isRecord(parameters)) throw bad(`outputs[${i}] ("${o.name}"): "parameters" must be an object`);
+    const binary = parameters.binary_data;
+    if (binary !== undefined && typeof binary !== 'boolean')
+      throw bad(`outputs[${i}] ("${o.name}"): parameters.binary_data must be true or false`);
+    return { name: o.name, binary: binary ?? all };
+  });
+}
+
+/**
+ * Checks an inference request's JSON object (and its binary section, when the body had one) against the model:
+ * problems are 400s naming the field. Input data is located, not decoded: JSON `data` is flattened, binary data is
+ * sliced in input order and must account for every byte after the JSON header.
+ */
+export function parseInferRequest(body: unknown, binary: Buffer | undefined, context: RequestContext): InferRequest {
+  if (!isRecord(body)) throw bad('request body must be a JSON object with "inputs"');
+  const { id, inputs, outputs, parameters = {} } = body;
+  if (id !== undefined && typeof id !== 'string') throw bad('"id" must be a string');
+  if (!Array.isArray(inputs)) throw bad('"inputs" must be an array of tensors');
+  if (!isRecord(parameters)) throw bad('"parameters" must be an object');
+  const all = parameters.binary_data_output;
+  if (all !== undefined && typeof all !== 'boolean') throw bad('parameters.binary_data_output must be true or false');
+  const cursor = binary === undefined ? undefined : new BinaryCursor(binary);
+  const parsed: RequestInput[] = [];
+  inputs.forEach((input: unknown, i) => {
+    const next = parseInput(input, i, context, cursor);
+    if (parsed.some((p) => p.name === next.name)) throw bad(`input "${next.name}" is given twice`);
+    parsed.push(next);
+  });
+  cursor?.finish();
   return {
-    model_name: model.name,
-    model_version: model.version,
-    ...(request.id === undefined ? {} : { id: request.id }),
-    outputs: names.flatMap((name) => {
-      const t = outputs[name];
-      return t === undefined ? [] : [{ name, ...tensorToJson(t) }];
-    }),
+    ...(id === undefined ? {} : { id }),
+    inputs: parsed,
+    outputs: parseOutputs(outputs, all === true, context),
   };
+}
+
+/** A response ready to write: the JSON object, then the binary outputs' bytes in output order. */
+export interface EncodedResponse {
+  readonly header: Buffer;
+  readonly parts: readonly Uint8Array[];
+  readonly binaryBytes: number;
+}
+
+/** The inference response: JSON tensors where the client asked for JSON, binary data where it asked for binary. */
+export function encodeInferResponse(
+  model: Model,
+  request: InferRequest,
+  outputs: Readonly<Record<string, TensorValue>>,
+): EncodedResponse {
+  const parts: Uint8Array[] = [];
+  let binaryBytes = 0;
+  const described: object[] = [];
+  for (const { name, binary } of request.outputs) {
+    const tensor = outputs[name];
+    if (tensor === undefined) continue;
+    if (!binary) {
+      described.push({ name, ...tensorToJson(tensor) });
+      continue;
+    }
+    const bytes = tensorToBinary(tensor);
+    parts.push(bytes);
+    binaryBytes += bytes.byteLength;
+    described.push({
+      name,
+      datatype: kserveDatatype(tensor.type),
+      shape: [...tensor.dims],
+      parameters: { binary_data_size: bytes.byteLength },
+    });
+  }
+  const header = Buffer.from(
+    JSON.stringify({
+      model_name: model.name,
+      model_version: model.version,
+      ...(request.id === undefined ? {} : { id: request.id }),
+      outputs: described,
+    }),
+  );
+  return { header, parts, binaryBytes };
 }

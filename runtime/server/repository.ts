@@ -1,3 +1,4 @@
+import { OutpostError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { ModelService, type ServiceOptions } from './service.js';
 
@@ -13,6 +14,8 @@ export interface ServiceRepository {
 /** A repository over models loaded once: versions of the same name share traffic equally unless weights say otherwise. */
 export class StaticRepository implements ServiceRepository {
   private readonly byName = new Map<string, ModelService>();
+  /** Each model's weight as added: adding a version must not reset the others' to 1. */
+  private readonly weights = new Map<Model, number>();
 
   constructor(private readonly options: ServiceOptions = {}) {}
 
@@ -22,7 +25,13 @@ export class StaticRepository implements ServiceRepository {
       service = new ModelService(model.name, this.options);
       this.byName.set(model.name, service);
     }
-    await service.setVersions([...service.versions().map((m) => ({ model: m, weight: 1 })), { model, weight }]);
+    if (service.versions().some((m) => m.version === model.version)) {
+      throw new OutpostError('INVALID_ARGUMENT', `${model.name}@${model.version} is already served`);
+    }
+    this.weights.set(model, weight);
+    await service.setVersions(
+      [...service.versions(), model].map((m) => ({ model: m, weight: this.weights.get(m) ?? 1 })),
+    );
     return this;
   }
 

@@ -1,13 +1,42 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { rm } from 'node:fs/promises';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { lstat, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { OutpostError } from '../errors.js';
 import { logger } from '../log.js';
 import { OUTPOST_VERSION } from '../version.js';
-import { errorResponse, HttpError } from './errors.js';
-import { inferResponse, modelMetadata, parseInferRequest } from './protocol.js';
+import { BearerAuth } from './auth.js';
+import { BINARY_EXTENSION } from './binary.js';
+import { CLIENT_CLOSED_STATUS, errorResponse, HttpError } from './errors.js';
+import { responseOpen, sendJson, sendText } from './http.js';
+import { handleInfer } from './infer.js';
+import { servingPipeline } from './pipeline.js';
+import { modelMetadata } from './protocol.js';
 import type { ServiceRepository } from './repository.js';
 
 const log = logger('server');
+
+/** How long a client may take; Node answers 408 itself when the request timeout passes (clientError below). */
+export interface ServerTimeouts {
+  /** To receive a request's headers: slowloris protection. At most `requestMs` (Node refuses more). */
+  readonly headersMs: number;
+  /** To receive a whole request, headers and body; the time inference takes after that does not count. */
+  readonly requestMs: number;
+  /** An idle keep-alive connection is kept this long. */
+  readonly keepAliveMs: number;
+  /** How often Node sweeps connections for the two timeouts above: a timeout fires up to this late. */
+  readonly checkIntervalMs: number;
+  /** On close(): how long in-flight requests may finish before their connections are cut. */
+  readonly closeGraceMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: ServerTimeouts = Object.freeze({
+  headersMs: 10_000, // ms: a local client sends its headers at once
+  requestMs: 30_000, // ms: the 64 MiB body limit at ~2 MB/s; on loopback far less
+  keepAliveMs: 65_000, // ms: longer than typical client pools' idle timeout, so idle sockets are reused
+  checkIntervalMs: 1_000, // ms: Node's default (30 s) would let a timeout overrun by that much
+  closeGraceMs: 5_000, // ms
+});
 
 export interface ServerOptions {
   readonly repository: ServiceRepository;
@@ -18,60 +47,65 @@ export interface ServerOptions {
   readonly socket?: string;
   /** Request bodies above this are refused with 413 before they are read into memory. */
   readonly maxBodyBytes?: number; // bytes
+  /** When set, every route but the health checks needs `Authorization: Bearer <token>` (auth.ts). */
+  readonly token?: string;
+  /** Prometheus text exposition for `GET /metrics`; the route is absent without it. */
+  readonly metrics?: () => Promise<string>;
+  readonly timeouts?: Partial<ServerTimeouts>;
 }
 
 export const DEFAULT_MAX_BODY = 64 * 1024 * 1024; // bytes: a 4K RGB float image is ~100 MB; batching raises it
 
+/** Prometheus text format 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/). */
+const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
 const ROUTE = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(infer|ready))?$/;
+/** Open Inference Protocol health APIs: server live/ready and model ready, open even when a token is set. */
+const HEALTH = /^\/v2\/(?:health\/(?:live|ready)|models\/[^/]+(?:\/versions\/[^/]+)?\/ready)$/;
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > limit)
-    return Promise.reject(
-      new HttpError(413, `body of ${declared} bytes exceeds the ${limit}-byte limit`, 'BODY_TOO_LARGE'),
-    );
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new HttpError(413, `body exceeds the ${limit}-byte limit`, 'BODY_TOO_LARGE'));
-        req.destroy();
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `"${segment}" is not a valid percent-encoded path segment`, 'BAD_REQUEST');
+  }
 }
 
 /**
- * The local inference server: Open Inference Protocol (KServe v2) REST over node:http with keep-alive, one handler
- * per route, no per-request logging. Shared by `outpost serve` and the device agent.
+ * The local inference server: Open Inference Protocol (KServe v2) REST over node:http with keep-alive, JSON and
+ * binary tensors, image bodies for models with image pipelines; one handler per route, no per-request logging.
+ * Shared by `outpost serve` and the device agent. README.md has the endpoints, limits and the request path.
  */
 export class InferenceServer {
   private server: Server | undefined;
+  private readonly auth: BearerAuth | undefined;
+  private readonly timeouts: ServerTimeouts;
+  /** The response last started on each connection, so a client error knows whether a response is half-written. */
+  private readonly current = new WeakMap<Duplex, ServerResponse>();
 
-  constructor(private readonly options: ServerOptions) {}
+  constructor(private readonly options: ServerOptions) {
+    this.auth = options.token === undefined ? undefined : new BearerAuth(options.token);
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  }
 
   async listen(): Promise<{ url: string }> {
-    const server = createServer((req, res) => {
-      this.handle(req, res).catch((error: unknown) => {
-        const { status, body, headers } = errorResponse(error);
-        if (!res.headersSent) send(res, status, body, headers);
-        else res.destroy();
-      });
-    });
-    server.keepAliveTimeout = 65_000; // ms: longer than typical client pools, so idle sockets are reused
+    const { headersMs, requestMs, keepAliveMs, checkIntervalMs } = this.timeouts;
+    const server = createServer(
+      {
+        headersTimeout: Math.min(headersMs, requestMs),
+        requestTimeout: requestMs,
+        keepAliveTimeout: keepAliveMs,
+        connectionsCheckingInterval: checkIntervalMs,
+      },
+      (req, res) => {
+        this.current.set(req.socket, res);
+        this.handle(req, res).catch((error: unknown) => this.fail(res, error));
+      },
+    );
+    server.on('clientError', this.onClientError);
     this.server = server;
     const { socket, host = '127.0.0.1', port = 8080 } = this.options;
-    if (socket !== undefined) await rm(socket, { force: true });
+    if (socket !== undefined) await removeStaleSocket(socket);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       if (socket !== undefined) server.listen(socket, resolve);
@@ -79,40 +113,79 @@ export class InferenceServer {
     });
     const address = server.address();
     const url = typeof address === 'string' ? `unix:${address}` : `http://${host}:${(address as AddressInfo).port}`;
-    log.info({ url }, 'inference server listening');
+    log.info({ url, auth: this.auth !== undefined }, 'inference server listening');
     return { url };
   }
 
+  /** Stops accepting, lets in-flight requests finish (up to closeGraceMs), then cuts what is left. */
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     if (server === undefined) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const grace = setTimeout(() => server.closeAllConnections(), this.timeouts.closeGraceMs);
+    await closed;
+    clearTimeout(grace);
   }
+
+  private fail(res: ServerResponse, error: unknown): void {
+    const { status, body, headers } = errorResponse(error);
+    if (status === CLIENT_CLOSED_STATUS) return;
+    if (responseOpen(res)) sendJson(res, status, body, headers);
+    else if (!res.writableEnded) res.destroy(); // a half-written response cannot be turned into an error
+  }
+
+  /**
+   * Errors Node's HTTP parser meets before a request reaches `handle`: malformed requests (400), headers too large
+   * (431), and the request timeout (408). Answered in the same JSON shape as every other error, then the
+   * connection is closed, as Node's default handler would.
+   */
+  private readonly onClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
+    const inFlight = this.current.get(socket);
+    const halfWritten = inFlight !== undefined && inFlight.headersSent && !inFlight.writableFinished;
+    if (socket.writable && !halfWritten && error.code !== 'ECONNRESET') {
+      const [status, code, message] =
+        error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'REQUEST_TIMEOUT', `the request did not arrive within ${this.timeouts.requestMs} ms`]
+          : error.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, 'HEADERS_TOO_LARGE', 'the request headers are too large']
+            : [400, 'BAD_REQUEST', `malformed HTTP request (${error.code ?? error.message})`];
+      const text = JSON.stringify({ error: message, code });
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+    }
+    socket.destroy();
+  };
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const [status, body] = await this.route(req);
-    send(res, status, body);
-  }
-
-  /** One response per route: [HTTP status, JSON body]. */
-  private async route(req: IncomingMessage): Promise<[number, unknown]> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const { repository } = this.options;
-    if (req.method === 'GET' && path === '/v2/health/live') return [200, { live: true }];
+    if (req.method === 'GET' && path === '/v2/health/live') {
+      sendJson(res, 200, { live: true });
+      return;
+    }
     if (req.method === 'GET' && path === '/v2/health/ready') {
       const ready = repository.services().some((s) => s.versions().some((m) => !m.released));
-      return [ready ? 200 : 503, { ready }];
+      sendJson(res, ready ? 200 : 503, { ready });
+      return;
+    }
+    if (!HEALTH.test(path)) this.auth?.check(req.headers.authorization);
+    if (req.method === 'GET' && path === '/metrics' && this.options.metrics !== undefined) {
+      sendText(res, 200, await this.options.metrics(), METRICS_CONTENT_TYPE);
+      return;
     }
     if (req.method === 'GET' && (path === '/v2' || path === '/v2/')) {
-      return [200, { name: 'outpost', version: OUTPOST_VERSION, extensions: [] }];
+      sendJson(res, 200, { name: 'outpost', version: OUTPOST_VERSION, extensions: [BINARY_EXTENSION] });
+      return;
     }
     const match = ROUTE.exec(path);
     if (match === null) throw new HttpError(404, `no route ${req.method ?? ''} ${path}`, 'NOT_FOUND');
-    const [, rawName, rawVersion, action] = match;
-    const name = decodeURIComponent(rawName ?? '');
-    const version = rawVersion === undefined ? undefined : decodeURIComponent(rawVersion);
+    const [, rawName = '', rawVersion, action] = match;
+    const name = decode(rawName);
+    const version = rawVersion === undefined ? undefined : decode(rawVersion);
     const service = repository.service(name);
     const model = service?.select(version);
     if (service === undefined || model === undefined) {
@@ -125,25 +198,26 @@ export class InferenceServer {
     }
     if (action === 'infer') {
       if (req.method !== 'POST') throw new HttpError(405, 'infer takes POST', 'METHOD_NOT_ALLOWED');
-      const raw = await readBody(req, this.options.maxBodyBytes ?? DEFAULT_MAX_BODY);
-      let body: unknown;
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch {
-        throw new HttpError(400, 'request body is not valid JSON', 'INPUT_INVALID');
-      }
-      const request = parseInferRequest(body, model);
-      const result = await service.infer(request.inputs, version);
-      return [200, inferResponse(result.model, request, result.outputs)];
+      const maxBodyBytes = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+      await handleInfer(req, res, { service, model, version, maxBodyBytes });
+      return;
     }
     if (req.method !== 'GET') throw new HttpError(405, `${path} takes GET`, 'METHOD_NOT_ALLOWED');
-    if (action === 'ready') return [model.released ? 503 : 200, { name: model.name, ready: !model.released }];
-    return [
-      200,
-      modelMetadata(
-        model,
-        service.versions().map((m) => m.version),
-      ),
-    ];
+    if (action === 'ready') {
+      sendJson(res, model.released ? 503 : 200, { name: model.name, ready: !model.released });
+      return;
+    }
+    const versions = service.versions().map((m) => m.version);
+    sendJson(res, 200, modelMetadata(model, versions, (await servingPipeline(model)).extraOutputs));
   }
+}
+
+/** A unix socket left by a previous run is removed; any other file at that path is not ours to delete. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const info = await lstat(path).catch(() => undefined);
+  if (info === undefined) return;
+  if (!info.isSocket()) {
+    throw new OutpostError('INVALID_ARGUMENT', `${path} exists and is not a unix socket; refusing to replace it`);
+  }
+  await rm(path, { force: true });
 }

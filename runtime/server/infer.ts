@@ -1,0 +1,86 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Feeds, Model } from '../model/model.js';
+import { BINARY_CONTENT_TYPE, HEADER_LENGTH_HEADER, parseHeaderLength, splitBody } from './binary.js';
+import { HttpError } from './errors.js';
+import { readBody, responseOpen, sendParts } from './http.js';
+import { decodeInputs } from './inputs.js';
+import { servingPipeline, type ServingPipeline } from './pipeline.js';
+import { encodeInferResponse, parseInferRequest, type InferRequest } from './protocol.js';
+import type { ModelService } from './service.js';
+
+export interface InferTarget {
+  readonly service: ModelService;
+  /** The version the request's inputs are checked against (the one asked for, or a weighted draw). */
+  readonly model: Model;
+  /** The version named in the path, if any. */
+  readonly version: string | undefined;
+  readonly maxBodyBytes: number;
+}
+
+const IMAGE_TYPE = /^image\/[\w.+-]+\s*(;|$)/i;
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch {
+    throw new HttpError(400, 'the request body (or its JSON header) is not valid JSON', 'INPUT_INVALID');
+  }
+}
+
+/** An image body (`Content-Type: image/*`): the whole body is the image input; every output comes back as JSON. */
+async function imageRequest(req: IncomingMessage, target: InferTarget, pipeline: ServingPipeline) {
+  const input = pipeline.image?.input;
+  if (input === undefined) {
+    throw new HttpError(
+      415,
+      `model ${target.model.name} declares no image pre-processing; send an inference request (JSON, or binary tensors)`,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+  }
+  const body = await readBody(req, target.maxBodyBytes);
+  const request: InferRequest = { inputs: [], outputs: pipeline.outputNames.map((name) => ({ name, binary: false })) };
+  return { request, feeds: { [input]: await pipeline.images([body]) } };
+}
+
+/** An Open Inference Protocol body: JSON, or (with Inference-Header-Content-Length) a JSON header and binary data. */
+async function tensorRequest(
+  req: IncomingMessage,
+  target: InferTarget,
+  pipeline: ServingPipeline,
+): Promise<{ request: InferRequest; feeds: Feeds }> {
+  const headerValue = req.headers[HEADER_LENGTH_HEADER];
+  const binaryBody = headerValue !== undefined;
+  const body = await readBody(req, target.maxBodyBytes, binaryBody ? (parseHeaderLength(headerValue) ?? 0) : 0);
+  const { header, binary } = binaryBody ? splitBody(body, headerValue) : { header: body, binary: undefined };
+  const context = { inputs: target.model.inputs, outputNames: pipeline.outputNames };
+  const request = parseInferRequest(parseJson(header), binary, context);
+  return { request, feeds: await decodeInputs(request, pipeline) };
+}
+
+/**
+ * POST /v2/models/{name}[/versions/{v}]/infer: read → parse → decode → service (version, scheduler, model) →
+ * post-process → respond. A client that disconnects is noticed before the answer is encoded and before it is
+ * written: the inference may finish, but nothing is written to a closed socket.
+ */
+export async function handleInfer(req: IncomingMessage, res: ServerResponse, target: InferTarget): Promise<void> {
+  const pipeline = await servingPipeline(target.model);
+  const { request, feeds } = IMAGE_TYPE.test(req.headers['content-type'] ?? '')
+    ? await imageRequest(req, target, pipeline)
+    : await tensorRequest(req, target, pipeline);
+  const result = await target.service.infer(feeds, target.version);
+  if (!responseOpen(res)) return;
+  const served = result.model === target.model ? pipeline : await servingPipeline(result.model);
+  const outputs = served.wantsPostprocess(request.outputs)
+    ? { ...result.outputs, ...served.postprocess(result.outputs) }
+    : result.outputs;
+  const response = encodeInferResponse(result.model, request, outputs);
+  if (response.parts.length === 0) {
+    sendParts(res, 200, { 'content-type': 'application/json' }, [response.header]);
+    return;
+  }
+  // Extension: "the Inference-Header-Content-Length header must be provided to give the length of the JSON object".
+  sendParts(res, 200, { 'content-type': BINARY_CONTENT_TYPE, [HEADER_LENGTH_HEADER]: response.header.byteLength }, [
+    response.header,
+    ...response.parts,
+  ]);
+}
