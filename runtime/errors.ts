@@ -50,6 +50,9 @@ export const ERROR_CODES = Object.freeze({
   INFERENCE_FAILED: false,
   OVERLOADED: true,
   MODEL_NOT_FOUND: false,
+  // Data capture (runtime/server/capture*.ts)
+  CAPTURE_INVALID: false,
+  CAPTURE_DECRYPT_FAILED: false,
   // Device agent
   HOOK_FAILED: false,
   SELF_TEST_FAILED: false,
@@ -57,6 +60,10 @@ export const ERROR_CODES = Object.freeze({
   JOB_DOCUMENT_INVALID: false,
   MODEL_NOT_ALLOWED: false,
   DEPLOYMENT_INTERRUPTED: true,
+  SERVICE_INSTALL_FAILED: false, // outpost install-service: useradd/systemctl refused
+  // Guardrail alarms after a deployment (device-agent/guardrails.ts): the new version misbehaved in production
+  GUARDRAIL_ERROR_RATE: false,
+  GUARDRAIL_LATENCY: false,
   // MQTT transport and brokers
   TRANSPORT_OFFLINE: true,
   TRANSPORT_CONNECT_FAILED: true,
@@ -75,6 +82,8 @@ export const ERROR_CODES = Object.freeze({
   // Fleet
   BROKER_UNREACHABLE: true,
   DEPLOYMENT_FAILED: false,
+  // Packaging (scripts/bundle.ts): a build or install step of the deployable bundle failed
+  BUNDLE_FAILED: false,
   // Environment
   DISK_FULL: true,
   TIMEOUT: true,

@@ -66,6 +66,8 @@ export const streamTopics = Object.freeze({
 export const outpostTopics = Object.freeze({
   status: (thing: string) => `outpost/things/${checkId('thing name', thing)}/status`,
   events: (thing: string) => `outpost/things/${checkId('thing name', thing)}/events`,
+  /** Sampled inference data (data capture), chunked: `{ file, seq, last, data }`, not retained. */
+  capture: (thing: string) => `outpost/things/${checkId('thing name', thing)}/capture`,
 });
 
 /** Subscriptions for the side that plays the service: `+` stands for every thing (MQTT 3.1.1 §4.7.1.3). */
