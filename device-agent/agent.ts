@@ -9,7 +9,9 @@ import { acceptExecution, runDeployment, type DeploymentContext } from './deploy
 import { applyPlan } from './serving-plan.js';
 import { JobsClient, SupersededError } from './jobs-client.js';
 import { offlineStatusPayload, outpostTopics, type JobExecution } from './protocol/index.js';
-import { ActiveModels } from './repository.js';
+import type { ActiveModels } from './repository.js';
+import { CaptureUploader } from './capture-upload.js';
+import { createServingStack, type ServingStack } from './serving-stack.js';
 import { Spool } from './spool.js';
 import { DeploymentStore } from './state.js';
 import { deploymentSummary, diskUsage, memoryUsage, writeStatus, type AgentStatus } from './status.js';
@@ -32,7 +34,8 @@ export interface AgentOptions {
  */
 export class Agent {
   readonly config: AgentConfig;
-  readonly models = new ActiveModels();
+  private stack: ServingStack | undefined;
+  private uploader: CaptureUploader | undefined;
   private readonly store: ModelStore;
   private readonly deployments: DeploymentStore;
   private readonly spool: Spool;
@@ -88,17 +91,27 @@ export class Agent {
     return this.config.trustKeys.length > 0 || !this.config.allowUnsigned;
   }
 
+  /** The served models; there are none before start(). */
+  get models(): ActiveModels {
+    if (this.stack === undefined) throw new OutpostError('INTERNAL', 'agent used before start()');
+    return this.stack.models;
+  }
+
   async start(): Promise<{ http: string }> {
     const { dataDir } = this.config;
     for (const dir of ['store', 'deployments', 'downloads', 'spool'])
       await mkdir(join(dataDir, dir), { recursive: true });
     await this.spool.open();
+    const stack = await createServingStack(this.config);
+    this.stack = stack;
     await this.serveInstalled();
     this.server = new InferenceServer({
-      repository: this.models,
+      repository: stack.models,
       host: this.config.http.host,
       port: this.config.http.port,
+      metrics: () => stack.metrics.text(),
     });
+    this.startCaptureUpload(stack);
     this.httpUrl = (await this.server.listen()).url;
     this.statusTimer = setInterval(() => void this.publishStatus(), this.config.statusIntervalSeconds * 1000);
     this.statusTimer.unref();
@@ -120,6 +133,21 @@ export class Agent {
     return { http: this.httpUrl };
   }
 
+  /** Sealed capture files go to the fleet through the spool while online (docs/serving-operations.md). */
+  private startCaptureUpload(stack: ServingStack): void {
+    const transport = this.transport;
+    if (stack.capture === undefined || !this.config.capture.upload || transport === undefined) return;
+    this.uploader = new CaptureUploader({
+      thing: this.config.thing,
+      capture: stack.capture,
+      spool: this.spool,
+      send: (entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }),
+      connected: () => transport.connected,
+      onConnectionChange: (listener) => transport.onConnectionChange(listener),
+    });
+    this.uploader.start();
+  }
+
   /** Every installed model as its serving plan says (production weights, shadow); a failure to load is logged. */
   private async serveInstalled(): Promise<void> {
     const ctx = {
@@ -127,6 +155,7 @@ export class Agent {
       models: this.models,
       trustedKeys: this.trustedKeys,
       requireSignature: this.requireSignature,
+      tuning: this.stack?.tuning,
     };
     for (const model of await this.store.models()) {
       const plan = await this.store.servingPlan(model);
@@ -184,6 +213,8 @@ export class Agent {
       store: this.store,
       deployments: this.deployments,
       models: this.models,
+      guardrails: this.stack?.guardrails,
+      tuning: this.stack?.tuning,
       jobs,
       transport,
       downloadsDir: join(this.config.dataDir, 'downloads'),
@@ -258,11 +289,24 @@ export class Agent {
           },
         ];
       }),
+      guardrails: this.guardrailReports(),
+      ...(this.stack?.capture === undefined ? {} : { capture: { ...this.stack.capture.stats() } }),
       deployments: (await this.deployments.all()).map(deploymentSummary),
       disk: await diskUsage(this.config.dataDir),
       memory: memoryUsage(),
       spool: { entries: this.spool.size, dropped: this.spool.dropped },
     };
+  }
+
+  private guardrailReports(): AgentStatus['guardrails'] {
+    const guardrails = this.stack?.guardrails;
+    if (guardrails === undefined) return [];
+    return this.models.services().flatMap((service) => {
+      const report = guardrails.report(service.name);
+      if (report === undefined) return [];
+      const { p50Ms, p99Ms, ...rest } = report;
+      return [{ ...rest, ...(p50Ms === undefined ? {} : { p50Ms }), ...(p99Ms === undefined ? {} : { p99Ms }) }];
+    });
   }
 
   private activeModels(): AgentStatus['active'] {
@@ -309,10 +353,13 @@ export class Agent {
     if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
     this.jobs?.stop();
     await this.working?.catch(() => undefined);
+    this.uploader?.stop();
+    await this.uploader?.idle();
     await this.server?.close();
     await this.transport?.close().catch(() => undefined);
     for (const model of this.tested.values()) await model.release();
-    await this.models.close();
+    await this.stack?.models.close();
+    await this.stack?.capture?.close();
     await this.statusWrite;
   }
 }

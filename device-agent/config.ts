@@ -8,6 +8,64 @@ const hookSchema = z.object({
   timeoutSeconds: z.number().positive().default(60),
 });
 
+const CAPTURE_CONFIG_DEFAULTS = Object.freeze({
+  samplePercent: 0, // percent of production calls
+  maxFileBytes: 1024 * 1024, // bytes per capture file before it is sealed for upload
+  maxTotalBytes: 64 * 1024 * 1024, // bytes in <dataDir>/capture; oldest files deleted beyond
+  tensors: 'inline' as const,
+  upload: true,
+});
+
+const captureSchema = z
+  .object({
+    samplePercent: z.number().min(0).max(100).default(CAPTURE_CONFIG_DEFAULTS.samplePercent),
+    maxFileBytes: z.number().int().positive().default(CAPTURE_CONFIG_DEFAULTS.maxFileBytes),
+    maxTotalBytes: z.number().int().positive().default(CAPTURE_CONFIG_DEFAULTS.maxTotalBytes),
+    /** Tensors base64 inside each line, or as .npy side files next to it. */
+    tensors: z.enum(['inline', 'files']).default(CAPTURE_CONFIG_DEFAULTS.tensors),
+    /** AES-256-GCM key for encryption at rest: 64 hex characters, base64 of 32 bytes, or 32 raw bytes. */
+    encryptionKeyFile: z.string().optional(),
+    /** Upload sealed files to `outpost/things/{thing}/capture` when online (else they stay, size-capped, on disk). */
+    upload: z.boolean().default(CAPTURE_CONFIG_DEFAULTS.upload),
+  })
+  .strict()
+  .refine((c) => c.maxFileBytes <= c.maxTotalBytes, { message: 'maxFileBytes must not exceed maxTotalBytes' });
+
+const guardrailsSchema = z
+  .object({
+    /** Seconds after a deployment activates during which its version is watched. */
+    windowSeconds: z.number().positive().default(600),
+    /** Calls counted before any judgement. */
+    minRequests: z.number().int().positive().default(50),
+    /** Failed calls / calls (0–1) beyond which the deployment rolls back. */
+    maxErrorRate: z.number().min(0).max(1).default(0.05),
+    /** p99 latency (ms) beyond which the deployment rolls back; absent: no latency alarm. */
+    maxP99Ms: z.number().positive().optional(),
+  })
+  .strict();
+
+const SERVING_CONFIG_DEFAULTS = Object.freeze({
+  concurrency: 4, // calls run at once per served version
+  maxQueue: 256, // calls waiting per served version; one more is a 503
+});
+
+const servingSchema = z
+  .object({
+    concurrency: z.number().int().positive().default(SERVING_CONFIG_DEFAULTS.concurrency),
+    maxQueue: z.number().int().nonnegative().default(SERVING_CONFIG_DEFAULTS.maxQueue),
+    /** Merge queued calls into one batch (models with a batch dimension); absent: one call per run. */
+    batching: z
+      .object({
+        /** Calls merged into one run, at most. */
+        maxBatchSize: z.number().int().min(1),
+        /** How long the first queued call waits for others to join its batch; ms. */
+        maxQueueDelayMs: z.number().nonnegative(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const agentConfigSchema = z
   .object({
     /** The thing name: MQTT client id and `$aws/things/{thing}` topic segment. */
@@ -74,6 +132,14 @@ export const agentConfigSchema = z
     backend: z.enum(['auto', 'native', 'wasm']).default('auto'),
     /** Timed runs per candidate variant when an artifact leaves the choice to the device. */
     benchmarkIterations: z.number().int().positive().default(50),
+    /** Data capture (runtime/server/capture.ts, docs/serving-operations.md): off unless samplePercent > 0. */
+    capture: captureSchema.default(CAPTURE_CONFIG_DEFAULTS),
+    /** Alarms after a deployment (device-agent/guardrails.ts): off when absent. */
+    guardrails: guardrailsSchema.optional(),
+    /** How each served version takes requests (runtime/server/scheduler.ts, batcher.ts). */
+    serving: servingSchema.default(SERVING_CONFIG_DEFAULTS),
+    /** `outpost tune --out` file(s): per model, batching and threads (and variant/backend for the tuned version). */
+    tuning: z.string().optional(),
   })
   .strict();
 

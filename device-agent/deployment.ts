@@ -4,9 +4,12 @@ import { unpackArtifact, verifyArtifact } from '../runtime/artifact/index.js';
 import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import type { Model } from '../runtime/model/model.js';
+import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
+import { bake } from './bake.js';
 import type { AgentConfig } from './config.js';
 import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
 import { downloadArtifact } from './download.js';
+import type { Guardrails } from './guardrails.js';
 import { runHook } from './hooks.js';
 import type { JobsClient } from './jobs-client.js';
 import { JobsRejectedError } from './jobs-client.js';
@@ -31,6 +34,10 @@ export interface DeploymentContext {
   readonly store: ModelStore;
   readonly deployments: DeploymentStore;
   readonly models: ActiveModels;
+  /** Present when guardrails are configured: a deployment bakes under watch before it succeeds. */
+  readonly guardrails: Guardrails | undefined;
+  /** `outpost tune` choices by model (threads, and variant/backend of the tuned version). */
+  readonly tuning: ReadonlyMap<string, TuneChoiceFile> | undefined;
   readonly jobs: JobsClient;
   readonly transport: Transport;
   readonly downloadsDir: string;
@@ -282,12 +289,45 @@ const validate: Step = async (ctx, state) => {
     ...ModelStore.planVersions(state.previousPlan),
   ];
   await ctx.store.prune(state.model, keep, pinned);
-  const outcome: Outcome = {
+  const seconds = bakeSeconds(ctx, state);
+  if (seconds > 0) {
+    const bakeUntil = new Date(Date.now() + seconds * 1000).toISOString();
+    return advance(ctx, state, 'baking', { bakeUntil });
+  }
+  return advance(ctx, state, 'reporting', { outcome: succeeded(state) });
+};
+
+function succeeded(state: DeploymentState): Outcome {
+  return {
     status: 'SUCCEEDED',
     code: 'OK',
     message: `${state.model}@${state.version} serving (${state.variant ?? '?'} on ${state.backend ?? '?'})`,
   };
-  return advance(ctx, state, 'reporting', { outcome });
+}
+
+/** How long the new version bakes under the guardrails: the job's `rollout.bakeSeconds`, else the config's window. */
+function bakeSeconds(ctx: DeploymentContext, state: DeploymentState): number {
+  const rollout = documentOf(state).rollout;
+  if (ctx.guardrails === undefined || ctx.config.guardrails === undefined || rollout?.mode === 'shadow') return 0;
+  return rollout?.bakeSeconds ?? ctx.config.guardrails.windowSeconds;
+}
+
+/** The guardrail window: the new version serves under watch; an alarm rolls it back (bake.ts). */
+const baking: Step = async (ctx, state) => {
+  if (ctx.guardrails !== undefined) {
+    const until = state.bakeUntil === undefined ? Date.now() : Date.parse(state.bakeUntil);
+    const baked = bake({
+      guardrails: ctx.guardrails,
+      model: state.model,
+      version: state.version,
+      until,
+      windowSeconds: bakeSeconds(ctx, state),
+      signal: ctx.signal,
+    });
+    ctx.changed(); // the watch started: the status shows its figures from now on
+    await baked;
+  }
+  return advance(ctx, state, 'reporting', { outcome: succeeded(state) });
 };
 
 const rollBack: Step = async (ctx, state) => {
@@ -381,13 +421,14 @@ const STEPS: Readonly<Record<Exclude<DeploymentStep, 'done'>, Step>> = Object.fr
   'self-testing': test,
   activating: activate,
   validating: validate,
+  baking,
   'rolling-back': rollBack,
   reporting: report,
 });
 
 /** Where a failure in a step leads: after the switch, back to the previous version first. */
 function failureStep(step: DeploymentStep): DeploymentStep {
-  return step === 'activating' || step === 'validating' ? 'rolling-back' : 'reporting';
+  return step === 'activating' || step === 'validating' || step === 'baking' ? 'rolling-back' : 'reporting';
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
 import { OutpostError } from '../runtime/errors.js';
 import { loadModel } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
@@ -10,17 +11,28 @@ export interface PlanContext {
   readonly models: ActiveModels;
   readonly trustedKeys: readonly string[];
   readonly requireSignature: boolean;
+  /** `outpost tune` choices by model name. */
+  readonly tuning?: ReadonlyMap<string, TuneChoiceFile> | undefined;
 }
 
-/** Loads an installed version as its self-test chose it (after a restart, without re-running the test). */
+/**
+ * Loads an installed version as its self-test chose it (after a restart, without re-running the test), or as
+ * `outpost tune` chose it on this device when the tuned version is this one; the tuned thread count applies to
+ * every version of the model.
+ */
 export async function loadInstalled(
-  ctx: Pick<PlanContext, 'store' | 'trustedKeys' | 'requireSignature'>,
+  ctx: Pick<PlanContext, 'store' | 'trustedKeys' | 'requireSignature' | 'tuning'>,
   model: string,
   version: string,
 ): Promise<Model> {
-  const selection = await ctx.store.selection(model, version);
+  const tuned = ctx.tuning?.get(model);
+  const selection =
+    tuned?.version === version
+      ? { variant: tuned.variant, backend: tuned.backend }
+      : await ctx.store.selection(model, version);
   return loadModel(ctx.store.versionDir(model, version), {
     ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
+    ...(tuned === undefined ? {} : { threads: tuned.threads }),
     trustedKeys: ctx.trustedKeys,
     requireSignature: ctx.requireSignature,
   });

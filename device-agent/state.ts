@@ -10,7 +10,7 @@ import { servingPlanSchema } from './store.js';
  * so after SIGKILL the agent re-enters the persisted step and finishes it (DESIGN.md: "after a kill -9 at any
  * instant the agent restarts into a state it can explain and finish").
  *
- *   downloading → verifying → staging → self-testing → activating → validating → reporting → done
+ *   downloading → verifying → staging → self-testing → activating → validating → [baking] → reporting → done
  *        └──────────── any failure ────────────┴→ rolling-back (if activated) → reporting (FAILED) → done
  */
 export const DEPLOYMENT_STEPS = Object.freeze([
@@ -20,6 +20,7 @@ export const DEPLOYMENT_STEPS = Object.freeze([
   'self-testing',
   'activating',
   'validating',
+  'baking',
   'rolling-back',
   'reporting',
   'done',
@@ -56,6 +57,8 @@ export const deploymentStateSchema = z.object({
   variant: z.string().optional(),
   backend: z.enum(['native', 'wasm']).optional(),
   outcome: outcomeSchema.optional(),
+  /** End of the guardrail watch (baking), ISO time: set once, so a restart watches only what is left. */
+  bakeUntil: z.string().optional(),
   startedAt: z.string(),
   updatedAt: z.string(),
   /** Times the agent (re)entered this deployment: 1 + restarts. */

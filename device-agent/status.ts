@@ -46,6 +46,24 @@ export const agentStatusSchema = z.object({
       }),
     )
     .default([]),
+  /** Versions under guardrail watch after a deployment (baking): what has been counted so far. */
+  guardrails: z
+    .array(
+      z.object({
+        model: z.string(),
+        version: z.string(),
+        requests: z.number(),
+        errors: z.number(),
+        errorRate: z.number(),
+        p50Ms: z.number().optional(),
+        p99Ms: z.number().optional(),
+        elapsedSeconds: z.number(),
+        windowSeconds: z.number(),
+      }),
+    )
+    .default([]),
+  /** Data capture counters (sampled, written, dropped …) when capture is on. */
+  capture: z.record(z.string(), z.number()).optional(),
   deployments: z.array(
     z.object({
       jobId: z.string(),

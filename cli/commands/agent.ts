@@ -110,6 +110,7 @@ async function localStatus(dataDir: string): Promise<AgentStatus & { running: bo
     memory: { rssBytes: 0, systemFreeBytes: 0, systemTotalBytes: 0 },
     spool: { entries: 0, dropped: 0 },
     shadows: [],
+    guardrails: [],
   };
   return { ...base, connected: running && base.connected, running, active, deployments };
 }
@@ -138,6 +139,11 @@ function printStatus(s: AgentStatus & { running: boolean }): void {
     const pct = (x: number | undefined) => (x === undefined ? '?' : `${(x * 100).toFixed(1)}%`);
     print(
       `shadow ${sh.model}@${sh.version} (${sh.percent}% mirrored): ${sh.compared} compared, agreement ${pct(sh.agreement)}, cosine ${sh.meanCosine?.toFixed(4) ?? '?'}, max |Δ| ${sh.maxAbsDiff.toPrecision(3)}, p50 ${sh.productionP50Ms?.toFixed(2) ?? '?'} → ${sh.shadowP50Ms?.toFixed(2) ?? '?'} ms, ${sh.shadowErrors} errors`,
+    );
+  }
+  for (const g of s.guardrails) {
+    print(
+      `baking ${g.model}@${g.version}: ${g.elapsedSeconds.toFixed(0)}/${g.windowSeconds} s watched, ${g.requests} calls, ${g.errors} errors (${(g.errorRate * 100).toFixed(1)}%), p99 ${g.p99Ms?.toFixed(2) ?? '?'} ms`,
     );
   }
   if (s.deployments.length > 0) {
@@ -206,11 +212,13 @@ export function register(program: Command): void {
     .description("the agent's local status: connection, active models, deployments")
     .option('--data-dir <dir>', 'state directory (default /var/lib/outpost)')
     .option('--json', 'print JSON')
+    .option('--check', 'exit 1 unless the agent is running (container HEALTHCHECK, monitoring)')
     .action(async (_opts: unknown, command: Command) => {
       // `agent` has its own --data-dir, which commander may bind instead: read both.
-      const opts = command.optsWithGlobals<{ dataDir?: string; json?: boolean }>();
+      const opts = command.optsWithGlobals<{ dataDir?: string; json?: boolean; check?: boolean }>();
       const status = await localStatus(opts.dataDir ?? '/var/lib/outpost');
       if (opts.json === true) printJson(status);
       else printStatus(status);
+      if (opts.check === true && !status.running) process.exitCode = 1;
     });
 }

@@ -3,7 +3,7 @@ import { stderr } from 'node:process';
 import { type DeployEvent, type DeployOptions, type DeployResult, deploy } from '../../fleet/deploy.js';
 import type { FleetTls } from '../../fleet/mqtt.js';
 import { OutpostError } from '../../runtime/errors.js';
-import { collect, parsePositiveInt } from '../options.js';
+import { collect, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson, table } from '../output.js';
 
 interface DeployCliOptions {
@@ -18,7 +18,16 @@ interface DeployCliOptions {
   trustKey?: string[];
   canary?: number;
   shadow?: number;
+  bakeSeconds?: number;
   json?: boolean;
+}
+
+/** The job document's `rollout` from the flags; absent when none is given (the agent's defaults apply). */
+function rolloutOf(opts: DeployCliOptions): Pick<DeployOptions, 'rollout'> {
+  const bake = opts.bakeSeconds === undefined ? {} : { bakeSeconds: opts.bakeSeconds };
+  if (opts.canary !== undefined) return { rollout: { mode: 'canary', percent: opts.canary, ...bake } };
+  if (opts.shadow !== undefined) return { rollout: { mode: 'shadow', percent: opts.shadow, ...bake } };
+  return opts.bakeSeconds === undefined ? {} : { rollout: { mode: 'replace', ...bake } };
 }
 
 /**
@@ -44,8 +53,7 @@ async function run(artifact: string, opts: DeployCliOptions): Promise<void> {
     ...(opts.jobId === undefined ? {} : { jobId: opts.jobId }),
     ...(opts.trustKey === undefined ? {} : { trustedKeys: opts.trustKey }),
     ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-    ...(opts.canary === undefined ? {} : { rollout: { mode: 'canary', percent: opts.canary } }),
-    ...(opts.shadow === undefined ? {} : { rollout: { mode: 'shadow', percent: opts.shadow } }),
+    ...rolloutOf(opts),
     onEvent: opts.json === true ? undefined : progress,
   };
   let result: DeployResult;
@@ -155,6 +163,11 @@ export function register(program: Command): void {
       '--shadow <percent>',
       'mirror this % of requests to the new version and only compare (see agent status)',
       parsePercent,
+    )
+    .option(
+      '--bake-seconds <s>',
+      "watch the new version this long under the agents' guardrails before it succeeds (0: no bake)",
+      parseNonNegativeInt,
     )
     .option('--json', 'print JSON: { jobId, status (one thing), things: [{ thing, status, statusDetails }] }')
     .action(run);

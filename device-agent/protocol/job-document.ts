@@ -18,6 +18,7 @@ export const JOB_DOCUMENT_SCHEMA_VERSION = 1;
 export const MAX_JOB_DOCUMENT_BYTES = 32 * 1024; // bytes of UTF-8 JSON
 export const MAX_NOTES_CHARS = 1024; // characters: notes are for humans reading `outpost agent status`
 export const MAX_KEEP_VERSIONS = 100;
+export const MAX_BAKE_SECONDS = 7 * 24 * 3600; // seconds: a week, CodeDeploy's longest wait
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters (a sha256)');
 const fileId = z.number().int().min(0).max(MAX_FILE_ID);
@@ -60,12 +61,14 @@ export const jobDocumentSchema = z
      * How the new version takes traffic once it passed its self-test (SageMaker's production variants and shadow
      * tests, on the device): `replace` (default) makes it the only production version; `canary` sends it `percent`
      * of requests beside the current one; `shadow` mirrors `percent` of requests to it, compares, and answers none.
-     * A later `replace` deployment of either version promotes it or drops the other.
+     * A later `replace` deployment of either version promotes it or drops the other. `bakeSeconds` overrides the
+     * agent's guardrail window for this deployment (0: no bake), when the agent has guardrails configured.
      */
     rollout: z
       .strictObject({
         mode: z.enum(['replace', 'canary', 'shadow']),
         percent: z.number().min(0).max(100).optional(),
+        bakeSeconds: z.number().min(0).max(MAX_BAKE_SECONDS).optional(),
       })
       .refine((r) => r.mode === 'replace' || r.percent !== undefined, {
         message: 'canary and shadow need a percent',

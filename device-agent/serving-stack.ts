@@ -1,0 +1,71 @@
+import { join } from 'node:path';
+import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
+import { readTuneChoices } from '../runtime/bench/tune-choice.js';
+import { logger } from '../runtime/log.js';
+import { CaptureWriter, readCaptureKey } from '../runtime/server/capture.js';
+import { batchingScheduler } from '../runtime/server/batcher.js';
+import { ServerMetrics } from '../runtime/server/metrics.js';
+import { directScheduler, type SchedulerFactory } from '../runtime/server/scheduler.js';
+import type { ServiceObserver } from '../runtime/server/service.js';
+import type { AgentConfig } from './config.js';
+import { Guardrails } from './guardrails.js';
+import { ActiveModels } from './repository.js';
+
+const log = logger('agent.serving');
+
+/** Everything that serves and watches the agent's models; built once at start from the config. */
+export interface ServingStack {
+  readonly models: ActiveModels;
+  readonly metrics: ServerMetrics;
+  /** Alarms after deployments; absent unless `guardrails` is configured. */
+  readonly guardrails: Guardrails | undefined;
+  /** Data capture; absent unless `capture.samplePercent` > 0. */
+  readonly capture: CaptureWriter | undefined;
+  /** `outpost tune` choices by model name. */
+  readonly tuning: ReadonlyMap<string, TuneChoiceFile>;
+}
+
+/**
+ * Per model: its tuned batching when `outpost tune` chose one, else the config's `serving.batching`, else direct
+ * scheduling; concurrency and queue bounds from `serving` always.
+ */
+function schedulerFor(
+  config: AgentConfig,
+  tuning: ReadonlyMap<string, TuneChoiceFile>,
+  metrics: ServerMetrics,
+): SchedulerFactory {
+  const { concurrency, maxQueue, batching } = config.serving;
+  const direct = directScheduler({ concurrency, maxQueue });
+  const batched = new Map<string, SchedulerFactory>();
+  const batcher = (b: { maxBatchSize: number; maxQueueDelayMs: number }): SchedulerFactory =>
+    batchingScheduler({ ...b, concurrency, maxQueue, observer: metrics.batches });
+  const fallback = batching === undefined ? direct : batcher(batching);
+  for (const [model, choice] of tuning) batched.set(model, choice.batch === null ? direct : batcher(choice.batch));
+  return (model) => (batched.get(model.name) ?? fallback)(model);
+}
+
+export async function createServingStack(config: AgentConfig): Promise<ServingStack> {
+  const tuning = config.tuning === undefined ? new Map<string, TuneChoiceFile>() : await readTuneChoices(config.tuning);
+  const metrics = new ServerMetrics();
+  const guardrails = config.guardrails === undefined ? undefined : new Guardrails(config.guardrails);
+  const { capture: c } = config;
+  const capture =
+    c.samplePercent > 0
+      ? new CaptureWriter({
+          dir: join(config.dataDir, 'capture'),
+          samplePercent: c.samplePercent,
+          maxFileBytes: c.maxFileBytes,
+          maxTotalBytes: c.maxTotalBytes,
+          tensors: c.tensors,
+          ...(c.encryptionKeyFile === undefined ? {} : { encryptionKey: await readCaptureKey(c.encryptionKeyFile) }),
+        })
+      : undefined;
+  await capture?.open();
+  const observers: ServiceObserver[] = [metrics.observer];
+  if (guardrails !== undefined) observers.push(guardrails.observer);
+  if (capture !== undefined) observers.push(capture.observer);
+  const models = new ActiveModels({ scheduler: schedulerFor(config, tuning, metrics), observers });
+  metrics.watch(models);
+  if (tuning.size > 0) log.info({ models: [...tuning.keys()], file: config.tuning }, 'tuned serving configuration');
+  return { models, metrics, guardrails, capture, tuning };
+}
