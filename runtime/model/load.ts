@@ -80,7 +80,16 @@ interface Opened {
 }
 
 async function openSource(source: Source, options: LoadOptions): Promise<Opened> {
-  if (source.kind === 'model') return { manifest: undefined, artifact: undefined };
+  if (source.kind === 'model') {
+    // A bare model carries no signature: when signatures are required (or keys trusted), it cannot be loaded.
+    if (options.requireSignature ?? (options.trustedKeys ?? []).length > 0) {
+      throw new OutpostError(
+        'ARTIFACT_SIGNATURE_MISSING',
+        `${source.path} is a bare model, not a signed artifact, and signatures are required`,
+      );
+    }
+    return { manifest: undefined, artifact: undefined };
+  }
   const artifact = await openArtifact(source.path, {
     trustedKeys: options.trustedKeys,
     requireSignature: options.requireSignature,

@@ -42,19 +42,29 @@ async function imageRequest(req: IncomingMessage, target: InferTarget, pipeline:
   return { request, feeds: { [input]: await pipeline.images([body]) } };
 }
 
-/** An Open Inference Protocol body: JSON, or (with Inference-Header-Content-Length) a JSON header and binary data. */
-async function tensorRequest(
-  req: IncomingMessage,
-  target: InferTarget,
+/**
+ * The part of a tensor request that needs no socket: the body's bytes (and the Inference-Header-Content-Length
+ * header's value, when the request had one) → the checked request and the model's feeds. Every problem is a 4xx.
+ */
+export async function parseTensorBody(
+  body: Buffer,
+  headerValue: string | readonly string[] | undefined,
+  model: Model,
   pipeline: ServingPipeline,
 ): Promise<{ request: InferRequest; feeds: Feeds }> {
-  const headerValue = req.headers[HEADER_LENGTH_HEADER];
-  const binaryBody = headerValue !== undefined;
-  const body = await readBody(req, target.maxBodyBytes, binaryBody ? (parseHeaderLength(headerValue) ?? 0) : 0);
-  const { header, binary } = binaryBody ? splitBody(body, headerValue) : { header: body, binary: undefined };
-  const context = { inputs: target.model.inputs, outputNames: pipeline.outputNames };
+  const { header, binary } =
+    headerValue !== undefined ? splitBody(body, headerValue) : { header: body, binary: undefined };
+  const context = { inputs: model.inputs, outputNames: pipeline.outputNames };
   const request = parseInferRequest(parseJson(header), binary, context);
   return { request, feeds: await decodeInputs(request, pipeline) };
+}
+
+/** An Open Inference Protocol body: JSON, or (with Inference-Header-Content-Length) a JSON header and binary data. */
+async function tensorRequest(req: IncomingMessage, target: InferTarget, pipeline: ServingPipeline) {
+  const headerValue = req.headers[HEADER_LENGTH_HEADER];
+  const alignAt = headerValue === undefined ? 0 : (parseHeaderLength(headerValue) ?? 0);
+  const body = await readBody(req, target.maxBodyBytes, alignAt);
+  return parseTensorBody(body, headerValue, target.model, pipeline);
 }
 
 /**
@@ -67,7 +77,8 @@ export async function handleInfer(req: IncomingMessage, res: ServerResponse, tar
   const { request, feeds } = IMAGE_TYPE.test(req.headers['content-type'] ?? '')
     ? await imageRequest(req, target, pipeline)
     : await tensorRequest(req, target, pipeline);
-  const result = await target.service.infer(feeds, target.version);
+  // The request was checked against target.model (drawn by weight when no version was named): it runs there.
+  const result = await target.service.infer(feeds, target.version, target.model);
   if (!responseOpen(res)) return;
   const served = result.model === target.model ? pipeline : await servingPipeline(result.model);
   const outputs = served.wantsPostprocess(request.outputs)

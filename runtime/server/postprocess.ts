@@ -174,7 +174,8 @@ export function runPostprocess(plan: PostprocessPlan, outputs: Readonly<Outputs>
     if (tensor === undefined) continue;
     const x = current.get(step.output) ?? scoresOf(tensor);
     const { dims } = tensor;
-    if (x === undefined || x.length === 0) continue;
+    // An empty batch gets empty outputs of the right shape, not missing ones.
+    if (x === undefined) continue;
     if (step.op === 'topk') {
       for (const [suffix, value] of Object.entries(topK(x, dims, step.k, plan.labels)))
         extra[step.output + suffix] = value;

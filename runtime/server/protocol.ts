@@ -79,7 +79,13 @@ function bad(message: string, code: 'INPUT_INVALID' | 'INPUT_NAME_UNKNOWN' = 'IN
   return new HttpError(400, message, code);
 }
 
+/**
+ * A bad value, shortened, for a message. Arrays and objects are only summarised: printing one nested a million deep
+ * would overflow the stack (a 500 where a 400 is due).
+ */
 function show(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'object' && value !== null) return 'an object';
   const text = JSON.stringify(value) as string | undefined;
   return text === undefined ? String(value) : text.length > 40 ? `${text.slice(0, 40)}…` : text;
 }
@@ -121,10 +127,20 @@ function parseShape(value: unknown, what: string): number[] {
   return value as number[];
 }
 
-/** Row-major flattening without recursion, so a hostile nesting depth is a 400 and not a stack overflow. */
+/**
+ * Row-major flattening without recursion, so a hostile nesting depth is a 400 and not a stack overflow. Elements
+ * are numbers, strings, booleans (or null, refused later as not a value of the dtype); an object is refused here,
+ * before anything tries to print it.
+ */
 function flattenData(data: unknown, what: string): readonly unknown[] {
   if (!Array.isArray(data)) return [data];
-  if (!data.some(Array.isArray)) return data;
+  let nested = false;
+  for (let i = 0; i < data.length; i++) {
+    const value: unknown = data[i];
+    if (Array.isArray(value)) nested = true;
+    else if (typeof value === 'object' && value !== null) throw bad(`${what}: "data" element ${i} is an object`);
+  }
+  if (!nested) return data;
   const out: unknown[] = [];
   const stack: { array: readonly unknown[]; index: number }[] = [{ array: data, index: 0 }];
   for (let top = stack[0]; top !== undefined; top = stack[stack.length - 1]) {
@@ -133,6 +149,8 @@ function flattenData(data: unknown, what: string): readonly unknown[] {
       continue;
     }
     const value = top.array[top.index++];
+    if (typeof value === 'object' && value !== null && !Array.isArray(value))
+      throw bad(`${what}: "data" element ${out.length} is an object`);
     if (!Array.isArray(value)) out.push(value);
     else if (stack.length >= MAX_RANK) throw bad(`${what}: "data" is nested deeper than ${MAX_RANK} levels`);
     else stack.push({ array: value, index: 0 });

@@ -1,6 +1,6 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { lstat, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OutpostError } from '../errors.js';
 import { logger } from '../log.js';
@@ -82,14 +82,23 @@ export class InferenceServer {
   private readonly timeouts: ServerTimeouts;
   /** The response last started on each connection, so a client error knows whether a response is half-written. */
   private readonly current = new WeakMap<Duplex, ServerResponse>();
+  /** Requests being handled, so that close() can tell them to end their connections. */
+  private readonly handling = new Set<ServerResponse>();
+  private closing = false;
 
   constructor(private readonly options: ServerOptions) {
     this.auth = options.token === undefined ? undefined : new BearerAuth(options.token);
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   }
 
+  /** Requests being handled (body, inference, response): back to 0 once every request is answered or abandoned. */
+  get inFlight(): number {
+    return this.handling.size;
+  }
+
   async listen(): Promise<{ url: string }> {
     const { headersMs, requestMs, keepAliveMs, checkIntervalMs } = this.timeouts;
+    this.closing = false;
     const server = createServer(
       {
         headersTimeout: Math.min(headersMs, requestMs),
@@ -99,7 +108,15 @@ export class InferenceServer {
       },
       (req, res) => {
         this.current.set(req.socket, res);
-        this.handle(req, res).catch((error: unknown) => this.fail(res, error));
+        this.handling.add(res);
+        if (this.closing) res.setHeader('connection', 'close');
+        this.handle(req, res).then(
+          () => this.handling.delete(res),
+          (error: unknown) => {
+            this.handling.delete(res);
+            this.fail(res, error);
+          },
+        );
       },
     );
     server.on('clientError', this.onClientError);
@@ -107,9 +124,18 @@ export class InferenceServer {
     const { socket, host = '127.0.0.1', port = 8080 } = this.options;
     if (socket !== undefined) await removeStaleSocket(socket);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      if (socket !== undefined) server.listen(socket, resolve);
-      else server.listen(port, host, resolve);
+      const failed = (error: Error) => {
+        this.server = undefined;
+        const where = socket ?? `${host}:${port}`;
+        reject(new OutpostError('INVALID_ARGUMENT', `cannot listen on ${where}: ${error.message}`, { cause: error }));
+      };
+      const listening = () => {
+        server.off('error', failed);
+        resolve();
+      };
+      server.once('error', failed);
+      if (socket !== undefined) server.listen(socket, listening);
+      else server.listen(port, host, listening);
     });
     const address = server.address();
     const url = typeof address === 'string' ? `unix:${address}` : `http://${host}:${(address as AddressInfo).port}`;
@@ -117,11 +143,17 @@ export class InferenceServer {
     return { url };
   }
 
-  /** Stops accepting, lets in-flight requests finish (up to closeGraceMs), then cuts what is left. */
+  /**
+   * Stops accepting, lets in-flight requests finish (up to closeGraceMs), then cuts what is left. Their answers
+   * (and those of requests still arriving on open keep-alive connections) say `connection: close`, so each
+   * connection ends with its last answer instead of idling until the grace period is over.
+   */
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     if (server === undefined) return;
+    this.closing = true;
+    for (const res of this.handling) if (!res.headersSent) res.setHeader('connection', 'close');
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     const grace = setTimeout(() => server.closeAllConnections(), this.timeouts.closeGraceMs);
@@ -147,7 +179,7 @@ export class InferenceServer {
     if (socket.writable && !halfWritten && error.code !== 'ECONNRESET') {
       const [status, code, message] =
         error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'REQUEST_TIMEOUT', `the request did not arrive within ${this.timeouts.requestMs} ms`]
+          ? [408, 'REQUEST_TIMEOUT', this.timeoutMessage()]
           : error.code === 'HPE_HEADER_OVERFLOW'
             ? [431, 'HEADERS_TOO_LARGE', 'the request headers are too large']
             : [400, 'BAD_REQUEST', `malformed HTTP request (${error.code ?? error.message})`];
@@ -159,6 +191,12 @@ export class InferenceServer {
     }
     socket.destroy();
   };
+
+  /** Node reports both timeouts with one code; the message names both limits. */
+  private timeoutMessage(): string {
+    const { headersMs, requestMs } = this.timeouts;
+    return `the request did not arrive in time (headers within ${Math.min(headersMs, requestMs)} ms, the whole request within ${requestMs} ms)`;
+  }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -188,14 +226,7 @@ export class InferenceServer {
     const version = rawVersion === undefined ? undefined : decode(rawVersion);
     const service = repository.service(name);
     const model = service?.select(version);
-    if (service === undefined || model === undefined) {
-      const known = repository.services().map((s) => s.name);
-      throw new HttpError(
-        404,
-        `unknown model "${name}"${version === undefined ? '' : ` version "${version}"`}; serving: ${known.join(', ') || 'none'}`,
-        'MODEL_NOT_FOUND',
-      );
-    }
+    if (service === undefined || model === undefined) throw notFound(repository, name, version);
     if (action === 'infer') {
       if (req.method !== 'POST') throw new HttpError(405, 'infer takes POST', 'METHOD_NOT_ALLOWED');
       const maxBodyBytes = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY;
@@ -212,12 +243,48 @@ export class InferenceServer {
   }
 }
 
-/** A unix socket left by a previous run is removed; any other file at that path is not ours to delete. */
+/** 404 listing what would have been found: the served models, or the versions of the model named. */
+function notFound(repository: ServiceRepository, name: string, version: string | undefined): HttpError {
+  const service = repository.service(name);
+  if (service !== undefined && version !== undefined) {
+    const versions = service.versions().map((m) => m.version);
+    return new HttpError(
+      404,
+      `model "${name}" has no version "${version}"; versions: ${versions.join(', ') || 'none'}`,
+      'MODEL_NOT_FOUND',
+    );
+  }
+  const known = repository.services().map((s) => s.name);
+  return new HttpError(404, `unknown model "${name}"; serving: ${known.join(', ') || 'none'}`, 'MODEL_NOT_FOUND');
+}
+
+/** Whether something accepts connections on the unix socket at `path` (a stale socket refuses them). */
+function accepting(path: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNREFUSED') resolve(false);
+      else reject(new OutpostError('INVALID_ARGUMENT', `cannot check the socket ${path}: ${error.message}`));
+    });
+  });
+}
+
+/**
+ * A unix socket left by a previous run (one nothing listens on any more) is removed; a socket another server is
+ * listening on, and any other file at that path, is not ours to delete.
+ */
 async function removeStaleSocket(path: string): Promise<void> {
   const info = await lstat(path).catch(() => undefined);
   if (info === undefined) return;
   if (!info.isSocket()) {
     throw new OutpostError('INVALID_ARGUMENT', `${path} exists and is not a unix socket; refusing to replace it`);
+  }
+  if (await accepting(path)) {
+    throw new OutpostError('INVALID_ARGUMENT', `${path} is in use by a running server; refusing to replace it`);
   }
   await rm(path, { force: true });
 }

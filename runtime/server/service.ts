@@ -133,8 +133,15 @@ export class ModelService {
     return this.serving[this.serving.length - 1];
   }
 
-  async infer(feeds: Feeds, version?: string): Promise<{ model: Model; outputs: Outputs }> {
-    const serving = this.pick(version);
+  /**
+   * Runs one production call: on `version` when named, else on `chosen` (a model `select()` drew for this request,
+   * so a caller that checked the request against it gets that same version), else on a weighted draw. Calls that
+   * did not name a version may be mirrored to the shadow.
+   */
+  async infer(feeds: Feeds, version?: string, chosen?: Model): Promise<{ model: Model; outputs: Outputs }> {
+    const serving =
+      (version === undefined && chosen !== undefined ? this.serving.find((s) => s.model === chosen) : undefined) ??
+      this.pick(version);
     if (serving === undefined) {
       throw new OutpostError(
         'MODEL_NOT_FOUND',

@@ -164,3 +164,26 @@ export async function startServer(options: ServerOptions): Promise<{ server: Inf
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Between checks while a test waits for the server to reach a state. */
+export const POLL_MS = 5; // ms
+
+/** Waits until `check()` holds; a state never reached fails the test naming it (after REQUEST_TIMEOUT_MS). */
+export async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** Writes a raw HTTP request head (CRLF line ends); `body` follows it in the same write. */
+export function head(lines: readonly string[], body = ''): string {
+  return `${lines.join('\r\n')}\r\n\r\n${body}`;
+}
+
+/** The JSON body of a raw HTTP/1.1 reply (after the blank line). */
+export function rawJson(text: string): Record<string, unknown> {
+  const start = text.indexOf('\r\n\r\n');
+  return JSON.parse(text.slice(start + 4)) as Record<string, unknown>;
+}

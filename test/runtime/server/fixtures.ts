@@ -123,6 +123,11 @@ const BUILDERS: Readonly<Record<FixtureName, (dir: string) => Promise<string>>> 
   classifier2: (dir) => imageArtifact(dir, '2.0.0'),
 });
 
+/** Builds the named fixture in `dir`: an artifact directory, or a plain .onnx for `probe` and `echo`. */
+export function buildFixture(dir: string, name: FixtureName): Promise<string> {
+  return BUILDERS[name](dir);
+}
+
 /** Builds and loads the named fixtures (no warm-up: tests are the first calls). */
 export async function loadFixtures<N extends FixtureName>(dir: string, names: readonly N[]): Promise<Record<N, Model>> {
   const loaded = await Promise.all(

@@ -1,0 +1,125 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { readTuneChoices } from '../../runtime/bench/tune-choice.js';
+import { OutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import type { Model } from '../../runtime/model/model.js';
+import { ServerMetrics } from '../../runtime/server/metrics.js';
+import { StaticRepository } from '../../runtime/server/repository.js';
+import { DEFAULT_MAX_BODY, InferenceServer } from '../../runtime/server/server.js';
+import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
+import { print, printJson } from '../output.js';
+import { loadAll, readToken, schedulerFor } from '../serving.js';
+import { addModelOptions, loadOptions, type ModelOptions } from './shared.js';
+
+interface ServeOptions extends ModelOptions {
+  host: string;
+  port: number;
+  socket?: string;
+  token?: string;
+  tokenFile?: string;
+  concurrency?: number;
+  maxQueue?: number;
+  maxBatchSize?: number;
+  maxQueueDelayMs?: number;
+  maxBodyBytes: number;
+  requireSignature?: boolean;
+  tuning?: string;
+}
+
+function parseDelayMs(value: string): number {
+  const ms = Number(value);
+  if (value.trim() === '' || !Number.isFinite(ms) || ms < 0)
+    throw new InvalidArgumentError(`"${value}" is not a delay in ms ≥ 0`);
+  return ms;
+}
+
+const log = logger('cli.serve');
+
+/** Hosts only this machine reaches: no token needed there. */
+const LOOPBACK: ReadonlySet<string> = new Set(['127.0.0.1', '::1', 'localhost']);
+
+function describe(model: Model) {
+  return { name: model.name, version: model.version, variant: model.variant.id, backend: model.backend };
+}
+
+/**
+ * `outpost serve <artifact…>`: the local inference server (runtime/server/README.md) over the given artifacts, with
+ * Prometheus metrics at /metrics. Runs until SIGINT/SIGTERM, then stops accepting, lets in-flight requests finish,
+ * releases the models and exits 0.
+ */
+async function serve(paths: string[], opts: ServeOptions): Promise<void> {
+  if (opts.maxQueueDelayMs !== undefined && opts.maxBatchSize === undefined) {
+    throw new OutpostError('INVALID_ARGUMENT', '--max-queue-delay-ms needs --max-batch-size (it tunes batching)');
+  }
+  const trustKeys = opts.trustKey ?? [];
+  if (opts.requireSignature === true && trustKeys.length === 0) {
+    throw new OutpostError('INVALID_ARGUMENT', '--require-signature needs --trust-key: no signature could be trusted');
+  }
+  const requireSignature = opts.requireSignature === true || trustKeys.length > 0;
+  const token = await readToken(opts);
+  const tuning = opts.tuning === undefined ? undefined : await readTuneChoices(opts.tuning);
+
+  const metrics = new ServerMetrics();
+  const scheduler = schedulerFor(opts, tuning, metrics.batches);
+  const repository = new StaticRepository({ scheduler, observers: [metrics.observer] });
+  metrics.watch(repository);
+  const models = await loadAll(paths, { ...loadOptions(opts), requireSignature }, tuning, requireSignature);
+  let server: InferenceServer | undefined;
+  try {
+    for (const model of models) await repository.add(model);
+    server = new InferenceServer({
+      repository,
+      host: opts.host,
+      port: opts.port,
+      ...(opts.socket === undefined ? {} : { socket: opts.socket }),
+      ...(token === undefined ? {} : { token }),
+      maxBodyBytes: opts.maxBodyBytes,
+      metrics: () => metrics.text(),
+    });
+    const { url } = await server.listen();
+    if (token === undefined && opts.socket === undefined && !LOOPBACK.has(opts.host)) {
+      log.warn({ url }, 'serving on a network address without a token: anyone who can reach it can run the models');
+    }
+    if (opts.json === true) printJson({ url, auth: token !== undefined, models: models.map(describe) });
+    else {
+      print(`outpost serve: listening on ${url}${token === undefined ? '' : ' (bearer token required)'}`);
+      for (const m of models) print(`  ${m.name}@${m.version}  variant ${m.variant.id}  backend ${m.backend}`);
+      print('Open Inference Protocol at /v2, Prometheus metrics at /metrics; Ctrl-C stops.');
+    }
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await server.close();
+    if (opts.json !== true) print(`stopped (${signal})`);
+  } finally {
+    await server?.close();
+    await repository.close();
+    await Promise.allSettled(models.map((m) => m.release()));
+  }
+}
+
+export function register(program: Command): void {
+  addModelOptions(
+    program
+      .command('serve')
+      .description('serve artifacts over the Open Inference Protocol (KServe v2 REST) with metrics')
+      .argument('<artifact...>', 'artifact directories or .tar.gz, or .onnx/.ort files; versions of one name share it')
+      .option('--host <address>', 'address to listen on (0.0.0.0: every interface)', '127.0.0.1')
+      .option('--port <port>', 'TCP port (0: any free port)', parseNonNegativeInt, 8080)
+      .option('--socket <path>', 'listen on a unix socket instead of TCP')
+      .option('--token <token>', 'require "Authorization: Bearer <token>" (health checks stay open)')
+      .option('--token-file <file>', 'read the token from the first line of a file (or set $OUTPOST_TOKEN)')
+      .option('--concurrency <n>', 'requests (or batches) run at once per model version', parsePositiveInt)
+      .option('--max-queue <n>', 'requests (rows when batching) waiting per version before 503', parsePositiveInt)
+      .option(
+        '--max-batch-size <rows>',
+        'batch queued requests of batchable models, up to this many rows',
+        parsePositiveInt,
+      )
+      .option('--max-queue-delay-ms <ms>', 'longest a request waits for a batch to fill (default 2)', parseDelayMs)
+      .option('--max-body-bytes <n>', 'largest request body; larger ones get 413', parsePositiveInt, DEFAULT_MAX_BODY)
+      .option('--require-signature', 'refuse artifacts not signed by a --trust-key (implied by --trust-key)')
+      .option('--tuning <file>', '`outpost tune --out` file: per model variant, backend, threads and batching'),
+  ).action(serve);
+}
