@@ -5,12 +5,18 @@ import { dirname, join } from 'node:path';
 import { OutpostError, messageOf } from '../errors.js';
 import { logger } from '../log.js';
 import { createOrtSession, sessionOptions, type OrtModule } from './ort-session.js';
+import { needsProbe, probeModeFromEnv, probeNative, type NativeProbeOptions } from './probe.js';
 import type { Backend, BackendSession, SessionConfig } from './types.js';
 
 const log = logger('backend.native');
 
 interface NativeModule extends OrtModule {
   listSupportedBackends?: () => readonly { name: string; bundled: boolean }[];
+}
+
+/** Where onnxruntime-node keeps this platform's binaries: `bin/napi-v6/<platform>/<arch>` beside `dist/`. */
+function bindingDirOf(entry: string): string {
+  return join(dirname(entry), '..', 'bin', 'napi-v6', platform(), arch());
 }
 
 function providerLibraryPresent(dir: string | undefined, provider: string): boolean {
@@ -20,6 +26,8 @@ function providerLibraryPresent(dir: string | undefined, provider: string): bool
 export interface NativeBackendOptions {
   /** Module to load; tests point it elsewhere to exercise fallback with a real failed import. */
   readonly moduleId?: string;
+  /** The crash probe run before the first load on hosts not known to be safe (probe.ts). */
+  readonly probe?: NativeProbeOptions;
 }
 
 /** onnxruntime-node: the hot path. CPU always; CUDA/TensorRT when the installed build carries them. */
@@ -36,6 +44,7 @@ export class NativeBackend implements Backend {
 
   async init(): Promise<void> {
     const moduleId = this.options.moduleId ?? 'onnxruntime-node';
+    await this.probe(moduleId);
     try {
       this.ort = (await import(moduleId)) as NativeModule;
     } catch (error) {
@@ -57,13 +66,40 @@ export class NativeBackend implements Backend {
     log.debug({ providers: [...this.providers] }, 'native backend ready');
   }
 
-  private bindingDir(): string | undefined {
+  /**
+   * Before this process loads the binding, where a crash is possible: a binding that dies by a signal in the probe's
+   * child process would take this process down too, so it is never loaded here and the registry falls back.
+   */
+  private async probe(moduleId: string): Promise<void> {
+    if (!needsProbe(this.options.probe?.mode ?? probeModeFromEnv())) return;
+    const entry = this.entry(moduleId);
+    // Not installed: the import below fails with the clearer message.
+    if (entry === undefined) return;
+    const outcome = await probeNative({ entry, bindingDir: bindingDirOf(entry) }, this.options.probe);
+    const { verdict } = outcome;
+    if (verdict.ok) return;
+    const where =
+      outcome.cacheFile === undefined ? '' : ` (verdict cached in ${outcome.cacheFile}; delete it to probe again)`;
+    throw new OutpostError(
+      'BACKEND_UNAVAILABLE',
+      `native backend unavailable: ${verdict.reason ?? 'probe failed'}${where}`,
+      {
+        details: { probe: verdict, cached: outcome.cached, cacheFile: outcome.cacheFile },
+      },
+    );
+  }
+
+  private entry(moduleId: string): string | undefined {
     try {
-      const entry = createRequire(import.meta.url).resolve(this.options.moduleId ?? 'onnxruntime-node');
-      return join(dirname(entry), '..', 'bin', 'napi-v6', platform(), arch());
+      return createRequire(import.meta.url).resolve(moduleId);
     } catch {
       return undefined;
     }
+  }
+
+  private bindingDir(): string | undefined {
+    const entry = this.entry(this.options.moduleId ?? 'onnxruntime-node');
+    return entry === undefined ? undefined : bindingDirOf(entry);
   }
 
   async createSession(model: string | Uint8Array, config: SessionConfig): Promise<BackendSession> {
