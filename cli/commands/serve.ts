@@ -117,7 +117,11 @@ export function register(program: Command): void {
         'batch queued requests of batchable models, up to this many rows',
         parsePositiveInt,
       )
-      .option('--max-queue-delay-ms <ms>', 'longest a request waits for a batch to fill (default 2)', parseDelayMs)
+      .option(
+        '--max-queue-delay-ms <ms>',
+        'longest a request waits for a batch to fill (default 0: batches form only while the model is busy)',
+        parseDelayMs,
+      )
       .option('--max-body-bytes <n>', 'largest request body; larger ones get 413', parsePositiveInt, DEFAULT_MAX_BODY)
       .option('--require-signature', 'refuse artifacts not signed by a --trust-key (implied by --trust-key)')
       .option('--tuning <file>', '`outpost tune --out` file: per model variant, backend, threads and batching'),

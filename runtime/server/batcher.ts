@@ -39,7 +39,7 @@ export interface BatchingOptions {
 
 export const DEFAULT_BATCHING = Object.freeze({
   maxBatchSize: 8, // rows: a modest default; tune it per model against p99 with a load test
-  maxQueueDelayMs: 2, // ms: a lone request pays at most this much extra latency
+  maxQueueDelayMs: 0, // ms: none: batches form from what queues while the model is busy (Triton's default)
   concurrency: 2, // batches: one runs while the next is copied together
   maxQueue: 256, // rows
 } satisfies BatchingOptions);
@@ -139,8 +139,11 @@ export class BatchingScheduler implements Scheduler {
     }
     if (batch === undefined) {
       batch = { key, requests: [], rows: 0, due: false, timer: undefined };
-      batch.timer = setTimeout(this.expire, maxQueueDelayMs, batch);
       this.open.set(key, batch);
+      // No delay: due at once, yet open to more rows until a slot takes it, so an idle model answers a lone
+      // request without waiting and a busy one gathers what arrives meanwhile.
+      if (maxQueueDelayMs > 0) batch.timer = setTimeout(this.expire, maxQueueDelayMs, batch);
+      else this.markDue(batch, false);
     }
     batch.requests.push(request);
     batch.rows += request.rows;

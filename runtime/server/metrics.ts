@@ -40,6 +40,10 @@ export interface MetricsOptions {
 interface Series {
   readonly labels: Labels;
   readonly window: SlidingWindow;
+  /** The labelled children, bound once: prom-client hashes the label set on every unbound call. */
+  readonly requests: Counter.Internal;
+  readonly latency: Histogram.Internal<Label>;
+  readonly batchSize: Histogram.Internal<Label>;
 }
 
 const EMPTY: WindowStats = Object.freeze({ requests: 0, errors: 0, clientErrors: 0, errorRate: 0, p99Ms: undefined });
@@ -130,9 +134,9 @@ export class ServerMetrics {
 
   private record(event: InferenceEvent): void {
     const series = this.seriesOf(event.name, event.version);
-    this.requests.inc(series.labels);
+    series.requests.inc();
     let outcome: Outcome = 'ok';
-    if (event.error === undefined) this.latency.observe(series.labels, event.ms / 1000);
+    if (event.error === undefined) series.latency.observe(event.ms / 1000);
     else {
       const code: ErrorCode = isOutpostError(event.error) ? event.error.code : 'INTERNAL';
       this.errors.inc({ ...series.labels, code });
@@ -142,7 +146,7 @@ export class ServerMetrics {
   }
 
   private recordBatch(event: BatchEvent): void {
-    this.batchSize.observe(this.seriesOf(event.name, event.version).labels, event.rows);
+    this.seriesOf(event.name, event.version).batchSize.observe(event.rows);
   }
 
   /** Two-level lookup: no key string is built per call. */
@@ -152,9 +156,15 @@ export class ServerMetrics {
     let series = versions.get(version);
     if (series === undefined) {
       const labels = Object.freeze({ model: name, version });
-      series = { labels, window: new SlidingWindow(this.windowOptions, this.now) };
+      series = {
+        labels,
+        window: new SlidingWindow(this.windowOptions, this.now),
+        requests: this.requests.labels(labels),
+        latency: this.latency.labels(labels),
+        batchSize: this.batchSize.labels(labels),
+      };
       versions.set(version, series);
-      this.requests.inc(labels, 0); // the series exists from its first call, so rate() sees it start at zero
+      series.requests.inc(0); // the series exists from its first call, so rate() sees it start at zero
     }
     return series;
   }

@@ -97,6 +97,22 @@ describe('BatchingScheduler', () => {
     expect(data(outputs, 'logits')).toEqual(data(await models.mlp.infer(feeds), 'logits'));
   });
 
+  it('without a delay, runs a lone request at once and batches what arrives while the model is busy', async () => {
+    const { scheduler, batches } = batching(models.mlp, { maxBatchSize: 16, maxQueueDelayMs: 0, concurrency: 1 });
+    await scheduler.run(mlpFeeds(1, 1));
+    expect(batches).toEqual([{ name: 'mlp', version: '0', rows: 1, requests: 1 }]);
+    // Submitted in one synchronous stretch: the first finds the model idle and runs; the other nine wait for it.
+    const requests = Array.from({ length: 10 }, (_, i) => mlpFeeds(1, i + 2));
+    const results = await Promise.all(requests.map((feeds) => scheduler.run(feeds)));
+    expect(batches.slice(1)).toEqual([
+      { name: 'mlp', version: '0', rows: 1, requests: 1 },
+      { name: 'mlp', version: '0', rows: 9, requests: 9 },
+    ]);
+    for (const [i, feeds] of requests.entries())
+      expect(data(results[i] ?? {}, 'logits')).toEqual(data(await models.mlp.infer(feeds), 'logits'));
+    await scheduler.close();
+  });
+
   it('rejects a malformed request alone while the others in the same window succeed', async () => {
     const { scheduler, batches } = batching(models.mlp, { maxBatchSize: 4, maxQueueDelayMs: NEVER_MS });
     const good = [scheduler.run(mlpFeeds(1, 1)), scheduler.run(mlpFeeds(1, 2))];
