@@ -15,6 +15,13 @@ export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
   '.avif',
 ]);
 
+/**
+ * Largest image decoded, in pixels (width × height): a 48 MP camera frame fits; a decompression bomb (a small file
+ * declaring a huge image) is refused from its header before any pixel is decoded. sharp's own default is 268 MP,
+ * ~800 MB of RGB — more than a Pi should spend on one request.
+ */
+export const MAX_IMAGE_PIXELS = 50_000_000; // pixels
+
 /** How each resize mode maps onto sharp's `fit` (https://sharp.pixelplumbing.com/api-resize). */
 const FIT = Object.freeze({ stretch: 'fill', letterbox: 'contain', 'center-crop': 'cover' } as const);
 
@@ -26,7 +33,7 @@ export async function imageToTensor(bytes: Uint8Array, spec: ImagePreprocess): P
   const channels = spec.colorOrder === 'GRAY' ? 1 : 3;
   let pixels: Buffer;
   try {
-    let pipeline = sharp(bytes, { failOn: 'error' }).rotate();
+    let pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS }).rotate();
     pipeline = channels === 1 ? pipeline.grayscale() : pipeline.removeAlpha().toColourspace('srgb');
     pixels = await pipeline
       .resize(spec.width, spec.height, { fit: FIT[spec.resize], position: 'centre', background: { r: 0, g: 0, b: 0 } })

@@ -180,9 +180,37 @@ describe('image inputs', () => {
     expect((await infer({ body: png, headers: { 'content-type': 'image/png' } })).status).toBe(200);
   });
 
+  it('refuses a decompression bomb (a small PNG declaring 20000×20000 pixels) from its header, with a 400', async () => {
+    const bomb = withPngSize(png, 20_000, 20_000);
+    expect(bomb.length).toBe(png.length); // a few hundred bytes that would decode to 1.2 GB of RGB
+    const reply = await infer({ body: bomb, headers: { 'content-type': 'image/png' } });
+    expect(reply.status).toBe(400);
+    expect(json(reply).error).toMatch(/pixel limit/);
+    expect((await infer({ body: png, headers: { 'content-type': 'image/png' } })).status).toBe(200);
+  });
+
   it('answers 415 to an image body for a model without an image pipeline', async () => {
     const reply = await infer({ body: png, headers: { 'content-type': 'image/png' } }, '/v2/models/probe/infer');
     expect(reply.status).toBe(415);
     expect(json(reply)).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE' });
   });
 });
+
+/** `png` with its IHDR width and height replaced (and the chunk's CRC recomputed), pixel data untouched. */
+function withPngSize(png: Buffer, width: number, height: number): Buffer {
+  const out = Buffer.from(png);
+  out.writeUInt32BE(width, 16);
+  out.writeUInt32BE(height, 20);
+  out.writeUInt32BE(crc32(out.subarray(12, 29)), 29); // over the chunk type and its 13 data bytes
+  return out;
+}
+
+/** CRC-32 as PNG defines it (ISO 3309, polynomial 0xedb88320). */
+function crc32(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
