@@ -21,6 +21,9 @@ import type { Transport } from './transport/types.js';
 
 const log = logger('agent');
 
+/** status.json is rewritten at most this often while calls change what it shows (shadow and guardrail figures). */
+const STATUS_REFRESH_MS = 1000; // ms
+
 export interface AgentOptions {
   readonly config: AgentConfig;
   /** Supplied by tests that bring their own connection; otherwise made from `config.broker`. */
@@ -48,6 +51,9 @@ export class Agent {
   private working: Promise<void> | undefined;
   private again = false;
   private statusTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  /** A call was served since status.json was last written. */
+  private statusStale = false;
   private readonly tested = new Map<string, Model>();
   private statusWrite: Promise<void> = Promise.resolve();
 
@@ -102,7 +108,7 @@ export class Agent {
     for (const dir of ['store', 'deployments', 'downloads', 'spool'])
       await mkdir(join(dataDir, dir), { recursive: true });
     await this.spool.open();
-    const stack = await createServingStack(this.config);
+    const stack = await createServingStack(this.config, [{ onInference: () => (this.statusStale = true) }]);
     this.stack = stack;
     await this.serveInstalled();
     this.server = new InferenceServer({
@@ -115,6 +121,12 @@ export class Agent {
     this.httpUrl = (await this.server.listen()).url;
     this.statusTimer = setInterval(() => void this.publishStatus(), this.config.statusIntervalSeconds * 1000);
     this.statusTimer.unref();
+    this.refreshTimer = setInterval(() => {
+      if (!this.statusStale) return;
+      this.statusStale = false;
+      void this.refreshStatus();
+    }, STATUS_REFRESH_MS);
+    this.refreshTimer.unref();
     await this.refreshStatus();
     if (this.transport !== undefined) {
       // A new next job (notify-next) starts a round; a round only ever runs one deployment at a time.
@@ -351,6 +363,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.abort.abort();
     if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
+    if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
     this.jobs?.stop();
     await this.working?.catch(() => undefined);
     this.uploader?.stop();

@@ -44,7 +44,11 @@ function schedulerFor(
   return (model) => (batched.get(model.name) ?? fallback)(model);
 }
 
-export async function createServingStack(config: AgentConfig): Promise<ServingStack> {
+/** `extra` observers see every production call too (the agent marks its status stale with one). */
+export async function createServingStack(
+  config: AgentConfig,
+  extra: readonly ServiceObserver[] = [],
+): Promise<ServingStack> {
   const tuning = config.tuning === undefined ? new Map<string, TuneChoiceFile>() : await readTuneChoices(config.tuning);
   const metrics = new ServerMetrics();
   const guardrails = config.guardrails === undefined ? undefined : new Guardrails(config.guardrails);
@@ -64,6 +68,7 @@ export async function createServingStack(config: AgentConfig): Promise<ServingSt
   const observers: ServiceObserver[] = [metrics.observer];
   if (guardrails !== undefined) observers.push(guardrails.observer);
   if (capture !== undefined) observers.push(capture.observer);
+  observers.push(...extra);
   const models = new ActiveModels({ scheduler: schedulerFor(config, tuning, metrics), observers });
   metrics.watch(models);
   if (tuning.size > 0) log.info({ models: [...tuning.keys()], file: config.tuning }, 'tuned serving configuration');
