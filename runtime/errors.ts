@@ -49,6 +49,8 @@ export const ERROR_CODES = Object.freeze({
   MODEL_RELEASED: false,
   INFERENCE_FAILED: false,
   OVERLOADED: true,
+  // The caller went away before its queued request ran: it never reached the model
+  REQUEST_CANCELLED: false,
   MODEL_NOT_FOUND: false,
   // Data capture (runtime/server/capture*.ts)
   CAPTURE_INVALID: false,

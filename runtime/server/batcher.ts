@@ -3,7 +3,7 @@ import { logger } from '../log.js';
 import type { Feeds, Model, Outputs } from '../model/model.js';
 import type { TensorLike } from '../tensor/tensor.js';
 import { batchProblem, RowBuffers, splitRows, type Concatenated } from './batch-rows.js';
-import { DirectScheduler, RETRY_AFTER_SECONDS, type Scheduler, type SchedulerFactory } from './scheduler.js';
+import { cancelled, DirectScheduler, RETRY_AFTER_SECONDS, type Scheduler, type SchedulerFactory } from './scheduler.js';
 
 export { batchProblem } from './batch-rows.js';
 
@@ -46,6 +46,8 @@ export const DEFAULT_BATCHING = Object.freeze({
 
 interface Pending {
   readonly feeds: Feeds;
+  /** The caller went away: dropped when its batch starts, without running. */
+  readonly signal: AbortSignal | undefined;
   readonly rows: number;
   readonly resolve: (outputs: Outputs) => void;
   readonly reject: (error: Error) => void;
@@ -112,8 +114,9 @@ export class BatchingScheduler implements Scheduler {
     return this.runningRequests;
   }
 
-  run(feeds: Feeds): Promise<Outputs> {
+  run(feeds: Feeds, signal?: AbortSignal): Promise<Outputs> {
     if (this.closed) return Promise.reject(this.closedError());
+    if (signal?.aborted === true) return Promise.reject(cancelled(this.model));
     try {
       this.model.check(feeds);
     } catch (error) {
@@ -124,7 +127,7 @@ export class BatchingScheduler implements Scheduler {
     if (this.waitingRows > 0 && this.waitingRows + rows > this.options.maxQueue) {
       return Promise.reject(this.overloaded());
     }
-    return new Promise<Outputs>((resolve, reject) => this.enqueue({ feeds, rows, resolve, reject }));
+    return new Promise<Outputs>((resolve, reject) => this.enqueue({ feeds, signal, rows, resolve, reject }));
   }
 
   private enqueue(request: Pending): void {
@@ -191,10 +194,12 @@ export class BatchingScheduler implements Scheduler {
 
   private start(batch: Batch): void {
     if (this.open.get(batch.key) === batch) this.open.delete(batch.key);
-    const requests = batch.requests.length;
-    this.activeBatches++;
     this.waitingRows -= batch.rows;
-    this.waitingRequests -= requests;
+    this.waitingRequests -= batch.requests.length;
+    this.dropCancelled(batch);
+    const requests = batch.requests.length;
+    if (requests === 0) return;
+    this.activeBatches++;
     this.runningRequests += requests;
     if (this.options.observer !== undefined) {
       try {
@@ -209,6 +214,15 @@ export class BatchingScheduler implements Scheduler {
       }
     }
     void this.execute(batch);
+  }
+
+  /** Rejects the requests whose callers went away while they waited, and takes their rows out of the batch. */
+  private dropCancelled(batch: Batch): void {
+    if (!batch.requests.some((r) => r.signal?.aborted === true)) return;
+    const live = batch.requests.filter((r) => r.signal?.aborted !== true);
+    for (const r of batch.requests) if (r.signal?.aborted === true) r.reject(cancelled(this.model));
+    batch.requests.splice(0, batch.requests.length, ...live);
+    batch.rows = live.reduce((n, r) => n + r.rows, 0);
   }
 
   /** Runs one batch and settles every request in it; never rejects. */

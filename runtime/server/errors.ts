@@ -11,6 +11,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
   SYMBOLIC_DIM_UNBOUND: 400,
   MODEL_RELEASED: 503,
   OVERLOADED: 503,
+  REQUEST_CANCELLED: 499, // nobody is left to read it: see CLIENT_CLOSED_STATUS
   MODEL_NOT_FOUND: 404,
   INFERENCE_FAILED: 500,
 });

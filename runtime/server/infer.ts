@@ -78,7 +78,18 @@ export async function handleInfer(req: IncomingMessage, res: ServerResponse, tar
     ? await imageRequest(req, target, pipeline)
     : await tensorRequest(req, target, pipeline);
   // The request was checked against target.model (drawn by weight when no version was named): it runs there.
-  const result = await target.service.infer(feeds, target.version, target.model);
+  // A client that leaves while the request waits for its turn takes it out of the queue (REQUEST_CANCELLED, 499).
+  const gone = new AbortController();
+  const leave = (): void => {
+    if (!res.writableFinished) gone.abort();
+  };
+  res.once('close', leave);
+  let result: Awaited<ReturnType<typeof target.service.infer>>;
+  try {
+    result = await target.service.infer(feeds, target.version, target.model, gone.signal);
+  } finally {
+    res.off('close', leave);
+  }
   if (!responseOpen(res)) return;
   const served = result.model === target.model ? pipeline : await servingPipeline(result.model);
   const outputs = served.wantsPostprocess(request.outputs)

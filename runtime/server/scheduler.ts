@@ -8,7 +8,11 @@ import type { Feeds, Model, Outputs } from '../model/model.js';
  * memory without bound.
  */
 export interface Scheduler {
-  run(feeds: Feeds): Promise<Outputs>;
+  /**
+   * Runs `feeds` when its turn comes. A request whose `signal` aborts while it waits leaves the queue and rejects
+   * with REQUEST_CANCELLED, without reaching the model (its client went away: nobody would read the answer).
+   */
+  run(feeds: Feeds, signal?: AbortSignal): Promise<Outputs>;
   /** Requests waiting (not yet running). */
   readonly queued: number;
   /** Requests running now. */
@@ -39,6 +43,13 @@ export function overloaded(model: Model, queued: number): OutpostError {
   );
 }
 
+export function cancelled(model: Model): OutpostError {
+  return new OutpostError(
+    'REQUEST_CANCELLED',
+    `request for ${model.name}@${model.version} cancelled before it ran: the caller went away`,
+  );
+}
+
 /** Concurrency limit and a bounded FIFO: the default scheduler, and the shape batching builds on. */
 export class DirectScheduler implements Scheduler {
   private active = 0;
@@ -57,10 +68,11 @@ export class DirectScheduler implements Scheduler {
     return this.active;
   }
 
-  async run(feeds: Feeds): Promise<Outputs> {
+  async run(feeds: Feeds, signal?: AbortSignal): Promise<Outputs> {
+    if (signal?.aborted === true) throw cancelled(this.model);
     if (this.active < this.limits.concurrency) this.active++;
     else if (this.waiting.length >= this.limits.maxQueue) throw overloaded(this.model, this.waiting.length);
-    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // the finishing request hands over its slot
+    else await this.turn(signal); // the finishing request hands over its slot
     try {
       return await this.model.infer(feeds);
     } finally {
@@ -68,6 +80,24 @@ export class DirectScheduler implements Scheduler {
       if (next === undefined) this.active--;
       else next();
     }
+  }
+
+  /** Waits in the FIFO for a slot; leaves it (and rejects) if `signal` aborts first. */
+  private turn(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const go = (): void => {
+        signal?.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = (): void => {
+        const at = this.waiting.indexOf(go);
+        if (at < 0) return; // its turn came first: it runs
+        this.waiting.splice(at, 1);
+        reject(cancelled(this.model));
+      };
+      this.waiting.push(go);
+      signal?.addEventListener('abort', leave, { once: true });
+    });
   }
 
   close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { OutpostError } from '../errors.js';
+import { isOutpostError, OutpostError } from '../errors.js';
 import { logger } from '../log.js';
 import type { Feeds, Model, Outputs } from '../model/model.js';
 import { directScheduler, type Scheduler, type SchedulerFactory } from './scheduler.js';
@@ -138,7 +138,12 @@ export class ModelService {
    * so a caller that checked the request against it gets that same version), else on a weighted draw. Calls that
    * did not name a version may be mirrored to the shadow.
    */
-  async infer(feeds: Feeds, version?: string, chosen?: Model): Promise<{ model: Model; outputs: Outputs }> {
+  async infer(
+    feeds: Feeds,
+    version?: string,
+    chosen?: Model,
+    signal?: AbortSignal,
+  ): Promise<{ model: Model; outputs: Outputs }> {
     const serving =
       (version === undefined && chosen !== undefined ? this.serving.find((s) => s.model === chosen) : undefined) ??
       this.pick(version);
@@ -151,8 +156,10 @@ export class ModelService {
     const started = performance.now();
     let outputs: Outputs;
     try {
-      outputs = await serving.scheduler.run(feeds);
+      outputs = await serving.scheduler.run(feeds, signal);
     } catch (error) {
+      // Never reached the model: not a call for metrics, capture or guardrails to count.
+      if (isOutpostError(error, 'REQUEST_CANCELLED')) throw error;
       this.notify({ name: this.name, version: serving.model.version, ms: performance.now() - started, feeds, error });
       throw error;
     }

@@ -113,6 +113,24 @@ describe('BatchingScheduler', () => {
     await scheduler.close();
   });
 
+  it('drops a queued request whose caller went away, without running it, and runs the rest', async () => {
+    const { scheduler, batches } = batching(models.mlp, { maxBatchSize: 16, maxQueueDelayMs: 0, concurrency: 1 });
+    const first = scheduler.run(mlpFeeds(1, 1)); // finds the model idle and runs
+    const leaving = new AbortController();
+    const abandoned = scheduler.run(mlpFeeds(2, 2), leaving.signal); // waits behind it, with the next one
+    const next = scheduler.run(mlpFeeds(1, 3));
+    leaving.abort();
+    expect((await rejection(abandoned)).code).toBe('REQUEST_CANCELLED');
+    await Promise.all([first, next]);
+    expect(batches.map((b) => [b.rows, b.requests])).toEqual([
+      [1, 1],
+      [1, 1], // the abandoned request's two rows never ran
+    ]);
+    expect(scheduler.queued).toBe(0);
+    expect((await rejection(scheduler.run(mlpFeeds(1, 4), AbortSignal.abort()))).code).toBe('REQUEST_CANCELLED');
+    await scheduler.close();
+  });
+
   it('rejects a malformed request alone while the others in the same window succeed', async () => {
     const { scheduler, batches } = batching(models.mlp, { maxBatchSize: 4, maxQueueDelayMs: NEVER_MS });
     const good = [scheduler.run(mlpFeeds(1, 1)), scheduler.run(mlpFeeds(1, 2))];

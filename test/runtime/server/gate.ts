@@ -10,6 +10,8 @@ import type { Model } from '../../../runtime/model/model.js';
 export class Gate {
   private shut = true;
   private readonly waiters: (() => void)[] = [];
+  /** Runs that reached the gate so far (each one runs the model once it passes). */
+  runs = 0;
 
   /** Runs waiting at the gate now. */
   get waiting(): number {
@@ -28,6 +30,7 @@ export class Gate {
   }
 
   pass(): Promise<void> {
+    this.runs++;
     return this.shut ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
   }
 }

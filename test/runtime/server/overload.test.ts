@@ -97,6 +97,7 @@ describe('clients that leave while inference runs', () => {
     ['queued', true, () => load().queued === 1],
   ])('drops the answer of a request whose client left while it was %s, and keeps serving', async (_, hold, ready) => {
     gate.close();
+    const runsBefore = gate.runs;
     // A first request takes the one slot, so that the abandoned one queues behind it.
     const holder = hold ? infer() : undefined;
     if (hold) await until(() => gate.waiting === 1, 'the first request to run');
@@ -113,6 +114,9 @@ describe('clients that leave while inference runs', () => {
     gate.open();
     if (holder !== undefined) expect((await holder).status).toBe(200);
     await until(idle, 'the server and the scheduler to empty');
+    // One model run either way: the abandoned request if it was already running, else only the request ahead of
+    // it — a queued request whose client left is taken out of the queue, never run.
+    expect(gate.runs - runsBefore).toBe(1);
     expect((await infer()).status).toBe(200);
   });
 
