@@ -1,0 +1,130 @@
+import { join } from 'node:path';
+import { unpackArtifact, verifyArtifact } from '../runtime/artifact/index.js';
+import { OutpostError, messageOf } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+import { advance, documentOf, downloadDir, isTransportLoss, online, type Step } from './deployment-context.js';
+import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
+import { downloadArtifact } from './download.js';
+import { runHook } from './hooks.js';
+import { selfTest } from './self-test.js';
+
+const log = logger('agent.deployment');
+
+/*
+ * The steps before the switch: fetch the artifact, check there is room for it, unpack and verify it into the
+ * store, self-test it. A failure in any of them leaves the serving version untouched.
+ */
+
+export const download: Step = async (ctx, state) => {
+  const document = documentOf(state);
+  await requireSpace(ctx.downloadsDir, document.artifact.size, ctx.config.diskMarginBytes, 'downloading the artifact');
+  let current = state;
+  // Counters on disk at most once a second, and always the latest (a trailing write); the arrivals log is exact.
+  let timer: NodeJS.Timeout | undefined;
+  let writing = Promise.resolve();
+  const persist = () => {
+    timer = undefined;
+    const snapshot = current;
+    writing = writing
+      .then(() => ctx.deployments.write(snapshot))
+      .then(
+        () => ctx.changed(),
+        () => undefined,
+      );
+  };
+  try {
+    // Offline first: a download waits for the broker (and resumes after every loss of it) rather than failing.
+    for (;;) {
+      await online(ctx);
+      try {
+        await downloadArtifact({
+          transport: ctx.transport,
+          thing: ctx.config.thing,
+          document,
+          dir: downloadDir(ctx, state.jobId),
+          encoding: ctx.config.download.encoding,
+          maxInFlightBlocks: ctx.config.download.blocksPerRequest,
+          requestTimeoutMs: ctx.config.download.requestTimeoutMs,
+          maxStalls: ctx.config.download.maxStalls,
+          signal: ctx.signal,
+          onProgress: (p) => {
+            current = {
+              ...current,
+              bytesTotal: p.bytesTotal,
+              bytesReceived: p.bytesReceived,
+              bytesFetched: p.bytesFetched,
+            };
+            timer ??= setTimeout(persist, 1000);
+          },
+        });
+        break;
+      } catch (error) {
+        if (!isTransportLoss(error)) throw error;
+        log.info({ jobId: state.jobId, error: messageOf(error) }, 'broker lost during download; resuming when back');
+      }
+    }
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    await writing;
+  }
+  return advance(ctx, current, 'verifying');
+};
+
+export const verify: Step = async (ctx, state) => {
+  const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
+  const content = await archiveContentBytes(archive);
+  await requireSpace(ctx.store.root, content, ctx.config.diskMarginBytes, 'installing the artifact');
+  return advance(ctx, state, 'staging');
+};
+
+export const stage: Step = async (ctx, state) => {
+  const { store } = ctx;
+  await store.ensure(state.model);
+  await store.clearStaging(state.model, state.jobId); // whatever a crash left half-extracted
+  if (await store.has(state.model, state.version)) return advance(ctx, state, 'self-testing');
+  const staging = store.stagingDir(state.model, state.jobId);
+  const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
+  await unpackArtifact(archive, staging);
+  const verified = await verifyArtifact(staging, {
+    trustedKeys: ctx.trustedKeys,
+    requireSignature: ctx.requireSignature,
+    target: { arch: hostArch() },
+  });
+  if (verified.manifest.name !== state.model || verified.manifest.version !== state.version) {
+    throw new OutpostError(
+      'ARTIFACT_MANIFEST_INVALID',
+      `the artifact is ${verified.manifest.name}@${verified.manifest.version}; the job deploys ${state.model}@${state.version}`,
+    );
+  }
+  await runHook(ctx.config.hooks, 'beforeInstall', {
+    jobId: state.jobId,
+    model: state.model,
+    version: state.version,
+    dir: staging,
+    ...(state.previous === undefined ? {} : { previous: state.previous }),
+  });
+  await store.install(state.model, state.version, staging);
+  return advance(ctx, state, 'self-testing');
+};
+
+export const test: Step = async (ctx, state) => {
+  const dir = ctx.store.versionDir(state.model, state.version);
+  const result = await selfTest(dir, {
+    trustedKeys: ctx.trustedKeys,
+    requireSignature: ctx.requireSignature,
+    backend: ctx.config.backend,
+    benchmarkIterations: ctx.config.benchmarkIterations,
+  });
+  ctx.tested
+    .get(state.jobId)
+    ?.release()
+    .catch(() => undefined);
+  ctx.tested.set(state.jobId, result.model);
+  await ctx.store.saveSelection(state.model, state.version, {
+    variant: result.model.variant.id,
+    backend: result.model.backend,
+    ...(result.benchmark === undefined ? {} : { benchmark: { ...result.benchmark } }),
+    selectedAt: new Date().toISOString(),
+  });
+  return advance(ctx, state, 'activating', { variant: result.model.variant.id, backend: result.model.backend });
+};
