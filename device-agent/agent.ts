@@ -11,7 +11,7 @@ import { JobsClient, SupersededError } from './jobs-client.js';
 import { offlineStatusPayload, outpostTopics, type JobExecution } from './protocol/index.js';
 import type { ActiveModels } from './repository.js';
 import { CaptureUploader } from './capture-upload.js';
-import { createServingStack, type ServingStack } from './serving-stack.js';
+import { createServingStack, servingStatus, type ServingStack } from './serving-stack.js';
 import { Spool } from './spool.js';
 import { DeploymentStore } from './state.js';
 import { deploymentSummary, diskUsage, memoryUsage, writeStatus, type AgentStatus } from './status.js';
@@ -285,56 +285,12 @@ export class Agent {
       updatedAt: now.toISOString(),
       uptimeSeconds: (now.getTime() - this.startedAt.getTime()) / 1000,
       ...(this.httpUrl === undefined ? {} : { http: this.httpUrl }),
-      active: this.activeModels(),
-      shadows: this.models.services().flatMap((service) => {
-        const report = service.shadowReport();
-        if (report === undefined) return [];
-        const { agreement, meanCosine, productionP50Ms, shadowP50Ms, ...rest } = report;
-        return [
-          {
-            model: service.name,
-            ...rest,
-            ...(agreement === undefined ? {} : { agreement }),
-            ...(meanCosine === undefined ? {} : { meanCosine }),
-            ...(productionP50Ms === undefined ? {} : { productionP50Ms }),
-            ...(shadowP50Ms === undefined ? {} : { shadowP50Ms }),
-          },
-        ];
-      }),
-      guardrails: this.guardrailReports(),
-      ...(this.stack?.capture === undefined ? {} : { capture: { ...this.stack.capture.stats() } }),
+      ...(this.stack === undefined ? { active: [], shadows: [], guardrails: [] } : servingStatus(this.stack)),
       deployments: (await this.deployments.all()).map(deploymentSummary),
       disk: await diskUsage(this.config.dataDir),
       memory: memoryUsage(),
       spool: { entries: this.spool.size, dropped: this.spool.dropped },
     };
-  }
-
-  private guardrailReports(): AgentStatus['guardrails'] {
-    const guardrails = this.stack?.guardrails;
-    if (guardrails === undefined) return [];
-    return this.models.services().flatMap((service) => {
-      const report = guardrails.report(service.name);
-      if (report === undefined) return [];
-      const { p50Ms, p99Ms, ...rest } = report;
-      return [{ ...rest, ...(p50Ms === undefined ? {} : { p50Ms }), ...(p99Ms === undefined ? {} : { p99Ms }) }];
-    });
-  }
-
-  private activeModels(): AgentStatus['active'] {
-    return this.models.services().flatMap((service) => {
-      const versions = service.versions();
-      const weights = service.weights();
-      const total = weights.reduce((a, b) => a + b, 0);
-      const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
-      const production = versions.map((m, i) => ({
-        ...describe(m),
-        role: 'production' as const,
-        ...(versions.length > 1 ? { trafficPercent: ((weights[i] ?? 0) / total) * 100 } : {}),
-      }));
-      const shadow = service.shadowModel();
-      return shadow === undefined ? production : [...production, { ...describe(shadow), role: 'shadow' as const }];
-    });
   }
 
   /** status.json for `outpost agent status`: rewritten on every change, one write at a time. */

@@ -7,9 +7,11 @@ import { batchingScheduler } from '../runtime/server/batcher.js';
 import { ServerMetrics } from '../runtime/server/metrics.js';
 import { directScheduler, type SchedulerFactory } from '../runtime/server/scheduler.js';
 import type { ServiceObserver } from '../runtime/server/service.js';
+import type { Model } from '../runtime/model/model.js';
 import type { AgentConfig } from './config.js';
 import { Guardrails } from './guardrails.js';
 import { ActiveModels } from './repository.js';
+import type { AgentStatus } from './status.js';
 
 const log = logger('agent.serving');
 
@@ -73,4 +75,50 @@ export async function createServingStack(
   metrics.watch(models);
   if (tuning.size > 0) log.info({ models: [...tuning.keys()], file: config.tuning }, 'tuned serving configuration');
   return { models, metrics, guardrails, capture, tuning };
+}
+
+/** What the stack serves and watches, as `agent status` and the status message show it. */
+export function servingStatus(stack: ServingStack): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture'> {
+  const services = stack.models.services();
+  const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
+  const active = services.flatMap((service) => {
+    const versions = service.versions();
+    const weights = service.weights();
+    const total = weights.reduce((a, b) => a + b, 0);
+    const production = versions.map((m, i) => ({
+      ...describe(m),
+      role: 'production' as const,
+      ...(versions.length > 1 ? { trafficPercent: ((weights[i] ?? 0) / total) * 100 } : {}),
+    }));
+    const shadow = service.shadowModel();
+    return shadow === undefined ? production : [...production, { ...describe(shadow), role: 'shadow' as const }];
+  });
+  const shadows = services.flatMap((service) => {
+    const report = service.shadowReport();
+    if (report === undefined) return [];
+    const { agreement, meanCosine, productionP50Ms, shadowP50Ms, ...rest } = report;
+    return [
+      {
+        model: service.name,
+        ...rest,
+        ...(agreement === undefined ? {} : { agreement }),
+        ...(meanCosine === undefined ? {} : { meanCosine }),
+        ...(productionP50Ms === undefined ? {} : { productionP50Ms }),
+        ...(shadowP50Ms === undefined ? {} : { shadowP50Ms }),
+      },
+    ];
+  });
+  const { guardrails, capture } = stack;
+  const watched = services.flatMap((service) => {
+    const report = guardrails?.report(service.name);
+    if (report === undefined) return [];
+    const { p50Ms, p99Ms, ...rest } = report;
+    return [{ ...rest, ...(p50Ms === undefined ? {} : { p50Ms }), ...(p99Ms === undefined ? {} : { p99Ms }) }];
+  });
+  return {
+    active,
+    shadows,
+    guardrails: watched,
+    ...(capture === undefined ? {} : { capture: { ...capture.stats() } }),
+  };
 }
