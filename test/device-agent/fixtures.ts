@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compile } from '../../compiler/compile.js';
-import { saveModel } from '../../compiler/onnx/index.js';
-import { buildCnn } from '../../models/samples.js';
+import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
+import { buildCnn, OPSET } from '../../models/samples.js';
 import { generateSigningKeys } from '../../runtime/artifact/index.js';
 import { FLEET_IDENTITY, type TestBroker } from '../helpers/broker.js';
 
@@ -36,6 +36,35 @@ export async function cnnArtifact(
     version,
     signKey: keys.privateKeyPem,
     precision: options.precision ?? 'fp32',
+    overwrite: true,
+  });
+  return out;
+}
+
+/**
+ * A compiled artifact of a model that passes its self-test but fails on some production inputs: y = table[int(x)]
+ * with a 10-entry table, so x ≥ 10 makes ONNX Runtime's Gather fail (INFERENCE_FAILED) — a real bad release.
+ */
+export async function lookupArtifact(dir: string, version: string, keys: Keys): Promise<string> {
+  const g = new GraphBuilder('lookup');
+  const table = g.initializer(
+    'table',
+    Float32Array.from({ length: 10 }, (_, i) => i * 1.5),
+    [10],
+  );
+  const index = g.node('Cast', [g.input('x', 'float32', [1])], { to: 7 }); // 7: INT64
+  g.output(g.node('Gather', [table, index]), 'float32', [1]);
+  const model = join(dir, 'lookup.onnx');
+  await saveModel(g.build({ opsets: { '': OPSET } }), model);
+  const out = join(dir, `lookup-${version}`);
+  await compile({
+    model,
+    target: 'x86_64:avx512-vnni',
+    output: out,
+    name: 'lookup',
+    version,
+    signKey: keys.privateKeyPem,
+    precision: 'fp32',
     overwrite: true,
   });
   return out;

@@ -9,7 +9,7 @@ import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
+import { agentArgs, cnnArtifact, fleetTls, lookupArtifact, signingKeys, type Keys } from './fixtures.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 
@@ -175,5 +175,31 @@ describe('device agent: guardrail rollback after a deployment (real agent, Mosqu
     const s = await status();
     expect(s.active.map((a) => a.version)).toEqual(['1.0.0']);
     expect(s.guardrails).toEqual([]);
+  });
+
+  it('rolls back on the error rate when the new version fails real calls, and serves nothing rather than it', async () => {
+    const shipping = ship(await lookupArtifact(join(dir, 'a3'), '1.0.0', trusted), 120);
+    await waitFor(
+      async () => ((await status()).guardrails.some((g) => g.version === '1.0.0') ? true : undefined),
+      DEPLOY_TIMEOUT_MS,
+      () => `a bake of lookup@1.0.0:\n${agent.logs()}`,
+    );
+    const lookup = (x: number) =>
+      fetch(`${http}/v2/models/lookup/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [x] }] }),
+      });
+    expect((await lookup(3)).status).toBe(200); // the test vectors' kind of input works
+    // Out of the table: Gather fails. With the good call, the fifth counted call (minRequests) raises the alarm.
+    for (let i = 0; i < 4; i++) expect((await lookup(1000)).status).toBe(500);
+    const result = await shipping;
+    expect(result.things[0]?.status, JSON.stringify(result)).toBe('FAILED');
+    expect(result.things[0]?.statusDetails.reasonCode).toBe('GUARDRAIL_ERROR_RATE');
+    expect(result.things[0]?.statusDetails.reason).toMatch(
+      /4 of 5 calls failed \(80\.0 %\), more than the 5\.0 % allowed/,
+    );
+    // Its first version: nothing served it before, so nothing serves it now; the other model is untouched.
+    expect((await fetch(`${http}/v2/models/lookup/ready`)).status).toBe(404);
+    expect(await infer()).toBe('1.0.0');
   });
 });
