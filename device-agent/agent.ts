@@ -1,6 +1,6 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
+import { OutpostError, fromFsError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import type { Model } from '../runtime/model/model.js';
 import { InferenceServer } from '../runtime/server/server.js';
@@ -111,10 +111,14 @@ export class Agent {
     const stack = await createServingStack(this.config, [{ onInference: () => (this.statusStale = true) }]);
     this.stack = stack;
     await this.serveInstalled();
+    const { host, port, socket, tokenFile } = this.config.http;
+    const token = tokenFile === undefined ? undefined : await readToken(tokenFile);
     this.server = new InferenceServer({
       repository: stack.models,
-      host: this.config.http.host,
-      port: this.config.http.port,
+      host,
+      port,
+      ...(socket === undefined ? {} : { socket }),
+      ...(token === undefined ? {} : { token }),
       metrics: () => stack.metrics.text(),
     });
     this.startCaptureUpload(stack);
@@ -331,4 +335,14 @@ export class Agent {
     await this.stack?.capture?.close();
     await this.statusWrite;
   }
+}
+
+/** The bearer token: the first line of `path`; an empty or unreadable file is a configuration error. */
+async function readToken(path: string): Promise<string> {
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    throw fromFsError(error, path, 'read');
+  });
+  const token = text.split(/\r?\n/)[0]?.trim() ?? '';
+  if (token === '') throw new OutpostError('CONFIG_INVALID', `http.tokenFile ${path} is empty`);
+  return token;
 }

@@ -87,8 +87,17 @@ export const agentConfigSchema = z
     allowUnsigned: z.boolean().default(false),
     /** Models this device may run; a job for any other is REJECTED. Empty: any model. */
     models: z.array(z.string()).default([]),
+    /** The local inference endpoint (runtime/server): loopback TCP, or a unix socket; optionally behind a token. */
     http: z
-      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Listen on this unix socket instead of TCP (file permissions then decide who may call). */
+        socket: z.string().min(1).optional(),
+        /** A file whose first line is the bearer token every route but the health checks requires. */
+        tokenFile: z.string().min(1).optional(),
+      })
+      .strict()
       .default({ host: '127.0.0.1', port: 8080 }),
     /** Installed versions kept per model (the active one included), for rollback. */
     keepVersions: z.number().int().min(2).default(3),
