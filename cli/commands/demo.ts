@@ -109,7 +109,15 @@ async function demo(): Promise<void> {
     step(
       `agent status: ${status.active.map((a) => `${a.model}@${a.version} (${a.variant}, ${a.backend})`).join(', ')}; ${status.deployments.length} deployments, spool ${status.spool.entries}`,
     );
-    print('\nNext: `outpost compile --help`, `outpost agent --help`, `outpost deploy --help`; see README.md.');
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    const calls = metrics
+      .split('\n')
+      .filter((line) => line.startsWith('outpost_inference_requests_total{'))
+      .map((line) => `${/version="([^"]*)"/.exec(line)?.[1] ?? '?'}: ${line.split(' ').at(-1) ?? '?'}`);
+    step(`GET ${http}/metrics → outpost_inference_requests_total by version: ${calls.join(', ')}`);
+    print(
+      '\nNext: `outpost compile --help`, `outpost agent --help`, `outpost deploy --help`, `outpost serve --help`; see README.md.',
+    );
   } finally {
     await agent?.stop();
     await broker.close();

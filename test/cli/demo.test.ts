@@ -10,5 +10,6 @@ describe('outpost demo', () => {
     expect(stdout).toMatch(/infer → version 1\.0\.0/);
     expect(stdout).toMatch(/deployed cnn-1\.1\.0: SUCCEEDED/);
     expect(stdout).toMatch(/infer → version 1\.1\.0/);
+    expect(stdout).toMatch(/outpost_inference_requests_total by version: 1\.0\.0: 1, 1\.1\.0: 1/);
   });
 });
