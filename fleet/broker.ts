@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket, type PeerCertificate } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
@@ -21,6 +22,8 @@ export interface EmbeddedBrokerTls {
   /** CA that signs device certificates: with it, clients must present one (mTLS) and are confined to their topics. */
   readonly ca?: string;
   readonly port?: number; // default 8883; 0 picks a free port
+  /** Also MQTT over secure WebSockets (wss://) with the same certificates and rules; off unless given; 0: free port. */
+  readonly wssPort?: number;
   /** Certificate CNs with access to every device's topics (default: outpost-fleet). */
   readonly fleetIdentities?: readonly string[];
 }
@@ -34,8 +37,8 @@ export interface EmbeddedBrokerOptions {
 
 export interface EmbeddedBroker {
   readonly host: string;
-  readonly ports: Readonly<{ mqtt: number; ws?: number; mqtts?: number }>;
-  /** mqtt://…, then ws://… and mqtts://… when those listeners are on. */
+  readonly ports: Readonly<{ mqtt: number; ws?: number; mqtts?: number; wss?: number }>;
+  /** mqtt://…, then ws://…, mqtts://… and wss://… when those listeners are on. */
   readonly urls: readonly string[];
   readonly url: string;
   /** Clients connected now. */
@@ -93,11 +96,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
     socket.once('close', () => sockets.delete(socket));
   };
   let wss: WebSocketServer | undefined;
+  const wsServers: WebSocketServer[] = [];
 
   const close = async ({ force = false }: { force?: boolean } = {}): Promise<void> => {
     if (force) for (const socket of sockets) socket.destroy();
-    wss?.close();
-    for (const client of wss?.clients ?? []) client.terminate();
+    for (const server of [...(wss === undefined ? [] : [wss]), ...wsServers]) {
+      server.close();
+      for (const client of server.clients) client.terminate();
+    }
     await new Promise<void>((resolve) => {
       aedes.close(() => {
         resolve();
@@ -113,7 +119,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
       aedes.handle(socket);
     });
     servers.push(tcp);
-    const ports: { mqtt: number; ws?: number; mqtts?: number } = {
+    const ports: { mqtt: number; ws?: number; mqtts?: number; wss?: number } = {
       mqtt: await listen(tcp, options.port ?? DEFAULT_MQTT_PORT, host, 'MQTT'),
     };
     const urls = [`mqtt://${host}:${ports.mqtt}`];
@@ -142,6 +148,22 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
       servers.push(secure);
       ports.mqtts = await listen(secure, options.tls.port ?? DEFAULT_MQTTS_PORT, host, 'MQTT over TLS');
       urls.push(`mqtts://${host}:${ports.mqtts}`);
+      if (options.tls.wssPort !== undefined) {
+        // The same handshake rules; the client's certificate is read from the upgrade request's TLS socket.
+        const https = createHttpsServer({ cert, key, ca, requestCert: mtls, rejectUnauthorized: mtls });
+        https.on('connection', track);
+        https.on('tlsClientError', (error) => {
+          log.debug({ err: error }, 'TLS handshake failed (WebSocket)');
+        });
+        servers.push(https);
+        const secureWs = new WebSocketServer({ server: https });
+        wsServers.push(secureWs);
+        secureWs.on('connection', (socket, request) => {
+          aedes.handle(createWebSocketStream(socket), request);
+        });
+        ports.wss = await listen(https, options.tls.wssPort, host, 'MQTT over secure WebSockets');
+        urls.push(`wss://${host}:${ports.wss}`);
+      }
     }
     log.info({ urls }, 'embedded broker listening');
     return {
@@ -165,10 +187,27 @@ function ownsTopic(thing: string, topic: string): boolean {
 }
 
 /** The CN of the client's certificate on the mTLS listener; undefined on the other listeners. */
+/**
+ * The certificate CN a client connected with, read once and remembered: the broker also asks when the connection
+ * is already gone (publishing its last will), when the socket can no longer say.
+ */
+const identities = new WeakMap<Client, string | undefined>();
+
 function identityOf(client: Client): string | undefined {
-  if (!(client.conn instanceof TLSSocket)) return undefined;
-  // Without a client certificate (a TLS listener without `ca`) the peer certificate is an empty object.
-  const peer: Partial<PeerCertificate> = client.conn.getPeerCertificate();
+  if (identities.has(client)) return identities.get(client);
+  const cn = peerCn(client);
+  identities.set(client, cn);
+  return cn;
+}
+
+function peerCn(client: Client): string | undefined {
+  // MQTT over TLS: the connection is the TLS socket; over wss: the upgrade request's socket is.
+  const tls = client.conn instanceof TLSSocket ? client.conn : client.req?.socket;
+  if (!(tls instanceof TLSSocket)) return undefined;
+  // Without a client certificate (a TLS listener without `ca`) the peer certificate is an empty object. Once the
+  // socket is closed it is null: an identity that owns nothing (fail closed), though CONNECT has cached the real one.
+  const peer = tls.getPeerCertificate() as Partial<PeerCertificate> | null;
+  if (peer === null) return '';
   const cn: string | string[] | undefined = peer.subject?.CN;
   return Array.isArray(cn) ? cn[0] : cn;
 }

@@ -18,6 +18,7 @@ interface BrokerOptions {
   tlsKey?: string;
   ca?: string;
   tlsPort: number;
+  wssPort?: number;
   json?: boolean;
 }
 
@@ -29,12 +30,15 @@ async function broker(opts: BrokerOptions): Promise<void> {
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
     throw new OutpostError('INVALID_ARGUMENT', '--tls-cert and --tls-key go together (the server certificate and key)');
   }
+  if (opts.wssPort !== undefined && opts.tlsCert === undefined) {
+    throw new OutpostError('INVALID_ARGUMENT', '--wss-port (secure WebSockets) needs --tls-cert and --tls-key');
+  }
   if (opts.ca !== undefined && opts.tlsCert === undefined) {
     throw new OutpostError('INVALID_ARGUMENT', '--ca (client certificates) needs --tls-cert and --tls-key');
   }
   const tls: EmbeddedBrokerTls | undefined =
     opts.tlsCert !== undefined && opts.tlsKey !== undefined
-      ? { cert: opts.tlsCert, key: opts.tlsKey, ca: opts.ca, port: opts.tlsPort }
+      ? { cert: opts.tlsCert, key: opts.tlsKey, ca: opts.ca, port: opts.tlsPort, wssPort: opts.wssPort }
       : undefined;
   const running = await startEmbeddedBroker({ host: opts.host, port: opts.port, wsPort: opts.wsPort, tls });
   if (opts.json === true) {
@@ -42,7 +46,7 @@ async function broker(opts: BrokerOptions): Promise<void> {
   } else {
     print('outpost broker (embedded, aedes; MQTT 3.1.1) listening on');
     for (const url of running.urls) {
-      const mtls = url.startsWith('mqtts:') && opts.ca !== undefined;
+      const mtls = (url.startsWith('mqtts:') || url.startsWith('wss:')) && opts.ca !== undefined;
       print(`  ${url}${mtls ? `  (client certificates: CN = thing name; ${DEFAULT_FLEET_IDENTITY} may use all)` : ''}`);
     }
     print('MQTT 5 clients (the aws-iot transport) need Mosquitto or AWS IoT Core; Ctrl-C stops.');
@@ -66,6 +70,7 @@ export function register(program: Command): void {
     .option('--tls-key <pem>', 'server private key')
     .option('--ca <pem>', 'CA of device certificates: require them on the TLS port (mTLS), CN = thing name')
     .option('--tls-port <port>', 'MQTT over TLS', parseNonNegativeInt, DEFAULT_MQTTS_PORT)
+    .option('--wss-port <port>', 'also MQTT over secure WebSockets, same certificates and rules', parseNonNegativeInt)
     .option('--json', 'print where it listens as JSON')
     .action(broker);
 }

@@ -12,7 +12,7 @@ export const MESSAGE_TIMEOUT_MS = 3_000; // milliseconds for a message through t
 
 interface Listening {
   urls: string[];
-  ports: { mqtt: number; ws?: number; mqtts?: number };
+  ports: { mqtt: number; ws?: number; mqtts?: number; wss?: number };
 }
 
 /** `outpost broker …` as a real child process, until it prints where it listens; then stop() sends SIGTERM. */
@@ -66,7 +66,7 @@ describe('outpost broker', () => {
     expect(await broker.stop()).toEqual({ code: 0, stderr: '' });
   });
 
-  it('requires device certificates on the TLS port with --ca', async () => {
+  it('requires device certificates on the TLS and secure WebSocket ports with --ca', async () => {
     const ca = await createTestCa(await tmpDir());
     const device = await ca.client('thing-cli');
     const broker = await startCli([
@@ -80,17 +80,23 @@ describe('outpost broker', () => {
       ca.server.keyPath,
       '--ca',
       ca.caPath,
+      '--wss-port',
+      '0',
     ]);
-    const mtls = broker.listening.urls.find((url) => url.startsWith('mqtts:'))?.replace('127.0.0.1', 'localhost') ?? '';
-    const peer = await connectPeer(mtls, {
-      mqtt5: false,
-      clientId: 'thing-cli',
-      ca: ca.ca,
-      cert: device.cert,
-      key: device.key,
-    });
-    await peer.close();
-    await expect(connectPeer(mtls, { mqtt5: false, ca: ca.ca })).rejects.toThrow();
+    const local = (scheme: string) =>
+      broker.listening.urls.find((url) => url.startsWith(scheme))?.replace('127.0.0.1', 'localhost') ?? '';
+    // The same certificate rules over MQTT/TLS and over secure WebSockets.
+    for (const url of [local('mqtts:'), local('wss:')]) {
+      const peer = await connectPeer(url, {
+        mqtt5: false,
+        clientId: 'thing-cli',
+        ca: ca.ca,
+        cert: device.cert,
+        key: device.key,
+      });
+      await peer.close();
+      await expect(connectPeer(url, { mqtt5: false, ca: ca.ca })).rejects.toThrow();
+    }
     expect((await broker.stop()).code).toBe(0);
   });
 

@@ -22,6 +22,8 @@ interface AclCase {
   readonly name: string;
   readonly broker: BrokerKind;
   readonly kind: TransportKind;
+  /** How devices reach the broker: MQTT over TLS (default) or secure WebSockets, both with client certificates. */
+  readonly listener?: 'mtls' | 'wss';
 }
 
 const CASES: readonly AclCase[] = Object.freeze([
@@ -32,6 +34,7 @@ const CASES: readonly AclCase[] = Object.freeze([
     kind: 'aws-iot',
   },
   { name: 'the embedded broker (same policy, built in), mqtt.js', broker: 'aedes', kind: 'mqtt' },
+  { name: 'the embedded broker over secure WebSockets, mqtt.js', broker: 'aedes', kind: 'mqtt', listener: 'wss' },
 ]);
 
 describe('docs/mosquitto-acl.md', () => {
@@ -45,7 +48,7 @@ describe('docs/mosquitto-acl.md', () => {
 });
 
 /** A device's certificate confines it to its own `$aws/things/{thing}/…` and `outpost/things/{thing}/…` topics. */
-describe.each(CASES)('device confinement: $name', ({ broker: brokerKind, kind }) => {
+describe.each(CASES)('device confinement: $name', ({ broker: brokerKind, kind, listener = 'mtls' }) => {
   const installed = brokerKind === 'aedes' || mosquittoPath() !== undefined;
   let broker: TestBroker;
   let fleet: Peer;
@@ -78,7 +81,7 @@ describe.each(CASES)('device confinement: $name', ({ broker: brokerKind, kind })
   async function device(thing: string, clientId = thing): Promise<{ transport: Transport; inbox: Inbox }> {
     const pair = await broker.identity(thing);
     const transport = createTransport(kind, {
-      url: broker.urls.mtls,
+      url: listener === 'wss' ? `wss://localhost:${String(broker.ports.wss)}` : broker.urls.mtls,
       clientId,
       tls: { ca: broker.ca.ca, cert: pair.cert, key: pair.key },
       reconnect: TEST_RECONNECT,

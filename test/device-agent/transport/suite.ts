@@ -27,7 +27,7 @@ export const BINARY_SIZES = Object.freeze([0, 1, 4096, 128 * 1024]); // bytes; 1
 export interface TransportVariant {
   readonly name: string;
   readonly kind: TransportKind;
-  readonly listener: 'tcp' | 'mtls' | 'ws';
+  readonly listener: 'tcp' | 'mtls' | 'ws' | 'wss';
   /** Default: whichever broker the harness finds (Mosquitto, else aedes). */
   readonly broker?: BrokerKind;
   /** The aws-iot transport speaks only MQTT 5, which aedes lacks. */
@@ -42,6 +42,8 @@ function urlFor(variant: TransportVariant, port: number): string {
       return `mqtts://localhost:${port}`;
     case 'ws':
       return `ws://127.0.0.1:${port}`;
+    case 'wss':
+      return `wss://localhost:${port}`;
   }
 }
 
@@ -67,13 +69,17 @@ export function transportSuite(variant: TransportVariant): void {
       await broker.stop();
     });
 
-    const brokerPort = () => broker.ports[variant.listener];
+    const brokerPort = (): number => {
+      const port = broker.ports[variant.listener];
+      if (port === undefined) throw new Error(`the ${broker.kind} test broker has no ${variant.listener} listener`);
+      return port;
+    };
     let serial = 0;
     const thingName = () => `t-${variant.kind}-${variant.listener}-${++serial}-${randomBytes(3).toString('hex')}`;
 
     /** Transport options for a thing, reaching the broker at `port` (a proxy's, or the broker's own). */
     async function optionsFor(thing: string, port: number): Promise<TransportOptions> {
-      const pair = variant.listener === 'mtls' ? await broker.identity(thing) : undefined;
+      const pair = variant.listener === 'mtls' || variant.listener === 'wss' ? await broker.identity(thing) : undefined;
       return {
         url: urlFor(variant, port),
         clientId: thing,

@@ -13,6 +13,13 @@ const VARIANTS: readonly TransportVariant[] = Object.freeze([
   { name: 'aws-iot-device-sdk-v2 over mTLS', kind: 'aws-iot', listener: 'mtls', needsMqtt5: true },
   { name: 'mqtt.js over TCP to the embedded broker (MQTT 3.1.1)', kind: 'mqtt', listener: 'tcp', broker: 'aedes' },
   { name: 'mqtt.js over mTLS to the embedded broker (MQTT 3.1.1)', kind: 'mqtt', listener: 'mtls', broker: 'aedes' },
+  // Debian's Mosquitto (libwebsockets) cannot open a TLS WebSocket listener, so wss:// is held to the suite here.
+  {
+    name: 'mqtt.js over secure WebSockets (mTLS) to the embedded broker (MQTT 3.1.1)',
+    kind: 'mqtt',
+    listener: 'wss',
+    broker: 'aedes',
+  },
 ]);
 
 describe.each(VARIANTS)('$name', transportSuite);
