@@ -5,7 +5,13 @@ import { logger } from '../runtime/log.js';
 import type { Model } from '../runtime/model/model.js';
 import { InferenceServer } from '../runtime/server/server.js';
 import type { AgentConfig } from './config.js';
-import { acceptExecution, runDeployment, type DeploymentContext } from './deployment.js';
+import {
+  acceptExecution,
+  closeIfEnded,
+  reportUnrecorded,
+  runDeployment,
+  type DeploymentContext,
+} from './deployment.js';
 import { applyPlan } from './serving-plan.js';
 import { JobsClient, SupersededError } from './jobs-client.js';
 import { offlineStatusPayload, outpostTopics, type JobExecution } from './protocol/index.js';
@@ -247,6 +253,7 @@ export class Agent {
     if (this.transport === undefined) return;
     const ctx = this.context();
     for (const state of await this.deployments.unfinished()) {
+      if (await closeIfEnded(ctx, state)) continue;
       const resumed = await this.deployments.write({ ...state, attempts: state.attempts + 1 });
       log.info({ jobId: state.jobId, step: state.step, attempts: resumed.attempts }, 'resuming deployment');
       await runDeployment(ctx, resumed);
@@ -262,7 +269,20 @@ export class Agent {
       }
       if (execution === undefined) return;
       log.info({ jobId: execution.jobId }, 'job started');
-      const state = await acceptExecution(ctx, execution);
+      let state;
+      try {
+        state = await acceptExecution(ctx, execution);
+      } catch (error) {
+        // Not even the record can be written (a full disk): nothing was started, so the job fails here and now.
+        const code = isOutpostError(error) ? error.code : 'INTERNAL';
+        const reported = await reportUnrecorded(ctx, execution.jobId, execution.versionNumber, {
+          reasonCode: code,
+          reason: `accepting: ${messageOf(error)}`.slice(0, 1000),
+        });
+        // Unreported, start-next would hand the same job back at once: wait for the next notification instead.
+        if (!reported) return;
+        continue;
+      }
       await runDeployment(ctx, state);
       await this.deployments.prune();
     }

@@ -8,12 +8,13 @@ import { hostArch } from './disk.js';
 import { JobsRejectedError } from './jobs-client.js';
 import {
   isProtocolError,
+  isTerminal,
   parseJobDocument,
   type JobDocument,
   type JobExecution,
   type StatusDetails,
 } from './protocol/index.js';
-import type { DeploymentState, DeploymentStep } from './state.js';
+import type { DeploymentState, DeploymentStep, Outcome } from './state.js';
 
 export type { DeploymentContext } from './deployment-context.js';
 
@@ -166,10 +167,82 @@ export async function runDeployment(ctx: DeploymentContext, initial: DeploymentS
         .catch(() => undefined);
       ctx.tested.delete(state.jobId);
       await ctx.store.clearStaging(state.model, state.jobId).catch(() => undefined);
-      state = await advance(ctx, state, failureStep(step), {
-        outcome: { status: 'FAILED', code, message: `${step}: ${messageOf(error)}` },
-      });
+      const outcome: Outcome = { status: 'FAILED', code, message: `${step}: ${messageOf(error)}` };
+      const next = failureStep(step);
+      try {
+        state = await advance(ctx, state, next, { outcome });
+      } catch (persisting) {
+        // The failure cannot even be recorded (a full disk): before the switch nothing needs undoing, so the fleet
+        // hears FAILED now; the record stays at its last step, and a later round finds the job already terminal.
+        if (next !== 'reporting') throw persisting;
+        await reportUnrecorded(ctx, state.jobId, state.versionNumber, {
+          ...statusDetails(state),
+          ...detailsOf(outcome),
+        });
+        return state;
+      }
     }
   }
   return state;
+}
+
+/** Steps before the switch: a deployment stopped in one of them has changed nothing that serves. */
+const BEFORE_SWITCH: ReadonlySet<DeploymentStep> = new Set(['downloading', 'verifying', 'staging', 'self-testing']);
+
+/**
+ * Whether an unfinished record is for a job that has ended meanwhile (reported FAILED without a record, canceled,
+ * timed out, removed): then, if it never reached the switch, it is closed — its files removed, `done` — instead of
+ * resumed for a job nobody waits for. Asks the Jobs service; offline, or after the switch, it is resumed as before.
+ */
+export async function closeIfEnded(ctx: DeploymentContext, state: DeploymentState): Promise<boolean> {
+  if (!BEFORE_SWITCH.has(state.step) || !ctx.transport.connected) return false;
+  let status;
+  try {
+    status = (await ctx.jobs.describe(state.jobId))?.status;
+  } catch (error) {
+    log.debug({ jobId: state.jobId, error: messageOf(error) }, 'could not ask whether the job ended');
+    return false;
+  }
+  if (status !== undefined && !isTerminal(status)) return false;
+  const why = status === undefined ? 'no longer exists' : `ended ${status}`;
+  log.warn(
+    { jobId: state.jobId, step: state.step, status },
+    'job ended while its deployment was unfinished; closing it',
+  );
+  await ctx.store.clearStaging(state.model, state.jobId).catch(() => undefined);
+  await rm(downloadDir(ctx, state.jobId), { recursive: true, force: true });
+  await ctx.deployments.write({
+    ...state,
+    step: 'done',
+    outcome: state.outcome ?? {
+      status: 'FAILED',
+      code: 'JOB_ENDED',
+      message: `the job ${why} before this device finished`,
+    },
+  });
+  return true;
+}
+
+function detailsOf(outcome: Outcome): StatusDetails {
+  return { reasonCode: outcome.code, reason: outcome.message.slice(0, 1000) || '-' };
+}
+
+/**
+ * Ends a job FAILED without a deployment record: for when the record cannot be written (ENOSPC). Best effort: if
+ * the broker is away too, the job stays IN_PROGRESS until the fleet's timeout, as for a device that lost power.
+ */
+export async function reportUnrecorded(
+  ctx: Pick<DeploymentContext, 'jobs'>,
+  jobId: string,
+  versionNumber: number | undefined,
+  details: StatusDetails,
+): Promise<boolean> {
+  log.error({ jobId, ...details }, 'deployment cannot be recorded; reporting FAILED directly');
+  try {
+    await ctx.jobs.update(jobId, 'FAILED', details, versionNumber);
+    return true;
+  } catch (error) {
+    log.warn({ jobId, error: messageOf(error) }, 'FAILED not reported');
+    return false;
+  }
 }

@@ -182,10 +182,7 @@ class StreamFetcher {
           nudge();
         })
         .catch((error: unknown) => {
-          failure =
-            error instanceof OutpostError
-              ? error
-              : new OutpostError('DOWNLOAD_FAILED', messageOf(error), { cause: error });
+          failure = downloadError(error, this.options.dir, false);
           nudge();
         });
     });
@@ -379,12 +376,20 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
     await rename(join(dir, PART), done);
     return done;
   } catch (error) {
-    throw error instanceof OutpostError
-      ? error
-      : new OutpostError('DOWNLOAD_FAILED', messageOf(error), { cause: error, retryable: true });
+    throw downloadError(error, dir, true);
   } finally {
     await arrivals.close();
   }
+}
+
+/** An error of the download as ours: a full disk is DISK_FULL (not a download problem), other IO DOWNLOAD_FAILED. */
+function downloadError(error: unknown, dir: string, retryable: boolean): OutpostError {
+  if (error instanceof OutpostError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return fromFsError(error, (error as NodeJS.ErrnoException).path ?? dir, 'write');
+  }
+  return new OutpostError('DOWNLOAD_FAILED', messageOf(error), { cause: error, retryable });
 }
 
 /** Bytes fetched so far for a download directory (for status after a restart, before the download resumes). */
