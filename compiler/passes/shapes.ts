@@ -1,9 +1,7 @@
-import { create } from '@bufbuild/protobuf';
-import { ValueInfoProtoSchema } from 'onnx-buf';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
-import { isDType, type DType } from '../../runtime/tensor/dtype.js';
-import { cloneModel, encodeModel, makeValueInfo, mainGraph, type Dim, type OnnxModel } from '../onnx/index.js';
-import { needsExternalData, onnxruntimeNode, writeWorkModel } from './ort-offline.js';
+import type { DType } from '../../runtime/tensor/dtype.js';
+import { makeValueInfo, mainGraph, type Dim, type OnnxModel } from '../onnx/index.js';
+import { inferValueTypes as inferTypes, nodeOutputs } from '../quantize/ort-model.js';
 import type { Pass } from './types.js';
 
 /**
@@ -24,29 +22,15 @@ export interface InferredValue {
   readonly shape: Dim[] | undefined;
 }
 
-/** Value name → inferred type and shape, for every node output of the main graph (and its declared outputs). */
+/**
+ * Value name → inferred type and shape, for every node output of the main graph (and its declared outputs): the
+ * quantiser's `inferValueTypes` (one implementation of the trick), with ORT's ways of saying "unknown" normalised.
+ */
 export async function inferValueTypes(model: OnnxModel, workDir: string): Promise<Map<string, InferredValue>> {
-  const probe = cloneModel(model);
-  const graph = mainGraph(probe.proto);
-  const outputs = new Set(graph.output.map((o) => o.name));
-  for (const node of graph.node) {
-    for (const output of node.output) {
-      if (output === '' || outputs.has(output)) continue;
-      graph.output.push(create(ValueInfoProtoSchema, { name: output }));
-      outputs.add(output);
-    }
-  }
-  const ort = await onnxruntimeNode();
-  const source = needsExternalData(probe) ? (await writeWorkModel(probe, workDir, 'shapes')).path : undefined;
-  let metadata;
+  const graph = mainGraph(model.proto);
+  let types;
   try {
-    const options = { executionProviders: ['cpu'], graphOptimizationLevel: 'disabled', logSeverityLevel: 3 } as const;
-    const session =
-      source === undefined
-        ? await ort.InferenceSession.create(encodeModel(probe.proto), options)
-        : await ort.InferenceSession.create(source, options);
-    metadata = session.outputMetadata;
-    await session.release();
+    types = await inferTypes(model, [...graph.output.map((o) => o.name), ...nodeOutputs(graph)], workDir);
   } catch (error) {
     throw new OutpostError(
       'MODEL_UNSUPPORTED',
@@ -55,20 +39,16 @@ export async function inferValueTypes(model: OnnxModel, workDir: string): Promis
     );
   }
   const result = new Map<string, InferredValue>();
-  for (const m of metadata) {
-    if (!m.isTensor) {
-      result.set(m.name, { name: m.name, dtype: undefined, shape: undefined });
-      continue;
-    }
+  for (const [name, type] of types) {
     // ORT reports an unnamed dynamic dimension as '' (onnxruntime-node) or a negative / 2^32-1 number (web), and an
     // unknown rank like a scalar, as []: both become "shape unknown" (declaring rank 0 would be wrong for the first).
     const shape =
-      m.shape.length === 0
+      type.shape.length === 0
         ? undefined
-        : m.shape.map((d): Dim =>
+        : type.shape.map((d): Dim =>
             typeof d === 'string' ? (d === '' ? null : d) : d < 0 || d >= 0xffffffff ? null : d,
           );
-    result.set(m.name, { name: m.name, dtype: isDType(m.type) ? m.type : undefined, shape });
+    result.set(name, { name, dtype: type.dtype, shape });
   }
   return result;
 }
