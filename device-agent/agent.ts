@@ -308,6 +308,7 @@ export class Agent {
       startedAt: this.startedAt.toISOString(),
       updatedAt: now.toISOString(),
       uptimeSeconds: (now.getTime() - this.startedAt.getTime()) / 1000,
+      statusIntervalSeconds: this.config.statusIntervalSeconds,
       ...(this.httpUrl === undefined ? {} : { http: this.httpUrl }),
       ...(this.stack === undefined ? { active: [], shadows: [], guardrails: [] } : servingStatus(this.stack)),
       deployments: (await this.deployments.all()).map(deploymentSummary),

@@ -16,6 +16,8 @@ export const agentStatusSchema = z.object({
   startedAt: z.string(),
   updatedAt: z.string(),
   uptimeSeconds: z.number(),
+  /** How often the running agent rewrites this file at the latest: a file much older belongs to a dead agent. */
+  statusIntervalSeconds: z.number().positive().optional(),
   http: z.string().optional(),
   active: z.array(
     z.object({

@@ -71,6 +71,16 @@ export async function agentConfig(flags: AgentFlags) {
   );
 }
 
+/** Stale beyond this many status intervals: the pid in the file may since belong to another process. */
+const STALE_INTERVALS = 3;
+
+/** The running agent rewrites status.json at least every status interval (files without one predate the field). */
+function fresh(status: AgentStatus): boolean {
+  if (status.statusIntervalSeconds === undefined) return true;
+  const age = Date.now() - Date.parse(status.updatedAt);
+  return age <= STALE_INTERVALS * status.statusIntervalSeconds * 1000;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -86,7 +96,7 @@ function alive(pid: number): boolean {
  */
 async function localStatus(dataDir: string): Promise<AgentStatus & { running: boolean }> {
   const written = await readStatus(dataDir);
-  const running = written !== undefined && alive(written.pid);
+  const running = written !== undefined && alive(written.pid) && fresh(written);
   const deployments = (await new DeploymentStore(join(dataDir, 'deployments')).all()).map(deploymentSummary);
   let active = written?.active ?? [];
   if (!running) {
@@ -212,7 +222,10 @@ export function register(program: Command): void {
     .description("the agent's local status: connection, active models, deployments")
     .option('--data-dir <dir>', 'state directory (default /var/lib/outpost)')
     .option('--json', 'print JSON')
-    .option('--check', 'exit 1 unless the agent is running (container HEALTHCHECK, monitoring)')
+    .option(
+      '--check',
+      'exit 1 unless the agent is running: its pid alive and its status file rewritten within 3 status intervals',
+    )
     .action(async (_opts: unknown, command: Command) => {
       // `agent` has its own --data-dir, which commander may bind instead: read both.
       const opts = command.optsWithGlobals<{ dataDir?: string; json?: boolean; check?: boolean }>();

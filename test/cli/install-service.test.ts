@@ -183,4 +183,28 @@ describe('outpost agent status --check (the HEALTHCHECK)', () => {
     }
     expect((await runCli(['agent', 'status', '--data-dir', dataDir, '--check'])).code).toBe(1);
   });
+
+  it('fails on a status file that stopped being rewritten, even when its pid is alive (reused after a reboot)', async () => {
+    const dataDir = await tmpDir();
+    // A live pid (this test's own) in a status file an agent would have rewritten within three 60 s intervals.
+    const status = (updatedAt: Date) => ({
+      thing: 'pi-kitchen',
+      connected: false,
+      pid: process.pid,
+      startedAt: new Date(0).toISOString(),
+      updatedAt: updatedAt.toISOString(),
+      uptimeSeconds: 1,
+      statusIntervalSeconds: 60,
+      active: [],
+      deployments: [],
+      disk: { path: dataDir, freeBytes: 0, totalBytes: 0 },
+      memory: { rssBytes: 0, systemFreeBytes: 0, systemTotalBytes: 0 },
+      spool: { entries: 0, dropped: 0 },
+    });
+    const check = () => runCli(['agent', 'status', '--data-dir', dataDir, '--check']);
+    await writeFile(join(dataDir, 'status.json'), JSON.stringify(status(new Date(Date.now() - 3600_000))));
+    expect((await check()).code).toBe(1);
+    await writeFile(join(dataDir, 'status.json'), JSON.stringify(status(new Date())));
+    expect((await check()).code).toBe(0);
+  });
 });
