@@ -156,6 +156,13 @@ function printStatus(s: AgentStatus & { running: boolean }): void {
       `baking ${g.model}@${g.version}: ${g.elapsedSeconds.toFixed(0)}/${g.windowSeconds} s watched, ${g.requests} calls, ${g.errors} errors (${(g.errorRate * 100).toFixed(1)}%), p99 ${g.p99Ms?.toFixed(2) ?? '?'} ms`,
     );
   }
+  if (s.capture !== undefined) {
+    const c = s.capture;
+    const dropped = (c.droppedQueueFull ?? 0) + (c.droppedTooLarge ?? 0) + (c.droppedByCap ?? 0) + (c.lost ?? 0);
+    print(
+      `capture: ${c.written ?? 0} of ${c.sampled ?? 0} sampled calls written, ${dropped} dropped, ${formatBytes(c.totalBytes ?? 0)} on disk`,
+    );
+  }
   if (s.deployments.length > 0) {
     print('');
     print(
