@@ -20,20 +20,95 @@ function scores(tensor: TensorValue): Float32Array {
   return Float32Array.from(data as ArrayLike<number>, Number);
 }
 
-/** Numerically stable softmax over the last axis of a [1, classes] or [classes] tensor. */
-export function softmax(values: Float32Array): Float32Array {
-  let max = -Infinity;
-  for (const v of values) if (v > max) max = v;
-  const out = new Float32Array(values.length);
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) sum += out[i] = Math.exp((values[i] ?? 0) - max);
-  for (let i = 0; i < out.length; i++) out[i] = (out[i] ?? 0) / sum;
+/** [outer, n, inner] around `axis`: element (o, j, i) is at (o * n + j) * inner + i. */
+function around(dims: readonly number[], axis: number): [number, number, number] {
+  let outer = 1;
+  let inner = 1;
+  for (let a = 0; a < axis; a++) outer *= dims[a] ?? 1;
+  for (let a = axis + 1; a < dims.length; a++) inner *= dims[a] ?? 1;
+  return [outer, dims[axis] ?? 0, inner];
+}
+
+/** Numerically stable softmax along `axis` (max subtracted before exp). */
+export function softmaxAlong(x: Float32Array, dims: readonly number[], axis: number): Float32Array {
+  const [outer, n, inner] = around(dims, axis);
+  const out = new Float32Array(x.length);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * n * inner + i;
+      let max = -Infinity;
+      for (let j = 0; j < n; j++) max = Math.max(max, x[base + j * inner] ?? -Infinity);
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += out[base + j * inner] = Math.exp((x[base + j * inner] ?? 0) - max);
+      for (let j = 0; j < n; j++) out[base + j * inner] = (out[base + j * inner] ?? 0) / sum;
+    }
+  }
   return out;
 }
 
+/** Index of the largest value along `axis`; the first one on ties (numpy.argmax). */
+export function argmaxAlong(x: Float32Array, dims: readonly number[], axis: number): BigInt64Array {
+  const [outer, n, inner] = around(dims, axis);
+  const out = new BigInt64Array(outer * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * n * inner + i;
+      let best = 0;
+      for (let j = 1; j < n; j++) if ((x[base + j * inner] ?? 0) > (x[base + best * inner] ?? 0)) best = j;
+      out[o * inner + i] = BigInt(best);
+    }
+  }
+  return out;
+}
+
+/** The k largest values of each row of the last axis, largest first, earlier index first on ties; NaN ranks last. */
+export function topKRows(
+  x: Float32Array,
+  dims: readonly number[],
+  k: number,
+): { indices: BigInt64Array; scores: Float32Array; kept: number } {
+  const classes = dims[dims.length - 1] ?? 0;
+  const rows = classes === 0 ? 0 : x.length / classes;
+  const kept = Math.min(k, classes);
+  const indices = new BigInt64Array(rows * kept);
+  const scores = new Float32Array(rows * kept);
+  const keys = new Float32Array(kept);
+  const slot = new Int32Array(kept);
+  for (let row = 0; row < rows; row++) {
+    let filled = 0;
+    for (let j = 0; j < classes; j++) {
+      const value = x[row * classes + j] ?? 0;
+      const key = Number.isNaN(value) ? -Infinity : value;
+      if (filled === kept && !(key > (keys[kept - 1] ?? -Infinity))) continue;
+      let p = filled < kept ? filled++ : kept - 1;
+      for (; p > 0 && key > (keys[p - 1] ?? -Infinity); p--) {
+        keys[p] = keys[p - 1] ?? 0;
+        slot[p] = slot[p - 1] ?? 0;
+      }
+      keys[p] = key;
+      slot[p] = j;
+    }
+    for (let r = 0; r < kept; r++) {
+      const index = slot[r] ?? 0;
+      indices[row * kept + r] = BigInt(index);
+      scores[row * kept + r] = x[row * classes + index] ?? 0;
+    }
+  }
+  return { indices, scores, kept };
+}
+
+/** Softmax of one row of scores ([classes] or [1, classes]). */
+export function softmax(values: Float32Array): Float32Array {
+  return softmaxAlong(values, [values.length], 0);
+}
+
+/** The k best classes of one row of scores, with their labels. */
 export function topK(values: Float32Array, k: number, labels?: readonly string[]): Classification[] {
-  const order = Array.from(values.keys()).sort((a, b) => (values[b] ?? 0) - (values[a] ?? 0));
-  return order.slice(0, k).map((index) => ({ index, score: values[index] ?? 0, label: labels?.[index] }));
+  const { indices, scores } = topKRows(values, [values.length], k);
+  return Array.from(indices, (i, r) => {
+    const index = Number(i);
+    return { index, score: scores[r] ?? 0, label: labels?.[index] };
+  });
 }
 
 /**

@@ -2,13 +2,14 @@ import type { PostprocessStep, TensorSpec } from '../artifact/manifest.js';
 import type { TensorValue } from '../backends/types.js';
 import type { Outputs } from '../model/model.js';
 import type { TensorData } from '../tensor/dtype.js';
+import { argmaxAlong, softmaxAlong, topKRows } from '../pipeline/postprocess.js';
 import type { TensorMetadata } from './protocol.js';
 
 /**
  * The artifact's post-processing (`pipeline.postprocess`: softmax, argmax, top-k with labels) as extra response
  * outputs named `<output><suffix>`, next to the raw outputs (README.md, "Post-processing outputs"). Steps run in
  * the manifest's order; a softmax replaces the scores later steps on the same output see, as `outpost run` does.
- * Unlike runtime/pipeline/postprocess.ts (one row, for the CLI), every row of a batch is processed.
+ * Every row of a batch is processed, with the kernels `outpost run` uses (runtime/pipeline/postprocess.ts).
  */
 export const POSTPROCESS_SUFFIXES = Object.freeze({
   probabilities: '.probabilities',
@@ -83,76 +84,9 @@ function scoresOf(tensor: TensorValue): Float32Array | undefined {
   return Float32Array.from(data as ArrayLike<number | bigint>, Number);
 }
 
-/** [outer, n, inner] around `axis`: element (o, j, i) is at (o * n + j) * inner + i. */
-function around(dims: readonly number[], axis: number): [number, number, number] {
-  let outer = 1;
-  let inner = 1;
-  for (let a = 0; a < axis; a++) outer *= dims[a] ?? 1;
-  for (let a = axis + 1; a < dims.length; a++) inner *= dims[a] ?? 1;
-  return [outer, dims[axis] ?? 0, inner];
-}
-
-/** Numerically stable softmax along `axis` (max subtracted before exp). */
-function softmax(x: Float32Array, dims: readonly number[], axis: number): Float32Array {
-  const [outer, n, inner] = around(dims, axis);
-  const out = new Float32Array(x.length);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      const base = o * n * inner + i;
-      let max = -Infinity;
-      for (let j = 0; j < n; j++) max = Math.max(max, x[base + j * inner] ?? -Infinity);
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += out[base + j * inner] = Math.exp((x[base + j * inner] ?? 0) - max);
-      for (let j = 0; j < n; j++) out[base + j * inner] = (out[base + j * inner] ?? 0) / sum;
-    }
-  }
-  return out;
-}
-
-/** Index of the largest value along `axis`; the first one on ties (numpy.argmax). */
-function argmax(x: Float32Array, dims: readonly number[], axis: number): BigInt64Array {
-  const [outer, n, inner] = around(dims, axis);
-  const out = new BigInt64Array(outer * inner);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      const base = o * n * inner + i;
-      let best = 0;
-      for (let j = 1; j < n; j++) if ((x[base + j * inner] ?? 0) > (x[base + best * inner] ?? 0)) best = j;
-      out[o * inner + i] = BigInt(best);
-    }
-  }
-  return out;
-}
-
-/** The k largest values of each row of the last axis, largest first, earlier index first on ties; NaN ranks last. */
+/** Top-k of each row of the last axis as response outputs (indices, scores, labels when the artifact has them). */
 function topK(x: Float32Array, dims: readonly number[], k: number, labels: readonly string[] | undefined): Outputs {
-  const classes = dims[dims.length - 1] ?? 0;
-  const rows = classes === 0 ? 0 : x.length / classes;
-  const kept = Math.min(k, classes);
-  const indices = new BigInt64Array(rows * kept);
-  const scores = new Float32Array(rows * kept);
-  const keys = new Float32Array(kept);
-  const slot = new Int32Array(kept);
-  for (let row = 0; row < rows; row++) {
-    let filled = 0;
-    for (let j = 0; j < classes; j++) {
-      const value = x[row * classes + j] ?? 0;
-      const key = Number.isNaN(value) ? -Infinity : value;
-      if (filled === kept && !(key > (keys[kept - 1] ?? -Infinity))) continue;
-      let p = filled < kept ? filled++ : kept - 1;
-      for (; p > 0 && key > (keys[p - 1] ?? -Infinity); p--) {
-        keys[p] = keys[p - 1] ?? 0;
-        slot[p] = slot[p - 1] ?? 0;
-      }
-      keys[p] = key;
-      slot[p] = j;
-    }
-    for (let r = 0; r < kept; r++) {
-      const index = slot[r] ?? 0;
-      indices[row * kept + r] = BigInt(index);
-      scores[row * kept + r] = x[row * classes + index] ?? 0;
-    }
-  }
+  const { indices, scores, kept } = topKRows(x, dims, k);
   const shape = [...dims.slice(0, -1), kept];
   const out: Outputs = {
     [POSTPROCESS_SUFFIXES.topKIndices]: { type: 'int64', dims: shape, data: indices },
@@ -181,11 +115,11 @@ export function runPostprocess(plan: PostprocessPlan, outputs: Readonly<Outputs>
         extra[step.output + suffix] = value;
     } else if (step.axis < dims.length) {
       if (step.op === 'softmax') {
-        const p = softmax(x, dims, step.axis);
+        const p = softmaxAlong(x, dims, step.axis);
         current.set(step.output, p);
         extra[step.output + POSTPROCESS_SUFFIXES.probabilities] = { type: 'float32', dims, data: p };
       } else {
-        const data = argmax(x, dims, step.axis);
+        const data = argmaxAlong(x, dims, step.axis);
         extra[step.output + POSTPROCESS_SUFFIXES.argmax] = { type: 'int64', dims: dims.toSpliced(step.axis, 1), data };
       }
     }
