@@ -6,7 +6,7 @@ import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
 import { startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
+import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys, inferCnnVersion } from './fixtures.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 
@@ -85,16 +85,7 @@ async function status(): Promise<{
   return JSON.parse(stdout) as Awaited<ReturnType<typeof status>>;
 }
 
-async function inferVersion(): Promise<string> {
-  const response = await fetch(`${http}/v2/models/cnn/infer`, {
-    method: 'POST',
-    body: JSON.stringify({
-      inputs: [{ name: 'image', shape: [1, 3, 64, 64], datatype: 'FP32', data: new Array(3 * 64 * 64).fill(0.25) }],
-    }),
-  });
-  expect(response.status).toBe(200);
-  return ((await response.json()) as { model_version: string }).model_version;
-}
+const inferVersion = (): Promise<string> => inferCnnVersion(http, 0.25);
 
 describe('device agent: deployments over a real Mosquitto (mTLS, ACL)', () => {
   it('installs, self-tests, benchmarks the ranked variants and serves the first version', async () => {

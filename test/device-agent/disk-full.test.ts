@@ -7,7 +7,7 @@ import { deploy } from '../../fleet/deploy.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { startAgent, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
+import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys, inferCnnVersion } from './fixtures.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 const DISK_BYTES = 16 * 1024 * 1024; // a small real filesystem: the agent's whole data directory lives on it
@@ -98,16 +98,7 @@ async function ship(artifact: string, onBlock?: (b: { fileId: number; block: num
   return result.things[0];
 }
 
-async function inferVersion(): Promise<string> {
-  const response = await fetch(`${http}/v2/models/cnn/infer`, {
-    method: 'POST',
-    body: JSON.stringify({
-      inputs: [{ name: 'image', shape: [1, 3, 64, 64], datatype: 'FP32', data: new Array(3 * 64 * 64).fill(0.5) }],
-    }),
-  });
-  expect(response.status).toBe(200);
-  return ((await response.json()) as { model_version: string }).model_version;
-}
+const inferVersion = (): Promise<string> => inferCnnVersion(http);
 
 describe('device agent on a really full disk (a tmpfs filled to ENOSPC)', () => {
   it('keeps serving, fails the deployment with DISK_FULL, and deploys again once there is room', async (context) => {

@@ -4,6 +4,7 @@ import { compile } from '../../compiler/compile.js';
 import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
 import { buildCnn, OPSET } from '../../models/samples.js';
 import { generateSigningKeys } from '../../runtime/artifact/index.js';
+import { expect } from 'vitest';
 import { FLEET_IDENTITY, type TestBroker } from '../helpers/broker.js';
 
 export interface Keys {
@@ -130,4 +131,16 @@ export async function bigArtifact(dir: string, version: string, keys: Keys): Pro
     overwrite: true,
   });
   return out;
+}
+
+/** One inference of the sample CNN (a flat image of `value`) through an agent's endpoint; the version that answered. */
+export async function inferCnnVersion(http: string, value = 0.5): Promise<string> {
+  const response = await fetch(`${http}/v2/models/cnn/infer`, {
+    method: 'POST',
+    body: JSON.stringify({
+      inputs: [{ name: 'image', shape: [1, 3, 64, 64], datatype: 'FP32', data: new Array(3 * 64 * 64).fill(value) }],
+    }),
+  });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { model_version: string }).model_version;
 }

@@ -9,7 +9,15 @@ import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, lookupArtifact, signingKeys, type Keys } from './fixtures.js';
+import {
+  agentArgs,
+  cnnArtifact,
+  fleetTls,
+  lookupArtifact,
+  signingKeys,
+  type Keys,
+  inferCnnVersion,
+} from './fixtures.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 
@@ -110,16 +118,7 @@ describe('device agent: guardrail rollback after a deployment (real agent, Mosqu
     await dispose();
   });
 
-  async function infer(): Promise<string> {
-    const response = await fetch(`${http}/v2/models/cnn/infer`, {
-      method: 'POST',
-      body: JSON.stringify({
-        inputs: [{ name: 'image', shape: [1, 3, 64, 64], datatype: 'FP32', data: new Array(3 * 64 * 64).fill(0.5) }],
-      }),
-    });
-    expect(response.status).toBe(200);
-    return ((await response.json()) as { model_version: string }).model_version;
-  }
+  const infer = (): Promise<string> => inferCnnVersion(http);
 
   async function status(): Promise<{ active: { version: string }[]; guardrails: { version: string }[] }> {
     const { stdout, code, stderr } = await runCli(['agent', 'status', '--data-dir', agent.dataDir, '--json']);
