@@ -1,6 +1,7 @@
 import { OutpostError, isOutpostError, type ErrorCode } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { latencyStats } from '../runtime/bench/stats.js';
+import { CALLER_FAULTS } from '../runtime/server/errors.js';
 import type { InferenceEvent, ServiceObserver } from '../runtime/server/service.js';
 
 const log = logger('agent.guardrails');
@@ -17,22 +18,15 @@ export interface GuardrailOptions {
   /** Latencies kept per watch, the most recent (a ring): memory is fixed however busy the model. */
   readonly latencySamples?: number;
   /** Failures that are the caller's, not the version's (malformed input): such calls are not counted at all. */
-  readonly ignoreCodes?: readonly ErrorCode[];
+  readonly ignoreCodes?: Iterable<ErrorCode>;
   /** Epoch milliseconds; tests pass a fake clock. */
   readonly now?: () => number;
 }
 
 export const GUARDRAIL_DEFAULTS = Object.freeze({
   latencySamples: 1024, // calls
-  ignoreCodes: Object.freeze([
-    'INPUT_NAME_UNKNOWN',
-    'INPUT_MISSING',
-    'INPUT_DTYPE_MISMATCH',
-    'INPUT_SHAPE_MISMATCH',
-    'INPUT_INVALID',
-    'SYMBOLIC_DIM_UNBOUND',
-    'INVALID_ARGUMENT',
-  ] as const satisfies readonly ErrorCode[]),
+  /** The caller's mistakes, which the server answers with 400 (runtime/server/errors.ts). */
+  ignoreCodes: CALLER_FAULTS,
 });
 
 export interface GuardrailStats {

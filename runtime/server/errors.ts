@@ -17,6 +17,14 @@ const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
 });
 
 /**
+ * The caller's mistakes (malformed input: the codes answered with 400): a version is not to blame for them, so
+ * metrics count them apart and guardrails ignore them.
+ */
+export const CALLER_FAULTS: ReadonlySet<ErrorCode> = new Set(
+  (Object.entries(STATUS) as [ErrorCode, number][]).filter(([, status]) => status === 400).map(([code]) => code),
+);
+
+/**
  * Codes of failures that belong to HTTP itself rather than to inference (they have no `OutpostError` code):
  * the status says most of it, the code is for scripts.
  */

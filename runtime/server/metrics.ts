@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isOutpostError, type ErrorCode } from '../errors.js';
 import type { BatchEvent, BatchObserver } from './batcher.js';
+import { CALLER_FAULTS } from './errors.js';
 import type { ServiceRepository } from './repository.js';
 import type { InferenceEvent, ServiceObserver } from './service.js';
 import { DEFAULT_WINDOW, SlidingWindow, type Outcome, type WindowOptions, type WindowStats } from './window.js';
@@ -11,17 +12,6 @@ export type { WindowStats } from './window.js';
 export const LATENCY_BUCKETS = Object.freeze([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2]); // s
 /** Batch sizes as powers of two, the sizes batching is usually tuned to. */
 export const BATCH_SIZE_BUCKETS = Object.freeze([1, 2, 4, 8, 16, 32, 64, 128]); // rows
-
-/** Codes that mean the request was wrong (HTTP 400), not the model: they do not count against a version's error rate. */
-const CLIENT_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'INPUT_NAME_UNKNOWN',
-  'INPUT_MISSING',
-  'INPUT_DTYPE_MISMATCH',
-  'INPUT_SHAPE_MISMATCH',
-  'INPUT_INVALID',
-  'INVALID_ARGUMENT',
-  'SYMBOLIC_DIM_UNBOUND',
-]);
 
 const LABELS = ['model', 'version'] as const;
 type Label = (typeof LABELS)[number];
@@ -140,7 +130,7 @@ export class ServerMetrics {
     else {
       const code: ErrorCode = isOutpostError(event.error) ? event.error.code : 'INTERNAL';
       this.errors.inc({ ...series.labels, code });
-      outcome = CLIENT_FAULTS.has(code) ? 'client' : 'error';
+      outcome = CALLER_FAULTS.has(code) ? 'client' : 'error';
     }
     series.window.record(event.ms, outcome);
   }
