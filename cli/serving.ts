@@ -1,9 +1,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
-import { fromFsError, OutpostError } from '../runtime/errors.js';
+import { OutpostError } from '../runtime/errors.js';
 import { loadModel, type LoadOptions } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
+import { readTokenFile } from '../runtime/server/auth.js';
 import { batchingScheduler, DEFAULT_BATCHING, type BatchObserver } from '../runtime/server/batcher.js';
 import { DEFAULT_LIMITS, directScheduler, type SchedulerFactory } from '../runtime/server/scheduler.js';
 
@@ -60,14 +61,9 @@ const sameLoad = (a: LoadOptions, b: LoadOptions) =>
 /**
  * Loads one artifact (directory, .tar.gz) or model (.onnx/.ort) as tuned. An archive or a bare model is read
  * before its name is known: when the tuning file names it with other options, it is loaded again with those.
- * With signatures required, a bare model (which cannot carry one) is refused.
+ * With signatures required (`base.requireSignature`), loadModel refuses a bare model, which cannot carry one.
  */
-export async function loadServed(
-  path: string,
-  base: LoadOptions,
-  tuning: Tuning | undefined,
-  requireSignature: boolean,
-): Promise<Model> {
+export async function loadServed(path: string, base: LoadOptions, tuning: Tuning | undefined): Promise<Model> {
   const id = await declared(path);
   const first = id === undefined ? base : tunedOptions(base, tuning, id);
   let model = await loadModel(path, first);
@@ -75,13 +71,6 @@ export async function loadServed(
   if (!sameLoad(first, wanted)) {
     await model.release();
     model = await loadModel(path, wanted);
-  }
-  if (requireSignature && model.synthesized) {
-    await model.release();
-    throw new OutpostError(
-      'ARTIFACT_SIGNATURE_MISSING',
-      `${path} is a bare model, which carries no signature, and signatures are required; compile it into a signed artifact`,
-    );
   }
   return model;
 }
@@ -91,11 +80,10 @@ export async function loadAll(
   paths: readonly string[],
   base: LoadOptions,
   tuning: Tuning | undefined,
-  requireSignature: boolean,
 ): Promise<Model[]> {
   const models: Model[] = [];
   try {
-    for (const path of paths) models.push(await loadServed(path, base, tuning, requireSignature));
+    for (const path of paths) models.push(await loadServed(path, base, tuning));
   } catch (error) {
     await Promise.allSettled(models.map((m) => m.release()));
     throw error;
@@ -140,15 +128,7 @@ export async function readToken(flags: { token?: string; tokenFile?: string }): 
     throw new OutpostError('INVALID_ARGUMENT', '--token and --token-file are alternatives; give one');
   }
   if (flags.token !== undefined) return flags.token;
-  if (flags.tokenFile !== undefined) {
-    const file = flags.tokenFile;
-    const text = await readFile(file, 'utf8').catch((error: unknown) => {
-      throw fromFsError(error, file, 'read');
-    });
-    const token = text.split(/\r?\n/)[0]?.trim() ?? '';
-    if (token === '') throw new OutpostError('INVALID_ARGUMENT', `the token file ${file} is empty`);
-    return token;
-  }
+  if (flags.tokenFile !== undefined) return await readTokenFile(flags.tokenFile);
   const env = process.env.OUTPOST_TOKEN;
   return env === undefined || env === '' ? undefined : env;
 }

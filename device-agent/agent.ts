@@ -1,8 +1,9 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OutpostError, fromFsError, isOutpostError, messageOf } from '../runtime/errors.js';
+import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import type { Model } from '../runtime/model/model.js';
+import { readTokenFile } from '../runtime/server/auth.js';
 import { InferenceServer } from '../runtime/server/server.js';
 import type { AgentConfig } from './config.js';
 import {
@@ -118,7 +119,7 @@ export class Agent {
     this.stack = stack;
     await this.serveInstalled();
     const { host, port, socket, tokenFile } = this.config.http;
-    const token = tokenFile === undefined ? undefined : await readToken(tokenFile);
+    const token = tokenFile === undefined ? undefined : await readTokenFile(tokenFile, 'CONFIG_INVALID');
     this.server = new InferenceServer({
       repository: stack.models,
       host,
@@ -356,14 +357,4 @@ export class Agent {
     await this.stack?.capture?.close();
     await this.statusWrite;
   }
-}
-
-/** The bearer token: the first line of `path`; an empty or unreadable file is a configuration error. */
-async function readToken(path: string): Promise<string> {
-  const text = await readFile(path, 'utf8').catch((error: unknown) => {
-    throw fromFsError(error, path, 'read');
-  });
-  const token = text.split(/\r?\n/)[0]?.trim() ?? '';
-  if (token === '') throw new OutpostError('CONFIG_INVALID', `http.tokenFile ${path} is empty`);
-  return token;
 }

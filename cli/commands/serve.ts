@@ -63,7 +63,7 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
   const scheduler = schedulerFor(opts, tuning, metrics.batches);
   const repository = new StaticRepository({ scheduler, observers: [metrics.observer] });
   metrics.watch(repository);
-  const models = await loadAll(paths, { ...loadOptions(opts), requireSignature }, tuning, requireSignature);
+  const models = await loadAll(paths, { ...loadOptions(opts), requireSignature }, tuning);
   let server: InferenceServer | undefined;
   try {
     for (const model of models) await repository.add(model);

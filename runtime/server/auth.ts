@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { OutpostError } from '../errors.js';
+import { readFile } from 'node:fs/promises';
+import { OutpostError, fromFsError, type ErrorCode } from '../errors.js';
 import { HttpError } from './errors.js';
 
 /** The protection space named in challenges (RFC 9110 §11.6.1); one server, one realm. */
@@ -44,4 +45,17 @@ export class BearerAuth {
       });
     }
   }
+}
+
+/**
+ * A bearer token kept in a file (not on a command line, where `ps` shows it): its first line, trimmed. An empty
+ * file is `code` (the caller's: a flag's INVALID_ARGUMENT, a config's CONFIG_INVALID).
+ */
+export async function readTokenFile(path: string, code: ErrorCode = 'INVALID_ARGUMENT'): Promise<string> {
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    throw fromFsError(error, path, 'read');
+  });
+  const token = text.split(/\r?\n/)[0]?.trim() ?? '';
+  if (token === '') throw new OutpostError(code, `the token file ${path} is empty`);
+  return token;
 }
