@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
+import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/bench/tune-choice.js';
 import { OutpostError } from '../runtime/errors.js';
 import { loadModel, type LoadOptions } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
@@ -47,12 +47,7 @@ async function declared(path: string): Promise<{ name: string; version: string }
  */
 function tunedOptions(base: LoadOptions, tuning: Tuning | undefined, id: { name: string; version: string }) {
   const choice = tuning?.get(id.name);
-  if (choice === undefined) return base;
-  return {
-    ...base,
-    threads: choice.threads,
-    ...(choice.version === id.version ? { variant: choice.variant, backend: choice.backend } : {}),
-  };
+  return choice === undefined ? base : { ...base, ...tunedLoadOptions(choice, id.version) };
 }
 
 const sameLoad = (a: LoadOptions, b: LoadOptions) =>

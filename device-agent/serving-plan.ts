@@ -1,4 +1,4 @@
-import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
+import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/bench/tune-choice.js';
 import { OutpostError } from '../runtime/errors.js';
 import { loadModel } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
@@ -25,14 +25,11 @@ export async function loadInstalled(
   model: string,
   version: string,
 ): Promise<Model> {
-  const tuned = ctx.tuning?.get(model);
-  const selection =
-    tuned?.version === version
-      ? { variant: tuned.variant, backend: tuned.backend }
-      : await ctx.store.selection(model, version);
+  const choice = ctx.tuning?.get(model);
+  const selection = await ctx.store.selection(model, version);
   return loadModel(ctx.store.versionDir(model, version), {
     ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
-    ...(tuned === undefined ? {} : { threads: tuned.threads }),
+    ...(choice === undefined ? {} : tunedLoadOptions(choice, version)),
     trustedKeys: ctx.trustedKeys,
     requireSignature: ctx.requireSignature,
   });

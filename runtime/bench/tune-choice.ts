@@ -76,3 +76,16 @@ export async function writeTuneChoice(path: string, choice: TuneChoiceFile): Pro
     throw fromFsError(error, path, 'write');
   }
 }
+
+/**
+ * What a tuning choice sets when `version` of its model loads: the thread count always (it was measured on this
+ * device), the variant and backend only for the version that was tuned (another version's variants may differ).
+ */
+export function tunedLoadOptions(
+  choice: TuneChoiceFile,
+  version: string,
+): { threads: number; variant?: string; backend?: TuneChoiceFile['backend'] } {
+  return choice.version === version
+    ? { threads: choice.threads, variant: choice.variant, backend: choice.backend }
+    : { threads: choice.threads };
+}
