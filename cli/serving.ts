@@ -5,8 +5,9 @@ import { OutpostError } from '../runtime/errors.js';
 import { loadModel, type LoadOptions } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
 import { readTokenFile } from '../runtime/server/auth.js';
-import { batchingScheduler, DEFAULT_BATCHING, type BatchObserver } from '../runtime/server/batcher.js';
-import { DEFAULT_LIMITS, directScheduler, type SchedulerFactory } from '../runtime/server/scheduler.js';
+import { DEFAULT_BATCHING, type BatchObserver } from '../runtime/server/batcher.js';
+import { DEFAULT_LIMITS, type SchedulerFactory } from '../runtime/server/scheduler.js';
+import { plannedScheduler } from '../runtime/server/scheduling.js';
 
 /**
  * What `outpost serve` loads and how each model takes requests: the artifacts given on the command line, shaped by
@@ -95,26 +96,21 @@ export function schedulerFor(
   tuning: Tuning | undefined,
   observer: BatchObserver,
 ): SchedulerFactory {
-  const concurrency = flags.concurrency;
   const maxQueue = flags.maxQueue ?? DEFAULT_LIMITS.maxQueue;
-  const direct = directScheduler({ concurrency: concurrency ?? DEFAULT_LIMITS.concurrency, maxQueue });
-  const batching = (maxBatchSize: number, maxQueueDelayMs: number) =>
-    batchingScheduler({
-      maxBatchSize,
-      maxQueueDelayMs,
-      concurrency: concurrency ?? DEFAULT_BATCHING.concurrency,
-      maxQueue,
-      observer,
-    });
-  const fallback =
-    flags.maxBatchSize === undefined
-      ? direct
-      : batching(flags.maxBatchSize, flags.maxQueueDelayMs ?? DEFAULT_BATCHING.maxQueueDelayMs);
-  const tuned = new Map<string, SchedulerFactory>();
-  for (const [name, choice] of tuning ?? []) {
-    tuned.set(name, choice.batch === null ? direct : batching(choice.batch.maxBatchSize, choice.batch.maxQueueDelayMs));
-  }
-  return (model) => (tuned.get(model.name) ?? fallback)(model);
+  return plannedScheduler({
+    direct: { concurrency: flags.concurrency ?? DEFAULT_LIMITS.concurrency, maxQueue },
+    batchConcurrency: flags.concurrency ?? DEFAULT_BATCHING.concurrency,
+    ...(flags.maxBatchSize === undefined
+      ? {}
+      : {
+          batching: {
+            maxBatchSize: flags.maxBatchSize,
+            maxQueueDelayMs: flags.maxQueueDelayMs ?? DEFAULT_BATCHING.maxQueueDelayMs,
+          },
+        }),
+    perModel: new Map([...(tuning ?? [])].map(([name, choice]) => [name, choice.batch])),
+    observer,
+  });
 }
 
 /** The bearer token: --token, else the first line of --token-file, else $OUTPOST_TOKEN; none means no auth. */

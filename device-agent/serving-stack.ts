@@ -3,9 +3,8 @@ import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
 import { readTuneChoices } from '../runtime/bench/tune-choice.js';
 import { logger } from '../runtime/log.js';
 import { CaptureWriter, readCaptureKey } from '../runtime/server/capture.js';
-import { batchingScheduler } from '../runtime/server/batcher.js';
 import { ServerMetrics } from '../runtime/server/metrics.js';
-import { directScheduler, type SchedulerFactory } from '../runtime/server/scheduler.js';
+import { plannedScheduler } from '../runtime/server/scheduling.js';
 import type { ServiceObserver } from '../runtime/server/service.js';
 import type { Model } from '../runtime/model/model.js';
 import type { AgentConfig } from './config.js';
@@ -25,25 +24,6 @@ export interface ServingStack {
   readonly capture: CaptureWriter | undefined;
   /** `outpost tune` choices by model name. */
   readonly tuning: ReadonlyMap<string, TuneChoiceFile>;
-}
-
-/**
- * Per model: its tuned batching when `outpost tune` chose one, else the config's `serving.batching`, else direct
- * scheduling; concurrency and queue bounds from `serving` always.
- */
-function schedulerFor(
-  config: AgentConfig,
-  tuning: ReadonlyMap<string, TuneChoiceFile>,
-  metrics: ServerMetrics,
-): SchedulerFactory {
-  const { concurrency, maxQueue, batching } = config.serving;
-  const direct = directScheduler({ concurrency, maxQueue });
-  const batched = new Map<string, SchedulerFactory>();
-  const batcher = (b: { maxBatchSize: number; maxQueueDelayMs: number }): SchedulerFactory =>
-    batchingScheduler({ ...b, concurrency, maxQueue, observer: metrics.batches });
-  const fallback = batching === undefined ? direct : batcher(batching);
-  for (const [model, choice] of tuning) batched.set(model, choice.batch === null ? direct : batcher(choice.batch));
-  return (model) => (batched.get(model.name) ?? fallback)(model);
 }
 
 /** `extra` observers see every production call too (the agent marks its status stale with one). */
@@ -71,7 +51,15 @@ export async function createServingStack(
   if (guardrails !== undefined) observers.push(guardrails.observer);
   if (capture !== undefined) observers.push(capture.observer);
   observers.push(...extra);
-  const models = new ActiveModels({ scheduler: schedulerFor(config, tuning, metrics), observers });
+  const { concurrency, maxQueue, batching } = config.serving;
+  const scheduler = plannedScheduler({
+    direct: { concurrency, maxQueue },
+    batchConcurrency: concurrency,
+    ...(batching === undefined ? {} : { batching }),
+    perModel: new Map([...tuning].map(([name, choice]) => [name, choice.batch])),
+    observer: metrics.batches,
+  });
+  const models = new ActiveModels({ scheduler, observers });
   metrics.watch(models);
   if (tuning.size > 0) log.info({ models: [...tuning.keys()], file: config.tuning }, 'tuned serving configuration');
   return { models, metrics, guardrails, capture, tuning };
