@@ -26,10 +26,7 @@ export async function requireSpace(path: string, needed: number, margin: number,
     throw new OutpostError(
       'DISK_FULL',
       `${what} needs ${needed} bytes plus a ${margin}-byte margin on ${path}; ${free} are free`,
-      {
-        retryable: true,
-        details: { path, needed, margin, free },
-      },
+      { details: { path, needed, margin, free } },
     );
   }
 }

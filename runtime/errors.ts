@@ -62,6 +62,10 @@ export const ERROR_CODES = Object.freeze({
   JOB_DOCUMENT_INVALID: false,
   MODEL_NOT_ALLOWED: false,
   DEPLOYMENT_INTERRUPTED: true,
+  // The fleet ended the job (canceled, timed out, removed) before this device finished it
+  JOB_ENDED: false,
+  // An installed name@version is immutable: a different artifact under the same name@version is refused
+  VERSION_CONFLICT: false,
   SERVICE_INSTALL_FAILED: false, // outpost install-service: useradd/systemctl refused
   // Guardrail alarms after a deployment (device-agent/guardrails.ts): the new version misbehaved in production
   GUARDRAIL_ERROR_RATE: false,
@@ -86,13 +90,36 @@ export const ERROR_CODES = Object.freeze({
   DEPLOYMENT_FAILED: false,
   // Packaging (scripts/bundle.ts): a build or install step of the deployable bundle failed
   BUNDLE_FAILED: false,
-  // Environment
-  DISK_FULL: true,
+  // Environment (a full disk needs someone, or the agent's pruning, to free space: retrying alone does not help)
+  DISK_FULL: false,
   TIMEOUT: true,
   INTERNAL: false,
 } satisfies Record<string, boolean>);
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * How a failure is retried (runtime/retry.ts), per code: `fatal` (retrying the same thing cannot help: stop and say
+ * so), `retryable` (back off and try again, a bounded number of times), or `wait-for-network` (the broker or network
+ * is away: try again once it is back, without spending attempts, as Greengrass waits for connectivity rather than
+ * failing a deployment). Derived from ERROR_CODES' flag; the network codes are the ones listed here.
+ */
+export type ErrorCategory = 'retryable' | 'wait-for-network' | 'fatal';
+
+const WAIT_FOR_NETWORK: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'TRANSPORT_OFFLINE',
+  'TRANSPORT_CONNECT_FAILED',
+  'BROKER_UNREACHABLE',
+]);
+
+export const ERROR_CATEGORIES: Readonly<Record<ErrorCode, ErrorCategory>> = Object.freeze(
+  Object.fromEntries(
+    Object.entries(ERROR_CODES).map(([code, retryable]) => [
+      code,
+      WAIT_FOR_NETWORK.has(code as ErrorCode) ? 'wait-for-network' : retryable ? 'retryable' : 'fatal',
+    ]),
+  ) as Record<ErrorCode, ErrorCategory>,
+);
 
 export interface OutpostErrorOptions {
   cause?: unknown;
@@ -122,6 +149,16 @@ export class OutpostError extends Error {
 
 export function isOutpostError(error: unknown, code?: ErrorCode): error is OutpostError {
   return error instanceof OutpostError && (code === undefined || error.code === code);
+}
+
+/**
+ * The category of anything thrown: its code's, except that an error whose `retryable` was overridden to false is
+ * fatal (and to true, at least retryable). Anything that is not an OutpostError is a bug or unknown: fatal.
+ */
+export function errorCategory(error: unknown): ErrorCategory {
+  if (!isOutpostError(error) || !error.retryable) return 'fatal';
+  const category = ERROR_CATEGORIES[error.code];
+  return category === 'fatal' ? 'retryable' : category;
 }
 
 /** The message of anything thrown, for wrapping foreign errors into ours. */

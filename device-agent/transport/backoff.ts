@@ -1,15 +1,11 @@
+import { backoffDelay } from '../../runtime/retry.js';
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from './types.js';
 
 /**
- * Exponential backoff with jitter for reconnects: minMs, 2·minMs, 4·minMs … capped at maxMs, each delay spread by
- * ±jitter so a fleet that lost its broker at the same instant does not come back at the same instant (AWS
- * Architecture Blog, "Exponential Backoff And Jitter"; AWS IoT Core's connection rate limits per account).
+ * Reconnect delays come from the one jittered exponential backoff of runtime/retry.ts (`backoffDelay`), which every
+ * other retry of the agent and the fleet uses too.
  */
-export function backoffDelay(policy: ReconnectPolicy, failures: number, random: () => number = Math.random): number {
-  const base = Math.min(policy.maxMs, policy.minMs * 2 ** Math.min(failures, 30));
-  const spread = base * policy.jitter * (2 * random() - 1);
-  return Math.round(Math.min(policy.maxMs, Math.max(0, base + spread)));
-}
+export { backoffDelay };
 
 /** Which reconnect attempt this is, and when a connection has been up long enough to start again from minMs. */
 export class Backoff {

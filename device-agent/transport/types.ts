@@ -1,3 +1,5 @@
+import type { BackoffPolicy } from '../../runtime/retry.js';
+
 /**
  * One MQTT connection, whatever library carries it. The agent speaks AWS IoT's MQTT protocols through this and
  * nothing else, so the same agent runs against AWS IoT Core (aws-iot-device-sdk-v2) and any broker (MQTT.js).
@@ -20,11 +22,8 @@ export interface WillMessage {
   readonly retain: boolean;
 }
 
-export interface ReconnectPolicy {
-  /** First retry delay; doubles per failure up to maxMs, each delay jittered by ±jitter (fraction). */
-  readonly minMs: number; // milliseconds
-  readonly maxMs: number; // milliseconds
-  readonly jitter: number; // 0..1
+/** First retry delay `minMs`; doubles per failure up to `maxMs`, each delay jittered by ±`jitter` (fraction). */
+export interface ReconnectPolicy extends BackoffPolicy {
   /** A connection that stays up this long resets the delay to minMs; shorter ones keep backing off (flapping). */
   readonly resetAfterMs?: number; // milliseconds, default 30 s (the AWS CRT's default)
 }
