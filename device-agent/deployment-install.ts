@@ -7,6 +7,7 @@ import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
 import { downloadArtifact } from './download.js';
 import { runHook } from './hooks.js';
 import { selfTest } from './self-test.js';
+import type { DeploymentState } from './state.js';
 
 const log = logger('agent.deployment');
 
@@ -77,11 +78,16 @@ export const verify: Step = async (ctx, state) => {
   return advance(ctx, state, 'staging');
 };
 
+/**
+ * Unpacks and verifies what arrived (signature, every hash, target) before deciding anything about it, whatever
+ * version it claims. Then: a new name@version is installed (beforeInstall hook, rename into the store); one already
+ * installed with the same manifest is an idempotent redeploy (nothing is written); one installed with a different
+ * manifest is refused, since an installed version never changes (VERSION_CONFLICT, naming both manifests).
+ */
 export const stage: Step = async (ctx, state) => {
   const { store } = ctx;
   await store.ensure(state.model);
   await store.clearStaging(state.model, state.jobId); // whatever a crash left half-extracted
-  if (await store.has(state.model, state.version)) return advance(ctx, state, 'self-testing');
   const staging = store.stagingDir(state.model, state.jobId);
   const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
   await unpackArtifact(archive, staging);
@@ -90,11 +96,21 @@ export const stage: Step = async (ctx, state) => {
     requireSignature: ctx.requireSignature,
     target: { arch: hostArch() },
   });
-  if (verified.manifest.name !== state.model || verified.manifest.version !== state.version) {
+  const { name, version } = verified.manifest;
+  if (name !== state.model || version !== state.version) {
     throw new OutpostError(
       'ARTIFACT_MANIFEST_INVALID',
-      `the artifact is ${verified.manifest.name}@${verified.manifest.version}; the job deploys ${state.model}@${state.version}`,
+      `the artifact is ${name}@${version}; the job deploys ${state.model}@${state.version}`,
     );
+  }
+  const installed = await store.manifestDigest(state.model, state.version);
+  if (installed !== undefined) {
+    await store.clearStaging(state.model, state.jobId);
+    if (installed !== verified.manifestSha256) throw versionConflict(state, installed, verified.manifestSha256);
+    // This job's own install, interrupted before the step was recorded, is not a redeploy.
+    if (state.installing === true) return advance(ctx, state, 'self-testing', { installing: false });
+    log.info({ jobId: state.jobId, model: name, version, manifest: installed }, 'already installed: not reinstalled');
+    return advance(ctx, state, 'self-testing', { alreadyInstalled: true });
   }
   await runHook(ctx.config.hooks, 'beforeInstall', {
     jobId: state.jobId,
@@ -103,9 +119,21 @@ export const stage: Step = async (ctx, state) => {
     dir: staging,
     ...(state.previous === undefined ? {} : { previous: state.previous }),
   });
+  // Recorded before the rename: a restart that finds the version installed knows this job put it there.
+  const installing = await ctx.deployments.write({ ...state, installing: true });
   await store.install(state.model, state.version, staging);
-  return advance(ctx, state, 'self-testing');
+  return advance(ctx, installing, 'self-testing', { installing: false });
 };
+
+function versionConflict(state: DeploymentState, installed: string, arrived: string): OutpostError {
+  const what = `${state.model}@${state.version}`;
+  return new OutpostError(
+    'VERSION_CONFLICT',
+    `${what} is already installed with manifest sha256 ${installed}; this artifact's manifest is sha256 ${arrived}. ` +
+      `An installed version never changes: give the new build a new version (outpost compile --model-version) and deploy that`,
+    { details: { model: state.model, version: state.version, installed, arrived } },
+  );
+}
 
 export const test: Step = async (ctx, state) => {
   const dir = ctx.store.versionDir(state.model, state.version);

@@ -53,10 +53,11 @@ export const validate: Step = async (ctx, state) => {
 };
 
 function succeeded(state: DeploymentState): Outcome {
+  const serving = `serving (${state.variant ?? '?'} on ${state.backend ?? '?'})`;
   return {
     status: 'SUCCEEDED',
     code: 'OK',
-    message: `${state.model}@${state.version} serving (${state.variant ?? '?'} on ${state.backend ?? '?'})`,
+    message: `${state.model}@${state.version} ${state.alreadyInstalled === true ? `already installed; ${serving}` : serving}`,
   };
 }
 

@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
+import { OutpostError, isOutpostError, messageOf, type ErrorCode } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { advance, downloadDir, online, type DeploymentContext, type Step } from './deployment-context.js';
 import { download, stage, test, verify } from './deployment-install.js';
@@ -41,7 +41,7 @@ export async function acceptExecution(ctx: DeploymentContext, execution: JobExec
     updatedAt: now,
     attempts: 1,
   };
-  const reject = (model: string, version: string, code: string, message: string) =>
+  const reject = (model: string, version: string, code: ErrorCode, message: string) =>
     ctx.deployments.write({
       ...base,
       model,

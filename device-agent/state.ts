@@ -1,7 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { fromFsError } from '../runtime/errors.js';
+import { ERROR_CODES, fromFsError, type ErrorCode } from '../runtime/errors.js';
 import { readJson, writeJsonAtomic } from './fsx.js';
 import { servingPlanSchema } from './store.js';
 
@@ -27,10 +27,14 @@ export const DEPLOYMENT_STEPS = Object.freeze([
 ] as const);
 export type DeploymentStep = (typeof DEPLOYMENT_STEPS)[number];
 
+/** A deployment's reason code: `OK` for success, else the OutpostError code it failed with (runtime/errors.ts). */
+export type OutcomeCode = ErrorCode | 'OK';
+const OUTCOME_CODES = Object.freeze(['OK', ...Object.keys(ERROR_CODES)] as [OutcomeCode, ...OutcomeCode[]]);
+
 export const outcomeSchema = z.object({
   status: z.enum(['SUCCEEDED', 'FAILED', 'REJECTED']),
-  /** A stable reason code for scripts and the fleet (an OutpostError code, or HOOK_FAILED …). */
-  code: z.string(),
+  /** A stable reason code for scripts and the fleet; one this build does not know (a newer agent's) reads as INTERNAL. */
+  code: z.enum(OUTCOME_CODES).catch('INTERNAL'),
   message: z.string(),
 });
 export type Outcome = z.infer<typeof outcomeSchema>;
@@ -57,6 +61,10 @@ export const deploymentStateSchema = z.object({
   variant: z.string().optional(),
   backend: z.enum(['native', 'wasm']).optional(),
   outcome: outcomeSchema.optional(),
+  /** Set just before staging renames the new version into the store (a restart then knows whose install it is). */
+  installing: z.boolean().optional(),
+  /** The verified artifact was already installed, manifest for manifest: a redeploy, nothing was written. */
+  alreadyInstalled: z.boolean().optional(),
   /** End of the guardrail watch (baking), ISO time: set once, so a restart watches only what is left. */
   bakeUntil: z.string().optional(),
   startedAt: z.string(),

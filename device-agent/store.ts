@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { OutpostError, fromFsError } from '../runtime/errors.js';
+import { MANIFEST_FILE, manifestDigest } from '../runtime/artifact/index.js';
+import { OutpostError, fromFsError, isOutpostError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { fsyncDir, readJson, writeJsonAtomic } from './fsx.js';
 
@@ -86,6 +87,20 @@ export class ModelStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'EINVAL')
         return undefined;
       throw fromFsError(error, this.modelDir(model), 'read');
+    }
+  }
+
+  /**
+   * The installed version's manifest digest (runtime/artifact `manifestDigest`), or undefined when the version is
+   * not installed. Installed directories were verified and never change, so manifest.json alone says what it is.
+   */
+  async manifestDigest(model: string, version: string): Promise<string | undefined> {
+    if (!(await this.has(model, version))) return undefined;
+    const path = join(this.versionDir(model, version), MANIFEST_FILE);
+    try {
+      return manifestDigest(await readFile(path));
+    } catch (error) {
+      throw isOutpostError(error) ? error : fromFsError(error, path, 'read');
     }
   }
 

@@ -16,6 +16,7 @@ export {
 } from './keys.js';
 export {
   SIGNATURE_ALGORITHM,
+  manifestDigest,
   parseSignatureFile,
   signManifest,
   signedBytes,

@@ -1,4 +1,4 @@
-import { sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { OutpostError, messageOf } from '../errors.js';
 import { canonicalJson } from './canonical.js';
@@ -26,6 +26,14 @@ export type SignatureFile = z.infer<typeof signatureFileSchema>;
 export function signedBytes(manifest: Uint8Array | string | Readonly<Record<string, unknown>>): Buffer {
   const value = typeof manifest === 'string' || manifest instanceof Uint8Array ? parseManifestJson(manifest) : manifest;
   return Buffer.from(canonicalJson(value), 'utf8');
+}
+
+/**
+ * The manifest's identity: hex sha256 of the bytes a signature covers. Two artifacts with the same digest have the
+ * same manifest, so the same files (it lists every file's hash); re-indenting manifest.json does not change it.
+ */
+export function manifestDigest(manifest: Uint8Array | string | Readonly<Record<string, unknown>>): string {
+  return createHash('sha256').update(signedBytes(manifest)).digest('hex');
 }
 
 /** The content of `manifest.sig` for this manifest (file bytes, a JSON string, or the manifest object). */

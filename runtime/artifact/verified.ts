@@ -15,6 +15,8 @@ export interface VerifiedArtifact {
   /** Absolute, symlinks resolved: a later swap of a `current` link does not change what this object points at. */
   readonly dir: string;
   readonly manifest: Manifest;
+  /** `manifestDigest` of manifest.json as read: the artifact's identity (same digest, same files). */
+  readonly manifestSha256: string;
   /** Key id of the trusted key that signed the manifest; absent when the signature was not checked. */
   readonly signer?: string;
 }

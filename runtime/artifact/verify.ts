@@ -8,7 +8,7 @@ import { OPEN_NOFOLLOW, sha256File } from './hash.js';
 import { loadTrustedKeys } from './keys.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type Manifest, type Target } from './manifest.js';
 import { parseManifestBytes } from './parse.js';
-import { verifyManifestSignature } from './signature.js';
+import { manifestDigest, verifyManifestSignature } from './signature.js';
 import { markVerified, type VerifiedArtifact } from './verified.js';
 import { listArtifactFiles } from './walk.js';
 
@@ -82,7 +82,8 @@ export async function verifyArtifact(dir: string, options: VerifyOptions = {}): 
   if (options.target !== undefined) checkTarget(manifest, options.target.arch);
 
   log.info({ dir: root, name: manifest.name, version: manifest.version, signer }, 'artifact verified');
-  return markVerified(signer === undefined ? { dir: root, manifest } : { dir: root, manifest, signer });
+  const verified = { dir: root, manifest, manifestSha256: manifestDigest(manifestBytes) };
+  return markVerified(signer === undefined ? verified : { ...verified, signer });
 }
 
 async function resolveDir(dir: string): Promise<string> {

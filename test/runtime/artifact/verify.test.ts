@@ -8,6 +8,7 @@ import {
   artifactFilePath,
   generateSigningKeys,
   loadPublicKey,
+  manifestDigest,
   signManifest,
   loadPrivateKey,
   variantPath,
@@ -59,9 +60,15 @@ describe('verifyArtifact: accepts', () => {
     const { dir, keys } = await signedArtifact();
     const path = join(dir, MANIFEST_FILE);
     const manifest = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    const before = (await verifyArtifact(dir)).manifestSha256;
     const reordered = Object.fromEntries(Object.entries(manifest).reverse());
     await writeFile(path, `\t${JSON.stringify(reordered, null, 4).replaceAll('\n', '\r\n')}  `);
-    expect((await verifyArtifact(dir, { trustedKeys: [keys.publicKeyPem] })).signer).toBe(keys.keyId);
+    const verified = await verifyArtifact(dir, { trustedKeys: [keys.publicKeyPem] });
+    expect(verified.signer).toBe(keys.keyId);
+    // The manifest's identity is its content too: the same digest before and after re-formatting.
+    expect(verified.manifestSha256).toBe(before);
+    expect(verified.manifestSha256).toBe(manifestDigest(manifest));
+    expect(manifestDigest({ ...manifest, description: 'another build' })).not.toBe(before);
   });
 
   it('a target of "any" on every host, and a matching arch', async () => {
@@ -247,7 +254,11 @@ describe('verified artifacts', () => {
       Promise.resolve().then(() => artifactFilePath(verified, '../etc/passwd')),
       'ARTIFACT_FILE_MISSING',
     );
-    const forged: VerifiedArtifact = { dir: verified.dir, manifest: verified.manifest };
+    const forged: VerifiedArtifact = {
+      dir: verified.dir,
+      manifest: verified.manifest,
+      manifestSha256: verified.manifestSha256,
+    };
     await expectCode(
       Promise.resolve().then(() => variantPath(forged, 'fp32')),
       'INVALID_ARGUMENT',
