@@ -14,8 +14,9 @@ import {
   type DeploymentContext,
 } from './deployment.js';
 import { applyPlan } from './serving-plan.js';
-import { JobsClient, SupersededError } from './jobs-client.js';
-import { offlineStatusPayload, outpostTopics, type JobExecution } from './protocol/index.js';
+import { JobsClient } from './jobs-client.js';
+import { NextJobs } from './next-jobs.js';
+import { offlineStatusPayload, outpostTopics } from './protocol/index.js';
 import type { ActiveModels } from './repository.js';
 import { CaptureUploader } from './capture-upload.js';
 import { createServingStack, servingStatus, type ServingStack } from './serving-stack.js';
@@ -54,6 +55,7 @@ export class Agent {
   private server: InferenceServer | undefined;
   private httpUrl: string | undefined;
   private readonly abort = new AbortController();
+  private readonly nextJobs: NextJobs | undefined;
   private readonly startedAt = new Date();
   private working: Promise<void> | undefined;
   private again = false;
@@ -69,10 +71,14 @@ export class Agent {
     this.config = config;
     this.store = new ModelStore(join(config.dataDir, 'store'));
     this.deployments = new DeploymentStore(join(config.dataDir, 'deployments'));
-    this.spool = new Spool(join(config.dataDir, 'spool'), config.spool);
+    this.spool = new Spool(join(config.dataDir, 'spool'), config.spool, config.retry.spool);
     this.transport = options.transport ?? (config.broker === undefined ? undefined : this.makeTransport(config));
     this.jobs =
-      this.transport === undefined ? undefined : new JobsClient({ transport: this.transport, thing: config.thing });
+      this.transport === undefined
+        ? undefined
+        : new JobsClient({ transport: this.transport, thing: config.thing, timeoutMs: config.jobsRequestTimeoutMs });
+    this.nextJobs =
+      this.jobs === undefined ? undefined : new NextJobs(this.jobs, config.retry.startNext, this.abort.signal);
   }
 
   private makeTransport(config: AgentConfig): Transport {
@@ -141,7 +147,7 @@ export class Agent {
     await this.refreshStatus();
     if (this.transport !== undefined) {
       // A new next job (notify-next) starts a round; a round only ever runs one deployment at a time.
-      this.jobs?.onNextJob(() => this.work());
+      this.jobs?.onNextJob(() => this.wake());
       this.transport.onConnectionChange((connected) => {
         void this.refreshStatus();
         if (connected) this.onConnected();
@@ -165,6 +171,7 @@ export class Agent {
       capture: stack.capture,
       spool: this.spool,
       send: (entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }),
+      retry: this.config.retry.upload,
       connected: () => transport.connected,
       onConnectionChange: (listener) => transport.onConnectionChange(listener),
     });
@@ -199,12 +206,24 @@ export class Agent {
       try {
         await jobs.start();
         await this.publishStatus();
-        await this.spool.flush((entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }));
-        this.work();
+        await this.flushSpool(transport);
+        this.wake();
       } catch (error) {
         log.warn({ error: messageOf(error) }, 'could not finish connecting');
       }
     })();
+  }
+
+  /** Something says there may be a job now (notify-next, a reconnect): a start-next backing off asks at once. */
+  private wake(): void {
+    this.nextJobs?.wake();
+    this.work();
+  }
+
+  private flushSpool(transport: Transport): Promise<number> {
+    return this.spool.flush((entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }), {
+      signal: this.abort.signal,
+    });
   }
 
   /** One deployment at a time: a request to work while working runs another round afterwards. */
@@ -259,15 +278,9 @@ export class Agent {
       log.info({ jobId: state.jobId, step: state.step, attempts: resumed.attempts }, 'resuming deployment');
       await runDeployment(ctx, resumed);
     }
-    while (this.transport.connected && !this.abort.signal.aborted) {
-      let execution: JobExecution | undefined;
-      try {
-        execution = await this.jobs?.startNext();
-      } catch (error) {
-        if (error instanceof SupersededError) continue;
-        log.warn({ error: messageOf(error) }, 'start-next failed; retrying on the next notification or reconnect');
-        return;
-      }
+    while (this.transport.connected && !this.abort.signal.aborted && this.nextJobs !== undefined) {
+      const execution = await this.nextJobs.next();
+      if (execution === 'again') continue;
       if (execution === undefined) return;
       log.info({ jobId: execution.jobId }, 'job started');
       let state;
@@ -296,8 +309,7 @@ export class Agent {
       qos: 1,
     });
     const transport = this.transport;
-    if (transport?.connected === true)
-      void this.spool.flush((entry) => transport.publish(entry.topic, entry.payload, { qos: entry.qos }));
+    if (transport?.connected === true) void this.flushSpool(transport);
   }
 
   async status(): Promise<AgentStatus> {
@@ -315,7 +327,7 @@ export class Agent {
       deployments: (await this.deployments.all()).map(deploymentSummary),
       disk: await diskUsage(this.config.dataDir),
       memory: memoryUsage(),
-      spool: { entries: this.spool.size, dropped: this.spool.dropped },
+      spool: { entries: this.spool.size, dropped: this.spool.dropped, refused: this.spool.refused },
     };
   }
 

@@ -66,6 +66,42 @@ const servingSchema = z
   })
   .strict();
 
+/** A retry policy (runtime/retry.ts): jittered exponential backoff; `maxAttempts` absent means no limit. */
+const retryPolicySchema = z
+  .object({
+    minMs: z.number().int().nonnegative(),
+    maxMs: z.number().int().positive(),
+    jitter: z.number().min(0).max(1).default(0.3),
+    /** Tries of a retryable failure, the first included; network outages are waited out and not counted. */
+    maxAttempts: z.number().int().positive().optional(),
+  })
+  .strict()
+  .refine((p) => p.minMs <= p.maxMs, { message: 'minMs must not exceed maxMs' });
+
+/** How each of the agent's retries backs off (device-agent/README.md, "Retries"). */
+export const RETRY_DEFAULTS = Object.freeze({
+  /** A download that failed (stalled stream, bad index): tried this many times in all, then the job fails. */
+  download: { minMs: 1_000, maxMs: 60_000, jitter: 0.3, maxAttempts: 4 },
+  /** The final UpdateJobExecution: until it is delivered (the job's outcome must reach the fleet). */
+  report: { minMs: 1_000, maxMs: 30_000, jitter: 0.3 },
+  /** StartNextPendingJobExecution unanswered (no jobs service on the broker): asked again, less and less often. */
+  startNext: { minMs: 5_000, maxMs: 300_000, jitter: 0.3 },
+  /** One spooled message the broker did not take (quota, busy): a few tries, then the next flush. */
+  spool: { minMs: 500, maxMs: 5_000, jitter: 0.3, maxAttempts: 3 },
+  /** A capture upload pass that failed: a few tries, then the next interval or reconnect. */
+  upload: { minMs: 5_000, maxMs: 60_000, jitter: 0.3, maxAttempts: 3 },
+});
+
+const retrySchema = z
+  .object({
+    download: retryPolicySchema.default(RETRY_DEFAULTS.download),
+    report: retryPolicySchema.default(RETRY_DEFAULTS.report),
+    startNext: retryPolicySchema.default(RETRY_DEFAULTS.startNext),
+    spool: retryPolicySchema.default(RETRY_DEFAULTS.spool),
+    upload: retryPolicySchema.default(RETRY_DEFAULTS.upload),
+  })
+  .strict();
+
 export const agentConfigSchema = z
   .object({
     /** The thing name: MQTT client id and `$aws/things/{thing}` topic segment. */
@@ -124,6 +160,10 @@ export const agentConfigSchema = z
         encoding: z.enum(['json', 'cbor']).default('cbor'),
       })
       .default({ blocksPerRequest: 32, requestTimeoutMs: 5000, maxStalls: 12, encoding: 'cbor' }),
+    /** Backoff of every retry the agent makes (runtime/retry.ts); see RETRY_DEFAULTS. */
+    retry: retrySchema.default(RETRY_DEFAULTS),
+    /** IoT Jobs requests (start-next, describe, update) unanswered this long fail with TIMEOUT (then retried). */
+    jobsRequestTimeoutMs: z.number().int().positive().default(10_000),
     /** Free space kept beyond what a deployment needs. */
     diskMarginBytes: z
       .number()

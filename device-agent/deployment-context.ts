@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { OutpostError, isOutpostError } from '../runtime/errors.js';
+import { OutpostError } from '../runtime/errors.js';
 import type { Model } from '../runtime/model/model.js';
 import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
 import type { AgentConfig } from './config.js';
@@ -66,11 +66,6 @@ export async function advance(
 
 export function documentOf(state: DeploymentState): JobDocument {
   return parseJobDocument(state.document);
-}
-
-/** A connection problem, not an artifact problem: the step waits for the broker and carries on. */
-export function isTransportLoss(error: unknown): boolean {
-  return isOutpostError(error) && (error.code.startsWith('TRANSPORT_') || error.code === 'TIMEOUT');
 }
 
 /** Resolves when the transport is connected (or the agent stops). */

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { unpackArtifact, verifyArtifact } from '../runtime/artifact/index.js';
-import { OutpostError, messageOf } from '../runtime/errors.js';
+import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import { advance, documentOf, downloadDir, isTransportLoss, online, type Step } from './deployment-context.js';
+import { retry } from '../runtime/retry.js';
+import { advance, documentOf, downloadDir, online, type Step } from './deployment-context.js';
 import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
 import { downloadArtifact } from './download.js';
 import { runHook } from './hooks.js';
@@ -34,10 +35,12 @@ export const download: Step = async (ctx, state) => {
       );
   };
   try {
-    // Offline first: a download waits for the broker (and resumes after every loss of it) rather than failing.
-    for (;;) {
-      await online(ctx);
-      try {
+    // Offline first: a download waits out the broker's absence (and resumes after every loss of it) rather than
+    // failing; a stalled or corrupt stream is tried again with backoff a bounded number of times; a refusal (an
+    // ACL, a malformed stream) fails the job at once.
+    await retry(
+      async () => {
+        await online(ctx);
         await downloadArtifact({
           transport: ctx.transport,
           thing: ctx.config.thing,
@@ -58,18 +61,26 @@ export const download: Step = async (ctx, state) => {
             timer ??= setTimeout(persist, 1000);
           },
         });
-        break;
-      } catch (error) {
-        if (!isTransportLoss(error)) throw error;
-        log.info({ jobId: state.jobId, error: messageOf(error) }, 'broker lost during download; resuming when back');
-      }
-    }
+      },
+      {
+        policy: ctx.config.retry.download,
+        signal: ctx.signal,
+        network: { wait: () => online(ctx) },
+        onRetry: ({ error, category, attempt, delayMs }) => {
+          const where = { jobId: state.jobId, attempt, delayMs, code: codeOf(error), error: messageOf(error) };
+          if (category === 'wait-for-network') log.info(where, 'broker lost during download; resuming when back');
+          else log.warn(where, 'download failed; trying again after a backoff');
+        },
+      },
+    );
   } finally {
     if (timer !== undefined) clearTimeout(timer);
     await writing;
   }
   return advance(ctx, current, 'verifying');
 };
+
+const codeOf = (error: unknown): string => (isOutpostError(error) ? error.code : 'INTERNAL');
 
 export const verify: Step = async (ctx, state) => {
   const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');

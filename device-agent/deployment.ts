@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { OutpostError, isOutpostError, messageOf, type ErrorCode } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
+import { retry } from '../runtime/retry.js';
 import { advance, downloadDir, online, type DeploymentContext, type Step } from './deployment-context.js';
 import { download, stage, test, verify } from './deployment-install.js';
 import { activate, baking, rollBack, validate } from './deployment-serve.js';
@@ -95,33 +96,50 @@ function statusDetails(state: DeploymentState): StatusDetails {
   return details;
 }
 
+/**
+ * UpdateJobExecution with the outcome, until the fleet has it: through outages (waited out), throttling and
+ * timeouts (backed off, without limit: the outcome must arrive), and a stale `expectedVersion` (re-read, at once).
+ * A job that no longer takes updates (canceled, timed out, removed meanwhile) ends the step: the fleet moved on.
+ */
 const report: Step = async (ctx, state) => {
-  const outcome = state.outcome ?? { status: 'FAILED' as const, code: 'INTERNAL', message: 'no outcome recorded' };
+  const outcome = state.outcome ?? {
+    status: 'FAILED' as const,
+    code: 'INTERNAL' as const,
+    message: 'no outcome recorded',
+  };
   let versionNumber = state.versionNumber;
-  for (let attempt = 0; ; attempt++) {
-    await online(ctx);
-    try {
-      await ctx.jobs.update(state.jobId, outcome.status, statusDetails(state), versionNumber);
-      break;
-    } catch (error) {
-      if (error instanceof JobsRejectedError) {
-        if (error.jobsCode === 'VersionMismatch' && attempt < 3) {
-          versionNumber = (await ctx.jobs.describe(state.jobId))?.versionNumber ?? versionNumber;
-          continue;
-        }
-        if (!error.retryable) {
-          // Canceled, timed out or removed meanwhile: the fleet has moved on; nothing left to report.
-          log.warn({ jobId: state.jobId, code: error.jobsCode }, 'job no longer accepts updates');
-          break;
-        }
+  const send = async (): Promise<void> => {
+    for (let mismatch = 0; ; mismatch++) {
+      try {
+        await ctx.jobs.update(state.jobId, outcome.status, statusDetails(state), versionNumber);
+        return;
+      } catch (error) {
+        const stale = error instanceof JobsRejectedError && error.jobsCode === 'VersionMismatch';
+        if (!stale || mismatch >= MAX_VERSION_MISMATCHES) throw error;
+        versionNumber = (await ctx.jobs.describe(state.jobId))?.versionNumber ?? versionNumber;
       }
-      if (ctx.signal.aborted) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'agent stopping');
-      await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1000 * 2 ** attempt)));
     }
+  };
+  try {
+    await retry(send, {
+      policy: ctx.config.retry.report,
+      signal: ctx.signal,
+      network: { wait: () => online(ctx) },
+      onRetry: ({ error, attempt, delayMs }) =>
+        log.debug({ jobId: state.jobId, attempt, delayMs, error: messageOf(error) }, 'report not delivered; retrying'),
+    });
+  } catch (error) {
+    if (ctx.signal.aborted) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'agent stopping', { cause: error });
+    if (!(error instanceof JobsRejectedError)) throw error;
+    // Canceled, timed out or removed meanwhile: the fleet has moved on; nothing left to report.
+    log.warn({ jobId: state.jobId, code: error.jobsCode }, 'job no longer accepts updates');
   }
   await rm(downloadDir(ctx, state.jobId), { recursive: true, force: true });
   return advance(ctx, state, 'done');
 };
+
+/** A stale `expectedVersion` is re-read and the update sent again at once, this many times. */
+const MAX_VERSION_MISMATCHES = 3;
 
 const STEPS: Readonly<Record<Exclude<DeploymentStep, 'done'>, Step>> = Object.freeze({
   downloading: download,

@@ -1,53 +1,16 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
+import { OutpostError, fromFsError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import {
-  bitmapForBlocks,
-  blockCount,
-  blockLength,
-  decodeDataBlock,
-  decodeStreamRejected,
-  encodeStreamMessage,
-  maxBlocksPerRequest,
-  parseBlockIndex,
-  streamTopics,
-  verifyBlock,
-  type BlockIndex,
-  type JobDocument,
-  type StreamEncoding,
-} from './protocol/index.js';
-import type { Transport } from './transport/types.js';
+import { blockCount, blockLength, parseBlockIndex, verifyBlock, type BlockIndex } from './protocol/index.js';
 import { writeFileAtomic } from './fsx.js';
+import { StreamFetcher, downloadError, type DownloadOptions } from './stream-fetcher.js';
 
 const log = logger('agent.download');
 
-export interface DownloadOptions {
-  readonly transport: Transport;
-  readonly thing: string;
-  readonly document: JobDocument;
-  /** `downloads/<jobId>/`: the partial file, the verified index and the arrivals log live here. */
-  readonly dir: string;
-  readonly encoding: StreamEncoding;
-  /** Blocks in flight at once across requests: bounds memory to this many blocks. */
-  readonly maxInFlightBlocks: number;
-  /** A block not arrived this long after it was asked for is asked for again. */
-  readonly requestTimeoutMs: number; // ms
-  /** Consecutive timeouts with no new block before giving up (offline time does not count). */
-  readonly maxStalls: number;
-  readonly onProgress?: (progress: DownloadProgress) => void;
-  readonly signal?: AbortSignal;
-}
-
-export interface DownloadProgress {
-  readonly bytesTotal: number;
-  /** Distinct verified bytes on disk. */
-  readonly bytesReceived: number;
-  /** Every block byte that arrived, duplicates and corrupt ones included, across restarts. */
-  readonly bytesFetched: number;
-}
+export type { DownloadOptions, DownloadProgress } from './stream-fetcher.js';
 
 const PART = 'artifact.part';
 const DONE = 'artifact.tar.gz';
@@ -90,179 +53,6 @@ async function blocksOnDisk(file: FileHandle, index: BlockIndex): Promise<Set<nu
     if (bytesRead === length && verifyBlock(index, block, buffer.subarray(0, length))) have.add(block);
   }
   return have;
-}
-
-/**
- * Fetches one stream file over MQTT-based file delivery (developer guide, mqtt-based-file-delivery-in-devices):
- * GetStream requests by offset and bitmap, one `data` message per block. Used for the small index file (kept in
- * memory) and, through `downloadArtifact`, for the archive (written block by block to disk).
- */
-/** A block that fails its hash this many times is not coming right: the source is broken, not the network. */
-const MAX_BAD_ARRIVALS = 5;
-/** InternalError rejections tolerated per fetch before the download fails. */
-const MAX_INTERNAL_ERRORS = 3;
-
-class StreamFetcher {
-  private readonly pending = new Map<number, number>(); // block → deadline (ms)
-  private readonly bad = new Map<number, number>(); // block → arrivals that failed their hash
-  private stalls = 0;
-
-  constructor(
-    private readonly options: DownloadOptions,
-    private readonly fileId: number,
-    private readonly size: number,
-    private readonly blockSize: number,
-  ) {}
-
-  async fetch(
-    missing: Set<number>,
-    accept: (block: number, bytes: Uint8Array) => Promise<boolean>,
-    onArrival: (bytes: number) => Promise<void>,
-  ): Promise<void> {
-    const { transport, thing, document, encoding } = this.options;
-    const streamId = document.artifact.streamId;
-    const dataTopic = streamTopics.data(thing, streamId, encoding);
-    const rejectedTopic = streamTopics.rejected(thing, streamId, encoding);
-    const token = randomBytes(8).toString('hex');
-    const perRequest = maxBlocksPerRequest(this.blockSize);
-    let failure: OutpostError | undefined;
-    let internalErrors = 0;
-    let wake: (() => void) | undefined;
-    const nudge = () => {
-      wake?.();
-      wake = undefined;
-    };
-    let chain = Promise.resolve();
-    const off = transport.onMessage(({ topic, payload }) => {
-      if (topic === rejectedTopic) {
-        const rejected = decodeStreamRejected(encoding, payload);
-        if (rejected.c !== undefined && rejected.c !== token) return;
-        // InternalError may pass (the service's own trouble); anything else is about our request or the stream.
-        if (rejected.o === 'InternalError' && ++internalErrors < MAX_INTERNAL_ERRORS) return;
-        failure = new OutpostError(
-          'DOWNLOAD_FAILED',
-          `stream ${streamId} rejected our request: ${rejected.o} ${rejected.m}`,
-          {
-            details: { code: rejected.o },
-          },
-        );
-        nudge();
-        return;
-      }
-      if (topic !== dataTopic) return;
-      // Handled in arrival order, one at a time: writes and the arrivals log stay consistent.
-      chain = chain
-        .then(async () => {
-          let data;
-          try {
-            data = decodeDataBlock(encoding, payload);
-          } catch (error) {
-            log.warn({ error: messageOf(error) }, 'malformed data message ignored');
-            return;
-          }
-          if (data.f !== this.fileId || (data.c !== undefined && data.c !== token)) return;
-          await onArrival(data.p.length);
-          if (!missing.has(data.i)) return; // a duplicate: counted, not needed
-          if (await accept(data.i, data.p)) {
-            missing.delete(data.i);
-            this.pending.delete(data.i);
-            this.stalls = 0;
-          } else {
-            const failures = (this.bad.get(data.i) ?? 0) + 1;
-            this.bad.set(data.i, failures);
-            if (failures >= MAX_BAD_ARRIVALS) {
-              throw new OutpostError(
-                'DOWNLOAD_FAILED',
-                `stream ${streamId}: block ${data.i} of file ${this.fileId} failed its hash ${failures} times`,
-              );
-            }
-            log.warn({ block: data.i, failures }, 'block failed its hash: asking again');
-            this.pending.delete(data.i);
-          }
-          nudge();
-        })
-        .catch((error: unknown) => {
-          failure = downloadError(error, this.options.dir, false);
-          nudge();
-        });
-    });
-    const offConnection = transport.onConnectionChange(() => nudge());
-    try {
-      await transport.subscribe([dataTopic, rejectedTopic], 1);
-      while (missing.size > 0) {
-        if (failure !== undefined) throw failure;
-        if (this.options.signal?.aborted === true) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'download stopped');
-        const now = Date.now();
-        // Blocks whose request timed out go back to the wanted set; a round with only timeouts is a stall.
-        let expired = 0;
-        for (const [block, deadline] of this.pending) {
-          if (deadline <= now) {
-            this.pending.delete(block);
-            expired++;
-          }
-        }
-        if (expired > 0 && transport.connected && ++this.stalls > this.options.maxStalls) {
-          throw new OutpostError(
-            'DOWNLOAD_FAILED',
-            `stream ${streamId}: no block arrived in ${this.options.maxStalls} attempts of ${this.options.requestTimeoutMs} ms`,
-            {
-              retryable: true,
-            },
-          );
-        }
-        if (transport.connected) await this.request(missing, perRequest, token);
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, Math.min(this.options.requestTimeoutMs, 250));
-        });
-      }
-      await chain;
-      if (failure !== undefined) throw failure;
-    } finally {
-      off();
-      offConnection();
-      await transport.unsubscribe([dataTopic, rejectedTopic]).catch(() => undefined);
-    }
-  }
-
-  /** Asks for missing blocks not already in flight, up to the in-flight cap, a GetStream per `perRequest` blocks. */
-  private async request(missing: Set<number>, perRequest: number, token: string): Promise<void> {
-    const { transport, thing, document, encoding } = this.options;
-    const room = this.options.maxInFlightBlocks - this.pending.size;
-    if (room <= 0) return;
-    const wanted: number[] = [];
-    for (const block of missing) {
-      if (this.pending.has(block)) continue;
-      wanted.push(block);
-      if (wanted.length >= room) break;
-    }
-    wanted.sort((a, b) => a - b);
-    for (let i = 0; i < wanted.length; i += perRequest) {
-      const batch = wanted.slice(i, i + perRequest);
-      const { offset, bitmap } = bitmapForBlocks(batch);
-      const request = {
-        c: token,
-        ...(document.artifact.streamVersion === undefined ? {} : { s: document.artifact.streamVersion }),
-        f: this.fileId,
-        l: this.blockSize,
-        o: offset,
-        n: batch.length,
-        b: bitmap,
-      };
-      const deadline = Date.now() + this.options.requestTimeoutMs;
-      for (const block of batch) this.pending.set(block, deadline);
-      try {
-        await transport.publish(
-          streamTopics.get(thing, document.artifact.streamId, encoding),
-          encodeStreamMessage(encoding, request),
-          { qos: 0 },
-        );
-      } catch {
-        for (const block of batch) this.pending.delete(block); // offline: asked again on reconnect
-        return;
-      }
-    }
-  }
 }
 
 /** The index file: fetched whole (it is small), checked against the job document's size and sha256. */
@@ -380,16 +170,6 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
   } finally {
     await arrivals.close();
   }
-}
-
-/** An error of the download as ours: a full disk is DISK_FULL (not a download problem), other IO DOWNLOAD_FAILED. */
-function downloadError(error: unknown, dir: string, retryable: boolean): OutpostError {
-  if (error instanceof OutpostError) return error;
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return fromFsError(error, (error as NodeJS.ErrnoException).path ?? dir, 'write');
-  }
-  return new OutpostError('DOWNLOAD_FAILED', messageOf(error), { cause: error, retryable });
 }
 
 /** Bytes fetched so far for a download directory (for status after a restart, before the download resumes). */
