@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
+import { retry, type RetryPolicy } from '../runtime/retry.js';
 import type { SealedFile } from '../runtime/server/capture.js';
 import { IOT_CORE_MAX_MESSAGE_BYTES, outpostTopics } from './protocol/index.js';
 import type { Spool, SpoolEntry } from './spool.js';
@@ -54,12 +55,15 @@ export interface CaptureUploadOptions {
   readonly chunksPerFlush?: number;
   /** Seconds between upload passes once `start()`ed. */
   readonly intervalSeconds?: number;
+  /** A pass that failed for a reason that may pass is tried again with this backoff (runtime/retry.ts). */
+  readonly retry?: RetryPolicy;
 }
 
 export const CAPTURE_UPLOAD_DEFAULTS = Object.freeze({
   chunkBytes: 64 * 1024, // bytes of file per message
   chunksPerFlush: 8, // messages
   intervalSeconds: 60, // seconds
+  retry: { minMs: 5_000, maxMs: 60_000, jitter: 0.3, maxAttempts: 3 } satisfies RetryPolicy,
 });
 
 /** JSON framing around the base64 data, at most: file name (≤ 40), numbers, the sha256 (64), the keys. */
@@ -93,6 +97,8 @@ export class CaptureUploader {
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** Aborted by `stop()`: a pass backing off ends at once. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: CaptureUploadOptions) {
     this.chunkBytes = options.chunkBytes ?? CAPTURE_UPLOAD_DEFAULTS.chunkBytes;
@@ -123,6 +129,7 @@ export class CaptureUploader {
 
   /** No more passes started by the timer or reconnects (`idle()` waits for a running one). */
   stop(): void {
+    this.stopping.abort();
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     this.unsubscribe?.();
@@ -134,12 +141,24 @@ export class CaptureUploader {
     await this.running;
   }
 
-  /** One pass, unless one is running (then that one). Never rejects: failures are logged and retried next pass. */
+  /**
+   * One pass, unless one is running (then that one). Never rejects: a failure that may pass is tried again with
+   * backoff; offline, or one that will not pass, waits for the next reconnect or interval.
+   */
   kick(): Promise<void> {
-    this.running ??= this.pass()
+    const signal = this.stopping.signal;
+    this.running ??= retry(() => this.pass(), {
+      policy: this.options.retry ?? CAPTURE_UPLOAD_DEFAULTS.retry,
+      signal,
+      network: 'stop',
+      onRetry: ({ error, delayMs }) =>
+        log.warn({ error: messageOf(error), delayMs }, 'capture upload pass failed; retrying'),
+    })
       .then(
         () => undefined,
-        (error: unknown) => log.warn({ error: messageOf(error) }, 'capture upload pass failed'),
+        (error: unknown) => {
+          if (!signal.aborted) log.warn({ error: messageOf(error) }, 'capture upload pass failed');
+        },
       )
       .finally(() => {
         this.running = undefined;
@@ -156,7 +175,7 @@ export class CaptureUploader {
 
   /** Sends what the spool holds; true when it is empty (everything reached the broker). */
   private async drained(): Promise<boolean> {
-    await this.options.spool.flush(this.options.send);
+    await this.options.spool.flush(this.options.send, { signal: this.stopping.signal });
     return this.options.spool.size === 0;
   }
 

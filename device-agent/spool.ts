@@ -1,7 +1,9 @@
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { errorCategory, isOutpostError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
+import { retry, type RetryPolicy } from '../runtime/retry.js';
 import { readJson, writeFileAtomic, writeJsonAtomic } from './fsx.js';
 
 const log = logger('agent.spool');
@@ -13,7 +15,14 @@ export interface SpoolEntry {
 }
 
 const entrySchema = z.object({ topic: z.string(), payload: z.string(), qos: z.union([z.literal(0), z.literal(1)]) });
-const metaSchema = z.object({ next: z.number().int().nonnegative(), dropped: z.number().int().nonnegative() });
+const metaSchema = z.object({
+  next: z.number().int().nonnegative(),
+  dropped: z.number().int().nonnegative(),
+  refused: z.number().int().nonnegative().default(0),
+});
+
+/** A message the broker did not take for a reason that may pass (quota, busy): tried this often, then the next flush. */
+const DEFAULT_SEND_RETRY: RetryPolicy = Object.freeze({ minMs: 500, maxMs: 5_000, jitter: 0.3, maxAttempts: 3 });
 
 export interface SpoolLimits {
   readonly maxEntries: number;
@@ -23,10 +32,12 @@ export interface SpoolLimits {
 /**
  * A bounded on-disk FIFO of messages waiting for the broker: reports and events survive restarts and outages. One
  * file per entry (`<seq>.json`, written atomically), so a crash loses nothing already spooled. When full, the
- * oldest entries go and `dropped` counts them (the status message reports it).
+ * oldest entries go and `dropped` counts them (the status message reports it). A message the broker refuses for
+ * good (a PUBACK failure such as 0x87 Not authorized) is removed and counted in `refused`, so one bad message never
+ * holds back the ones behind it.
  */
 export class Spool {
-  private meta = { next: 0, dropped: 0 };
+  private meta = { next: 0, dropped: 0, refused: 0 };
   private queue: { seq: number; bytes: number }[] = [];
   private bytes = 0;
   private flushing: Promise<number> | undefined;
@@ -34,11 +45,13 @@ export class Spool {
   constructor(
     private readonly dir: string,
     private readonly limits: SpoolLimits,
+    /** How one message is retried when the broker may take it later (runtime/retry.ts). */
+    private readonly sendRetry: RetryPolicy = DEFAULT_SEND_RETRY,
   ) {}
 
   async open(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    this.meta = (await readJson(join(this.dir, 'meta.json'), metaSchema)) ?? { next: 0, dropped: 0 };
+    this.meta = (await readJson(join(this.dir, 'meta.json'), metaSchema)) ?? { next: 0, dropped: 0, refused: 0 };
     const names = (await readdir(this.dir)).filter((n) => /^\d+\.json$/.test(n));
     this.queue = [];
     for (const name of names) {
@@ -56,6 +69,11 @@ export class Spool {
 
   get dropped(): number {
     return this.meta.dropped;
+  }
+
+  /** Messages the broker refused for good, removed unsent. */
+  get refused(): number {
+    return this.meta.refused;
   }
 
   async push(entry: SpoolEntry): Promise<void> {
@@ -81,17 +99,19 @@ export class Spool {
   }
 
   /**
-   * Sends entries oldest first through `send`; each is removed only after `send` resolved (PUBACK for QoS 1).
-   * Stops at the first failure (still offline) and keeps the rest. One flush at a time.
+   * Sends entries oldest first through `send`; each is removed only after `send` resolved (PUBACK for QoS 1). What
+   * `send` throws decides (runtime/errors.ts categories): offline stops the flush at once and keeps the rest (the
+   * reconnect flushes again); a retryable refusal is retried with backoff, then stops the flush; a fatal refusal
+   * removes that entry (counted in `refused`) and goes on. Anything else stops and keeps. One flush at a time.
    */
-  flush(send: (entry: SpoolEntry) => Promise<void>): Promise<number> {
-    this.flushing ??= this.drain(send).finally(() => {
+  flush(send: (entry: SpoolEntry) => Promise<void>, options: { signal?: AbortSignal } = {}): Promise<number> {
+    this.flushing ??= this.drain(send, options.signal).finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;
   }
 
-  private async drain(send: (entry: SpoolEntry) => Promise<void>): Promise<number> {
+  private async drain(send: (entry: SpoolEntry) => Promise<void>, signal: AbortSignal | undefined): Promise<number> {
     let sent = 0;
     while (this.queue.length > 0) {
       const head = this.queue[0];
@@ -103,17 +123,32 @@ export class Spool {
       } catch (error) {
         log.warn({ path, error }, 'unreadable spool entry skipped');
       }
+      let delivered = entry !== undefined;
       if (entry !== undefined) {
+        const message = entry;
+        const last = { refused: false }; // the broker said no for good (not: the retries ran out)
+        const attempt = () =>
+          send(message).catch((error: unknown) => {
+            last.refused = isOutpostError(error) && errorCategory(error) === 'fatal';
+            throw error;
+          });
         try {
-          await send(entry);
-        } catch {
-          break;
+          await retry(attempt, { policy: this.sendRetry, signal, network: 'stop' });
+        } catch (error) {
+          if (signal?.aborted === true || !last.refused || !isOutpostError(error)) break;
+          this.meta.refused++;
+          log.error(
+            { topic: message.topic, code: error.code, error: error.message },
+            'broker refused a spooled message; removed',
+          );
+          await writeJsonAtomic(join(this.dir, 'meta.json'), this.meta);
+          delivered = false;
         }
       }
       await rm(path, { force: true });
       this.queue.shift();
       this.bytes -= head.bytes;
-      sent++;
+      if (delivered) sent++;
     }
     return sent;
   }

@@ -80,7 +80,7 @@ export const agentStatusSchema = z.object({
   ),
   disk: z.object({ path: z.string(), freeBytes: z.number(), totalBytes: z.number() }),
   memory: z.object({ rssBytes: z.number(), systemFreeBytes: z.number(), systemTotalBytes: z.number() }),
-  spool: z.object({ entries: z.number(), dropped: z.number() }),
+  spool: z.object({ entries: z.number(), dropped: z.number(), refused: z.number().optional() }),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 

@@ -5,7 +5,8 @@ import { parseAgentConfig, readAgentConfig, type AgentConfigInput } from '../../
 import { DeploymentStore } from '../../device-agent/state.js';
 import { deploymentSummary, readStatus, type AgentStatus } from '../../device-agent/status.js';
 import { ModelStore } from '../../device-agent/store.js';
-import { logger } from '../../runtime/log.js';
+import { logger, setLogLevel } from '../../runtime/log.js';
+import { cliFlags } from '../context.js';
 import { choice, collect } from '../options.js';
 import { formatBytes, print, printJson, table } from '../output.js';
 
@@ -71,6 +72,13 @@ export async function agentConfig(flags: AgentFlags) {
   );
 }
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function logLevelFromEnv(): (typeof LOG_LEVELS)[number] | undefined {
+  const level = process.env.OUTPOST_LOG_LEVEL;
+  return LOG_LEVELS.find((l) => l === level);
+}
+
 /** Stale beyond this many status intervals: the pid in the file may since belong to another process. */
 const STALE_INTERVALS = 3;
 
@@ -109,7 +117,7 @@ async function localStatus(dataDir: string): Promise<AgentStatus & { running: bo
         active.push({ model, version, variant: selection.variant, backend: selection.backend });
     }
   }
-  const base = written ?? {
+  const base: Omit<AgentStatus, 'active' | 'deployments'> = written ?? {
     thing: '?',
     connected: false,
     pid: 0,
@@ -122,13 +130,29 @@ async function localStatus(dataDir: string): Promise<AgentStatus & { running: bo
     shadows: [],
     guardrails: [],
   };
-  return { ...base, connected: running && base.connected, running, active, deployments };
+  // A dead agent serves nothing: its last endpoint is not reported as one.
+  const { http, ...rest } = base;
+  return {
+    ...rest,
+    ...(running && http !== undefined ? { http } : {}),
+    connected: running && base.connected,
+    running,
+    active,
+    deployments,
+  };
+}
+
+/** The first line: whether the agent runs, and only then where it serves (a dead agent's endpoint is not served). */
+function headline(s: AgentStatus & { running: boolean }): string {
+  if (!s.running) {
+    const seen = s.updatedAt === '' ? '' : ` (last status ${s.updatedAt}, pid ${s.pid})`;
+    return `thing ${s.thing}  agent not running${seen}`;
+  }
+  return `thing ${s.thing}  ${s.connected ? 'connected' : 'running, offline'}${s.http === undefined ? '' : `  serving ${s.http}`}`;
 }
 
 function printStatus(s: AgentStatus & { running: boolean }): void {
-  print(
-    `thing ${s.thing}  ${s.running ? (s.connected ? 'connected' : 'running, offline') : 'agent not running'}${s.http === undefined ? '' : `  serving ${s.http}`}`,
-  );
+  print(headline(s));
   print('');
   print(
     s.active.length === 0
@@ -182,7 +206,7 @@ function printStatus(s: AgentStatus & { running: boolean }): void {
   }
   if (s.running)
     print(
-      `\ndisk ${formatBytes(s.disk.freeBytes)} free  rss ${formatBytes(s.memory.rssBytes)}  spool ${s.spool.entries} (dropped ${s.spool.dropped})`,
+      `\ndisk ${formatBytes(s.disk.freeBytes)} free  rss ${formatBytes(s.memory.rssBytes)}  spool ${s.spool.entries} (dropped ${s.spool.dropped}, refused ${s.spool.refused ?? 0})`,
     );
 }
 
@@ -213,10 +237,13 @@ export function register(program: Command): void {
     .option('--status-interval <seconds>', 'seconds between status messages', Number)
     .option('--backend <name>', 'auto, native or wasm', choice(['auto', 'native', 'wasm'] as const))
     .action(async (flags: AgentFlags) => {
+      // A daemon's log is its output: `info` (its steps) unless --verbose, --quiet or OUTPOST_LOG_LEVEL say otherwise.
+      const { verbose, quiet } = cliFlags();
+      if (!verbose && !quiet) setLogLevel(logLevelFromEnv() ?? 'info');
       const config = await agentConfig(flags);
       const instance = new Agent({ config });
       const { http } = await instance.start();
-      log.warn({ thing: config.thing, http, broker: config.broker?.url ?? 'none (offline)' }, 'agent started');
+      log.info({ thing: config.thing, http, broker: config.broker?.url ?? 'none (offline)' }, 'agent started');
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);

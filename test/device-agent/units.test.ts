@@ -7,9 +7,10 @@ import { runHook } from '../../device-agent/hooks.js';
 import { Spool, type SpoolEntry } from '../../device-agent/spool.js';
 import { DeploymentStore } from '../../device-agent/state.js';
 import { ModelStore } from '../../device-agent/store.js';
-import { isOutpostError } from '../../runtime/errors.js';
+import { OutpostError, isOutpostError } from '../../runtime/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 
+const QUICK = Object.freeze({ minMs: 1, maxMs: 4, jitter: 0, maxAttempts: 3 }); // ms: logic, not timing
 const entry = (i: number): SpoolEntry => ({ topic: 'outpost/things/t/events', payload: JSON.stringify({ i }), qos: 1 });
 
 describe('spool', () => {
@@ -42,6 +43,46 @@ describe('spool', () => {
     expect(sent).toBe(4);
     expect(spool.size).toBe(6);
     expect(spool.dropped).toBe(0);
+  });
+
+  it('removes (and counts) a message the broker refuses for good, and sends the ones behind it', async () => {
+    const dir = await tmpDir();
+    const spool = new Spool(dir, { maxEntries: 100, maxBytes: 1 << 20 }, QUICK);
+    await spool.open();
+    for (let i = 0; i < 3; i++) await spool.push(entry(i));
+    const sent: number[] = [];
+    const delivered = await spool.flush((e) => {
+      const i = (JSON.parse(e.payload) as { i: number }).i;
+      if (i === 1) return Promise.reject(new OutpostError('TRANSPORT_PUBLISH_REJECTED', 'Not authorized (0x87)'));
+      sent.push(i);
+      return Promise.resolve();
+    });
+    expect([delivered, sent, spool.size, spool.refused]).toEqual([2, [0, 2], 0, 1]);
+    const again = new Spool(dir, { maxEntries: 100, maxBytes: 1 << 20 });
+    await again.open();
+    expect(again.refused).toBe(1);
+  });
+
+  it('retries a refusal that may pass with backoff, then keeps it; offline stops at once', async () => {
+    const spool = new Spool(await tmpDir(), { maxEntries: 100, maxBytes: 1 << 20 }, QUICK);
+    await spool.open();
+    await spool.push(entry(0));
+    let calls = 0;
+    const busy = () => {
+      calls++;
+      return Promise.reject(
+        new OutpostError('TRANSPORT_PUBLISH_REJECTED', 'Quota exceeded (0x97)', { retryable: true }),
+      );
+    };
+    expect(await spool.flush(busy)).toBe(0);
+    expect([calls, spool.size, spool.refused]).toEqual([QUICK.maxAttempts, 1, 0]);
+    calls = 0;
+    const offline = () => {
+      calls++;
+      return Promise.reject(new OutpostError('TRANSPORT_OFFLINE', 'not connected'));
+    };
+    expect(await spool.flush(offline)).toBe(0);
+    expect([calls, spool.size]).toEqual([1, 1]);
   });
 
   it('bounds bytes too', async () => {
