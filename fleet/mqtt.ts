@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
+import { retry, type RetryEvent, type RetryPolicy } from '../runtime/retry.js';
 
 /**
  * The fleet's one MQTT.js connection. The streams server and the jobs service share it (each subscribes its own
@@ -24,9 +25,19 @@ export interface BrokerConnectOptions {
   readonly clientId?: string;
   readonly username?: string;
   readonly password?: string;
-  /** Give up the first connection after this long. */
+  /** Give up one connection attempt after this long. */
   readonly connectTimeoutMs?: number; // milliseconds
+  /** How the first connection is retried (a broker still starting, a blip); see CONNECT_RETRY. */
+  readonly retry?: RetryPolicy;
+  /** Before each retry of the first connection (the CLI's progress, tests). */
+  readonly onRetry?: (event: RetryEvent) => void;
 }
+
+/**
+ * The first connection: a few tries with the agent's jittered backoff (runtime/retry.ts), about 4 s in all, so a
+ * broker that is still starting is waited for; a CONNACK refusal (credentials, authorization) fails at once.
+ */
+export const CONNECT_RETRY: RetryPolicy = Object.freeze({ minMs: 250, maxMs: 2_000, jitter: 0.3, maxAttempts: 5 });
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000; // milliseconds
 /** MQTT.js's own reconnect after the first connection: subscriptions are restored by it (`resubscribe`). */
@@ -43,13 +54,28 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
     clientId: options.clientId ?? `outpost-fleet-${randomBytes(4).toString('hex')}`,
     clean: true,
     keepalive: KEEPALIVE_SECONDS,
-    reconnectPeriod: RECONNECT_PERIOD_MS,
+    // Not while the first connection is being made: those retries are ours (below), with backoff and jitter.
+    reconnectPeriod: 0,
     connectTimeout: timeoutMs,
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
     ...(await tlsOptions(options.tls)),
   };
-  const client = connect(options.url, clientOptions);
+  const client = await retry(() => attempt(options.url, clientOptions, timeoutMs), {
+    policy: options.retry ?? CONNECT_RETRY,
+    ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
+  });
+  // Connected: from now on MQTT.js reconnects by itself, and restores the subscriptions (`resubscribe`).
+  client.options.reconnectPeriod = RECONNECT_PERIOD_MS;
+  client.on('error', (error) => {
+    log.warn({ err: error, url: options.url }, 'broker connection error');
+  });
+  return client;
+}
+
+/** One connection attempt: the connected client, or BROKER_UNREACHABLE (retryable, unless the broker refused us). */
+async function attempt(url: string, clientOptions: IClientOptions, timeoutMs: number): Promise<MqttClient> {
+  const client = connect(url, clientOptions);
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -63,21 +89,22 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
         clearTimeout(timer);
         reject(error);
       });
+      client.once('close', () => {
+        clearTimeout(timer);
+        reject(new Error('connection closed before CONNACK'));
+      });
     });
   } catch (error) {
     client.end(true);
+    // A CONNACK return code [MQTT 3.1.1 §3.2.2.3]: only 3 (server unavailable) can pass without an operator.
+    const code = (error as { code?: unknown }).code;
+    const refused = typeof code === 'number';
     throw new OutpostError(
       'BROKER_UNREACHABLE',
-      `cannot connect to the broker at ${options.url}: ${messageOf(error)}`,
-      {
-        cause: error,
-        details: { url: options.url },
-      },
+      `cannot connect to the broker at ${url}: ${messageOf(error)}${refused ? ` (CONNACK ${code})` : ''}`,
+      { cause: error, retryable: !refused || code === 3, details: { url, ...(refused ? { connack: code } : {}) } },
     );
   }
-  client.on('error', (error) => {
-    log.warn({ err: error, url: options.url }, 'broker connection error');
-  });
   return client;
 }
 
