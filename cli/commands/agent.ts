@@ -5,7 +5,7 @@ import { parseAgentConfig, readAgentConfig, type AgentConfigInput } from '../../
 import { DeploymentStore } from '../../device-agent/state.js';
 import { deploymentSummary, readStatus, type AgentStatus } from '../../device-agent/status.js';
 import { ModelStore } from '../../device-agent/store.js';
-import { logger, setLogLevel } from '../../runtime/log.js';
+import { logLevelFromEnv, logger, setLogLevel } from '../../runtime/log.js';
 import { cliFlags } from '../context.js';
 import { choice, collect } from '../options.js';
 import { formatBytes, print, printJson, table } from '../output.js';
@@ -70,13 +70,6 @@ export async function agentConfig(flags: AgentFlags) {
     },
     flags.config ?? 'agent flags',
   );
-}
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-function logLevelFromEnv(): (typeof LOG_LEVELS)[number] | undefined {
-  const level = process.env.OUTPOST_LOG_LEVEL;
-  return LOG_LEVELS.find((l) => l === level);
 }
 
 /** Stale beyond this many status intervals: the pid in the file may since belong to another process. */
