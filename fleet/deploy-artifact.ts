@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   type JobDocument,
   DEFAULT_BLOCK_SIZE,
@@ -12,7 +12,8 @@ import {
 } from '../device-agent/protocol/index.js';
 import { openArtifact, packArtifact, sha256Bytes, sha256File } from '../runtime/artifact/index.js';
 import type { Manifest } from '../runtime/artifact/manifest.js';
-import { fromFsError } from '../runtime/errors.js';
+import { OutpostError, fromFsError } from '../runtime/errors.js';
+import { BARE_MODEL_SUFFIXES, isBareModelPath, wrapBareModel } from '../runtime/model/wrap.js';
 import { logger } from '../runtime/log.js';
 import { withOutpostErrors } from './protocol-errors.js';
 
@@ -34,6 +35,8 @@ export interface PrepareOptions {
   /** How the devices put the new version into service (job document `rollout`); default replace. */
   readonly rollout?: JobDocument['rollout'];
   readonly notes?: string;
+  /** A bare model is wrapped into an artifact signed with this ed25519 key (PEM text or path); else unsigned. */
+  readonly signingKey?: string;
   /** Public keys (PEM text or paths): when given, the artifact must carry a signature by one of them. */
   readonly trustedKeys?: readonly string[];
   /** Parent of the deployment's scratch directory; default the OS temp directory. */
@@ -65,20 +68,35 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
   }
   try {
     const source = resolve(options.artifact);
-    let isDirectory: boolean;
-    try {
-      isDirectory = (await stat(source)).isDirectory();
-    } catch (error) {
-      throw fromFsError(error, source, 'read');
+    const kind = await sourceKind(source);
+    if (options.signingKey !== undefined && kind !== 'model') {
+      throw new OutpostError(
+        'INVALID_ARGUMENT',
+        `a signing key signs the artifact a plain model is wrapped into; ${options.artifact} is an artifact already (sign it when compiling it)`,
+        { details: { path: options.artifact } },
+      );
     }
+    // A bare model becomes a one-variant artifact first (as loadModel treats it), then ships like any other.
+    const wrapped =
+      kind === 'model'
+        ? (
+            await wrapBareModel(source, join(scratch, 'wrapped'), {
+              ...(options.signingKey === undefined ? {} : { signingKey: options.signingKey }),
+            })
+          ).dir
+        : undefined;
+    const isDirectory = kind === 'directory' || wrapped !== undefined;
     // An archive is copied first and the copy verified, hashed and served: the file verified is the file shipped.
-    const input = isDirectory ? source : join(scratch, basename(source));
-    if (!isDirectory)
+    const input = wrapped ?? (kind === 'directory' ? source : join(scratch, 'artifact.tar.gz'));
+    if (kind === 'archive')
       await copyFile(source, input).catch((error: unknown) => Promise.reject(fromFsError(error, source, 'read')));
     // openArtifact verifies (and for an archive unpacks privately and checks every entry); nothing unverified ships.
+    // Its errors name the user's file, not the private copy.
     const opened = await openArtifact(input, {
       ...(options.trustedKeys === undefined ? {} : { trustedKeys: options.trustedKeys }),
       workDir: scratch,
+    }).catch((error: unknown) => {
+      throw naming(error, scratch, options.artifact);
     });
     const { name, version, target } = opened.manifest;
     let archive: { path: string; sha256: string; bytes: number };
@@ -125,6 +143,40 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
     await rm(scratch, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** What the user gave: an artifact directory, an artifact archive (gzip), or a bare `.onnx`/`.ort` model. */
+async function sourceKind(path: string): Promise<'directory' | 'archive' | 'model'> {
+  let handle;
+  try {
+    if ((await stat(path)).isDirectory()) return 'directory';
+    handle = await open(path, 'r');
+    const head = Buffer.alloc(2);
+    await handle.read(head, 0, 2, 0);
+    if (head[0] === 0x1f && head[1] === 0x8b) return 'archive'; // gzip magic (RFC 1952 §2.3.1)
+  } catch (error) {
+    throw fromFsError(error, path, 'read');
+  } finally {
+    await handle?.close();
+  }
+  if (isBareModelPath(path)) return 'model';
+  throw new OutpostError(
+    'INVALID_ARGUMENT',
+    `${path} is neither an artifact (a directory or a .tar.gz) nor a model (${BARE_MODEL_SUFFIXES.join(', ')})`,
+    { details: { path, accepted: ['directory', '.tar.gz', ...BARE_MODEL_SUFFIXES] } },
+  );
+}
+
+/** An error about the private scratch copy, reworded to name the file the user gave. */
+function naming(error: unknown, scratch: string, given: string): Error {
+  if (!(error instanceof Error)) return new OutpostError('INTERNAL', String(error));
+  if (!(error instanceof OutpostError) || !error.message.includes(scratch)) return error;
+  const message = error.message.replace(new RegExp(`${escapeRegExp(scratch)}[^\\s:;,'"]*`, 'g'), given);
+  return new OutpostError(error.code, message, { cause: error, retryable: error.retryable, details: error.details });
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** `deploy-<model>-<version>-<6 hex>`, squeezed into the job id pattern (1–64 of [a-zA-Z0-9_-]). */

@@ -16,8 +16,10 @@ import { type StreamsServerOptions, StreamsServer } from './streams-server.js';
  * without, returns a Deployment that serves until `close()`.
  */
 export interface DeployOptions {
-  /** An artifact directory or `.tar.gz`; verified before it is shipped. */
+  /** An artifact directory or `.tar.gz`, or a bare `.onnx`/`.ort` model (wrapped first); verified before it ships. */
   readonly artifact: string;
+  /** A bare model's wrapper is signed with this ed25519 private key (PEM text or path). */
+  readonly signingKey?: string;
   readonly things: readonly string[];
   readonly brokerUrl: string;
   readonly tls?: FleetTls;
@@ -111,7 +113,7 @@ async function start(options: DeployOptions): Promise<Deployment> {
   const prepared = await prepareArtifact({
     artifact: options.artifact,
     ...(options.jobId === undefined ? {} : { streamId: options.jobId }),
-    ...pick(options, ['blockSize', 'keepVersions', 'notes', 'trustedKeys', 'workDir', 'rollout']),
+    ...pick(options, ['blockSize', 'keepVersions', 'notes', 'trustedKeys', 'workDir', 'rollout', 'signingKey']),
   });
   const jobId = prepared.document.artifact.streamId;
   let client: MqttClient | undefined;

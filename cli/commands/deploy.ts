@@ -16,6 +16,7 @@ interface DeployCliOptions {
   wait?: boolean;
   timeout?: number;
   trustKey?: string[];
+  signKey?: string;
   canary?: number;
   shadow?: number;
   bakeSeconds?: number;
@@ -52,6 +53,7 @@ async function run(artifact: string, opts: DeployCliOptions): Promise<void> {
     ...(tls === undefined ? {} : { tls }),
     ...(opts.jobId === undefined ? {} : { jobId: opts.jobId }),
     ...(opts.trustKey === undefined ? {} : { trustedKeys: opts.trustKey }),
+    ...(opts.signKey === undefined ? {} : { signingKey: opts.signKey }),
     ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
     ...rolloutOf(opts),
     onEvent: opts.json === true ? undefined : progress,
@@ -141,7 +143,7 @@ export function register(program: Command): void {
     .description(
       'deliver an artifact to things over MQTT (AWS IoT Jobs + MQTT-based file delivery) and report each status',
     )
-    .argument('<artifact>', 'artifact directory or .tar.gz')
+    .argument('<artifact>', 'artifact directory or .tar.gz, or a plain .onnx/.ort model (wrapped into an artifact)')
     .requiredOption('--thing <names>', 'thing name(s), comma-separated (repeatable)', collect)
     .requiredOption('--broker <url>', 'broker URL: mqtt://host:1883, mqtts://host:8883, ws://…')
     .option('--ca <pem>', 'CA certificate (file) that signed the broker certificate')
@@ -158,6 +160,7 @@ export function register(program: Command): void {
       parsePositiveInt,
     )
     .option('--trust-key <pem>', 'public key whose signature the artifact must carry (repeatable)', collect)
+    .option('--sign-key <pem>', 'for a plain .onnx/.ort: sign the artifact it is wrapped into with this ed25519 key')
     .option('--canary <percent>', 'serve the new version to this % of requests beside the current one', parsePercent)
     .option(
       '--shadow <percent>',
