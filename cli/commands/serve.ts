@@ -5,6 +5,7 @@ import { logger } from '../../runtime/log.js';
 import type { Model } from '../../runtime/model/model.js';
 import { ServerMetrics } from '../../runtime/server/metrics.js';
 import { StaticRepository } from '../../runtime/server/repository.js';
+import { DEFAULT_MAX_RESPONSE } from '../../runtime/server/response.js';
 import { DEFAULT_MAX_BODY, InferenceServer } from '../../runtime/server/server.js';
 import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson } from '../output.js';
@@ -22,6 +23,7 @@ interface ServeOptions extends ModelOptions {
   maxBatchSize?: number;
   maxQueueDelayMs?: number;
   maxBodyBytes: number;
+  maxResponseBytes: number;
   requireSignature?: boolean;
   tuning?: string;
 }
@@ -74,6 +76,7 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
       ...(opts.socket === undefined ? {} : { socket: opts.socket }),
       ...(token === undefined ? {} : { token }),
       maxBodyBytes: opts.maxBodyBytes,
+      maxResponseBytes: opts.maxResponseBytes,
       metrics: () => metrics.text(),
     });
     const { url } = await server.listen();
@@ -123,6 +126,12 @@ export function register(program: Command): void {
         parseDelayMs,
       )
       .option('--max-body-bytes <n>', 'largest request body; larger ones get 413', parsePositiveInt, DEFAULT_MAX_BODY)
+      .option(
+        '--max-response-bytes <n>',
+        'largest answer; larger ones get 400 RESPONSE_TOO_LARGE',
+        parsePositiveInt,
+        DEFAULT_MAX_RESPONSE,
+      )
       .option('--require-signature', 'refuse artifacts not signed by a --trust-key (implied by --trust-key)')
       .option('--tuning <file>', '`outpost tune --out` file: per model variant, backend, threads and batching'),
   ).action(serve);

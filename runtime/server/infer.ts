@@ -5,7 +5,8 @@ import { HttpError } from './errors.js';
 import { readBody, responseOpen, sendParts } from './http.js';
 import { decodeInputs } from './inputs.js';
 import { servingPipeline, type ServingPipeline } from './pipeline.js';
-import { encodeInferResponse, parseInferRequest, type InferRequest } from './protocol.js';
+import { parseInferRequest, parseOutputs, type InferRequest, type RequestedOutput } from './protocol.js';
+import { encodeInferResponse } from './response.js';
 import type { ModelService } from './service.js';
 
 export interface InferTarget {
@@ -15,6 +16,8 @@ export interface InferTarget {
   /** The version named in the path, if any. */
   readonly version: string | undefined;
   readonly maxBodyBytes: number;
+  /** Answers above this are refused (400 RESPONSE_TOO_LARGE) before they are fully encoded. */
+  readonly maxResponseBytes: number;
 }
 
 const IMAGE_TYPE = /^image\/[\w.+-]+\s*(;|$)/i;
@@ -27,7 +30,26 @@ function parseJson(bytes: Buffer): unknown {
   }
 }
 
-/** An image body (`Content-Type: image/*`): the whole body is the image input; every output comes back as JSON. */
+/**
+ * What an image body asks for, in the query string (an image body has no JSON to say it in): `outputs=a,b` (default:
+ * the artifact's declared answer) and `binary_data_output=true` (default false), as the JSON request's fields.
+ */
+function imageOutputs(req: IncomingMessage, pipeline: ServingPipeline): RequestedOutput[] {
+  const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+  const flag = query.get('binary_data_output');
+  if (flag !== null && flag !== 'true' && flag !== 'false')
+    throw new HttpError(400, `binary_data_output must be true or false, got "${flag}"`, 'INPUT_INVALID');
+  const names = query.getAll('outputs').flatMap((v) => v.split(',').filter((n) => n !== ''));
+  const context = { inputs: [], outputNames: pipeline.outputNames };
+  return parseOutputs(
+    names.length === 0 ? undefined : names.map((name) => ({ name })),
+    flag === 'true',
+    context,
+    pipeline.answerNames,
+  );
+}
+
+/** An image body (`Content-Type: image/*`): the whole body is the image input; the query string picks the outputs. */
 async function imageRequest(req: IncomingMessage, target: InferTarget, pipeline: ServingPipeline) {
   const input = pipeline.image?.input;
   if (input === undefined) {
@@ -37,8 +59,9 @@ async function imageRequest(req: IncomingMessage, target: InferTarget, pipeline:
       'UNSUPPORTED_MEDIA_TYPE',
     );
   }
+  const outputs = imageOutputs(req, pipeline); // a bad query is a 400 before the body is read
   const body = await readBody(req, target.maxBodyBytes);
-  const request: InferRequest = { inputs: [], outputs: pipeline.outputNames.map((name) => ({ name, binary: false })) };
+  const request: InferRequest = { inputs: [], outputs };
   return { request, feeds: { [input]: await pipeline.images([body]) } };
 }
 
@@ -95,7 +118,7 @@ export async function handleInfer(req: IncomingMessage, res: ServerResponse, tar
   const outputs = served.wantsPostprocess(request.outputs)
     ? { ...result.outputs, ...served.postprocess(result.outputs) }
     : result.outputs;
-  const response = encodeInferResponse(result.model, request, outputs);
+  const response = encodeInferResponse(result.model, request, outputs, target.maxResponseBytes);
   if (response.parts.length === 0) {
     sendParts(res, 200, { 'content-type': 'application/json' }, [response.header]);
     return;

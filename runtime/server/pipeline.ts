@@ -29,6 +29,11 @@ export class ServingPipeline {
   readonly extraOutputs: readonly TensorMetadata[];
   /** Every output a request may ask for: the model's own, then post-processing's. */
   readonly outputNames: readonly string[];
+  /**
+   * The artifact's declared answer, what an image body gets unless it asks for other outputs: the post-processing
+   * outputs when the artifact declares post-processing (top-k labels, probabilities …), else every model output.
+   */
+  readonly answerNames: readonly string[];
   private readonly plan: PostprocessPlan;
   private readonly extra: ReadonlySet<string>;
 
@@ -48,6 +53,7 @@ export class ServingPipeline {
     this.extraOutputs = this.plan.outputs;
     this.extra = new Set(this.plan.outputs.map((o) => o.name));
     this.outputNames = [...model.outputs.map((o) => o.name), ...this.extra];
+    this.answerNames = this.extra.size > 0 ? [...this.extra] : model.outputs.map((o) => o.name);
   }
 
   /** Whether any requested output comes from post-processing (else it is not run). */

@@ -1,9 +1,8 @@
 import type { TensorSpec } from '../artifact/manifest.js';
-import type { TensorValue } from '../backends/types.js';
 import type { Model } from '../model/model.js';
 import type { DType } from '../tensor/dtype.js';
-import { dtypeFromName, kserveDatatype, tensorToJson } from '../tensor/json.js';
-import { HEADER_LENGTH_HEADER, tensorToBinary } from './binary.js';
+import { dtypeFromName, kserveDatatype } from '../tensor/json.js';
+import { HEADER_LENGTH_HEADER } from './binary.js';
 import { HttpError } from './errors.js';
 
 /**
@@ -186,9 +185,18 @@ function parseInput(value: unknown, i: number, context: RequestContext, binary: 
   return { name, dtype, dims, binary: binary.take(size as number, what) };
 }
 
-function parseOutputs(value: unknown, all: boolean, context: RequestContext): RequestedOutput[] {
+/**
+ * The `outputs` of a request: omitted or empty, every output the context lists (`defaults`, when given: an image
+ * body's declared answer); else those named, in that order, each binary when it says so or `all` says so.
+ */
+export function parseOutputs(
+  value: unknown,
+  all: boolean,
+  context: RequestContext,
+  defaults: readonly string[] = context.outputNames,
+): RequestedOutput[] {
   if (value === undefined || (Array.isArray(value) && value.length === 0))
-    return context.outputNames.map((name) => ({ name, binary: all }));
+    return defaults.map((name) => ({ name, binary: all }));
   if (!Array.isArray(value)) throw bad('"outputs" must be an array');
   const seen = new Set<string>();
   return value.map((o: unknown, i) => {
@@ -232,48 +240,4 @@ export function parseInferRequest(body: unknown, binary: Buffer | undefined, con
     inputs: parsed,
     outputs: parseOutputs(outputs, all === true, context),
   };
-}
-
-/** A response ready to write: the JSON object, then the binary outputs' bytes in output order. */
-export interface EncodedResponse {
-  readonly header: Buffer;
-  readonly parts: readonly Uint8Array[];
-  readonly binaryBytes: number;
-}
-
-/** The inference response: JSON tensors where the client asked for JSON, binary data where it asked for binary. */
-export function encodeInferResponse(
-  model: Model,
-  request: InferRequest,
-  outputs: Readonly<Record<string, TensorValue>>,
-): EncodedResponse {
-  const parts: Uint8Array[] = [];
-  let binaryBytes = 0;
-  const described: object[] = [];
-  for (const { name, binary } of request.outputs) {
-    const tensor = outputs[name];
-    if (tensor === undefined) continue;
-    if (!binary) {
-      described.push({ name, ...tensorToJson(tensor) });
-      continue;
-    }
-    const bytes = tensorToBinary(tensor);
-    parts.push(bytes);
-    binaryBytes += bytes.byteLength;
-    described.push({
-      name,
-      datatype: kserveDatatype(tensor.type),
-      shape: [...tensor.dims],
-      parameters: { binary_data_size: bytes.byteLength },
-    });
-  }
-  const header = Buffer.from(
-    JSON.stringify({
-      model_name: model.name,
-      model_version: model.version,
-      ...(request.id === undefined ? {} : { id: request.id }),
-      outputs: described,
-    }),
-  );
-  return { header, parts, binaryBytes };
 }

@@ -12,6 +12,7 @@ import { responseOpen, sendJson, sendText } from './http.js';
 import { handleInfer } from './infer.js';
 import { servingPipeline } from './pipeline.js';
 import { modelMetadata } from './protocol.js';
+import { DEFAULT_MAX_RESPONSE } from './response.js';
 import type { ServiceRepository } from './repository.js';
 
 const log = logger('server');
@@ -47,6 +48,8 @@ export interface ServerOptions {
   readonly socket?: string;
   /** Request bodies above this are refused with 413 before they are read into memory. */
   readonly maxBodyBytes?: number; // bytes
+  /** Answers above this are refused with 400 RESPONSE_TOO_LARGE, never encoded whole (response.ts). */
+  readonly maxResponseBytes?: number; // bytes
   /** When set, every route but the health checks needs `Authorization: Bearer <token>` (auth.ts). */
   readonly token?: string;
   /** Prometheus text exposition for `GET /metrics`; the route is absent without it. */
@@ -230,7 +233,8 @@ export class InferenceServer {
     if (action === 'infer') {
       if (req.method !== 'POST') throw new HttpError(405, 'infer takes POST', 'METHOD_NOT_ALLOWED');
       const maxBodyBytes = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY;
-      await handleInfer(req, res, { service, model, version, maxBodyBytes });
+      const maxResponseBytes = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
+      await handleInfer(req, res, { service, model, version, maxBodyBytes, maxResponseBytes });
       return;
     }
     if (req.method !== 'GET') throw new HttpError(405, `${path} takes GET`, 'METHOD_NOT_ALLOWED');

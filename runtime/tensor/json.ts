@@ -123,6 +123,14 @@ export function tensorFromJson(value: unknown, what: string, expected?: DType): 
   return { data: fillData(dtype, flat, what), dims, type: dtype };
 }
 
+/** One element as plain JSON: bigints as numbers when exact, else strings; bool as true/false. */
+export function jsonElement(v: number | bigint | string | undefined, type: DType): number | string | boolean {
+  if (typeof v === 'bigint')
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (type === 'bool') return v === 1;
+  return v as number | string;
+}
+
 /** A tensor as plain JSON (bigints as numbers when exact, else strings). */
 export function tensorToJson(tensor: { type: DType; dims: readonly number[]; data: TensorData }): {
   datatype: string;
@@ -131,14 +139,6 @@ export function tensorToJson(tensor: { type: DType; dims: readonly number[]; dat
 } {
   const data: (number | string | boolean)[] = [];
   const { data: values } = tensor;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (typeof v === 'bigint')
-      data.push(
-        v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString(),
-      );
-    else if (tensor.type === 'bool') data.push(v === 1);
-    else data.push(v as number | string);
-  }
+  for (let i = 0; i < values.length; i++) data.push(jsonElement(values[i], tensor.type));
   return { datatype: kserveDatatype(tensor.type), shape: [...tensor.dims], data };
 }

@@ -113,7 +113,56 @@ async function mlpArtifact(dir: string): Promise<string> {
   return out;
 }
 
-export type FixtureName = 'probe' | 'echo' | 'mlp' | 'classifier' | 'classifier2';
+/** Outputs of `mosaic`, and the repeats that make each one 4× the image. */
+export const MOSAIC_OUTPUTS = 12;
+const MOSAIC_REPEATS = [1, 1, 2, 2];
+
+/**
+ * `mosaic`: an image model (no post-processing) with MOSAIC_OUTPUTS large outputs, `tile<i>` FP32 [1, 3, 128, 128] =
+ * the pre-processed image × (i + 1), tiled 2×2: every image answer it gives by default is all of them, ~10 MB of JSON.
+ */
+async function mosaicArtifact(dir: string): Promise<string> {
+  const g = new GraphBuilder('mosaic');
+  const image = g.input('image', 'float32', [1, 3, 64, 64]);
+  const repeats = g.initializer('repeats', BigInt64Array.from(MOSAIC_REPEATS, BigInt), [4]);
+  const outputs: ManifestDraft['outputs'] = [];
+  for (let i = 0; i < MOSAIC_OUTPUTS; i++) {
+    const scale = g.initializer(`scale${i}`, Float32Array.of(i + 1), []);
+    const name = `tile${i}`;
+    g.output(
+      g.nodeOutputs('Tile', [g.node('Mul', [image, scale]), repeats], [name])[0] ?? '',
+      'float32',
+      [1, 3, 128, 128],
+    );
+    outputs.push({ name, dtype: 'float32', shape: [1, 3, 128, 128] });
+  }
+  const model = join(dir, 'mosaic.onnx');
+  await saveModel(g.build({ opsets: { '': OPSET } }), model);
+  const manifest: ManifestDraft = {
+    name: 'mosaic',
+    version: '1',
+    target: { profile: 'any', arch: 'any' },
+    inputs: [{ name: 'image', dtype: 'float32', shape: [1, 3, 64, 64] }],
+    outputs,
+    variants: [
+      {
+        id: 'fp32',
+        file: 'variants/mosaic.onnx',
+        precision: 'fp32',
+        format: 'onnx',
+        backends: ['native', 'wasm'],
+        rank: 1,
+      },
+    ],
+    pipeline: { preprocess: IMAGE_PREPROCESS },
+    producer: { outpost: 'test' },
+  };
+  const out = join(dir, 'mosaic-artifact');
+  await writeArtifact(out, { manifest, files: [{ path: 'variants/mosaic.onnx', from: model }] });
+  return out;
+}
+
+export type FixtureName = 'probe' | 'echo' | 'mlp' | 'classifier' | 'classifier2' | 'mosaic';
 
 const BUILDERS: Readonly<Record<FixtureName, (dir: string) => Promise<string>>> = Object.freeze({
   probe: probeModel,
@@ -121,6 +170,7 @@ const BUILDERS: Readonly<Record<FixtureName, (dir: string) => Promise<string>>> 
   mlp: mlpArtifact,
   classifier: (dir) => imageArtifact(dir, '1.0.0'),
   classifier2: (dir) => imageArtifact(dir, '2.0.0'),
+  mosaic: mosaicArtifact,
 });
 
 /** Builds the named fixture in `dir`: an artifact directory, or a plain .onnx for `probe` and `echo`. */

@@ -42,7 +42,8 @@ afterAll(async () => {
   await dispose();
 });
 
-const infer = (options: CallOptions, path = '/v2/models/classifier/versions/1.0.0/infer') => call(url, path, options);
+const PATH = '/v2/models/classifier/versions/1.0.0/infer';
+const infer = (options: CallOptions, path = PATH) => call(url, path, options);
 
 /** What the server should answer for `image`, computed in process with the runtime's own pipeline functions. */
 async function expected(model: Model, image: Buffer) {
@@ -97,9 +98,23 @@ describe('image inputs', () => {
     expectClassified(inferReply(await infer(binary)).outputs, want);
     const base64 = { inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [png.toString('base64')] }] };
     expectClassified(inferReply(await infer({ body: JSON.stringify(base64) })).outputs, want);
-    const raw = await infer({ body: png, headers: { 'content-type': 'image/png' } });
+    const everything =
+      '?outputs=logits,logits.probabilities,logits.top_k_indices,logits.top_k_scores,logits.top_k_labels';
+    const raw = await infer({ body: png, headers: { 'content-type': 'image/png' } }, `${PATH}${everything}`);
     expect(raw.status).toBe(200);
     expectClassified(inferReply(raw).outputs, want);
+  });
+
+  it("answers an image body with the artifact's declared answer (its post-processing outputs) by default", async () => {
+    const reply = inferReply(await infer({ body: png, headers: { 'content-type': 'image/png' } }));
+    expect(reply.outputs.map((o) => o.name)).toEqual([
+      'logits.probabilities',
+      'logits.top_k_indices',
+      'logits.top_k_scores',
+      'logits.top_k_labels',
+    ]);
+    const want = await expected(models.classifier, png);
+    expect(byName(reply.outputs)['logits.top_k_labels']?.data).toEqual(want.top.map((c) => c.label));
   });
 
   it('returns post-processing outputs as binary on request, and only the outputs asked for', async () => {
