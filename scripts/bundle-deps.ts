@@ -19,8 +19,8 @@ const INSTALL_RECIPE_VERSION = 1;
 
 /**
  * `--ignore-scripts` skips every install script, each on purpose: onnxruntime-node's postinstall downloads CUDA
- * libraries from outside the npm registry (the project's `.npmrc` skips it too; a Jetson installs them with
- * `ONNXRUNTIME_NODE_INSTALL=cuda12`, docs/install-jetson.md); aws-crt's only rebuilds from source when its prebuilt
+ * libraries from outside the npm registry (package.json's `allowScripts` denies it too; a Jetson builds its own,
+ * docs/install-jetson.md); aws-crt's only rebuilds from source when its prebuilt
  * binary is missing (for linux-arm64-glibc it is present); protobufjs's only prints a version warning. None of them
  * may run here anyway: they would run on the build host, not the target.
  */
