@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
+import { retry } from '../runtime/retry.js';
 import type { Model } from '../runtime/model/model.js';
 import { readTokenFile } from '../runtime/server/auth.js';
 import { InferenceServer } from '../runtime/server/server.js';
@@ -204,12 +205,17 @@ export class Agent {
     if (transport === undefined || jobs === undefined) return;
     void (async () => {
       try {
-        await jobs.start();
+        // Subscribing can time out on a busy broker: retried like start-next (a refusal is logged below).
+        await retry(() => jobs.start(), {
+          policy: this.config.retry.startNext,
+          signal: this.abort.signal,
+          network: 'stop',
+        });
         await this.publishStatus();
         await this.flushSpool(transport);
         this.wake();
       } catch (error) {
-        log.warn({ error: messageOf(error) }, 'could not finish connecting');
+        if (!this.abort.signal.aborted) log.warn({ error: messageOf(error) }, 'could not finish connecting');
       }
     })();
   }
