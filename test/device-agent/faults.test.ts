@@ -141,8 +141,12 @@ describe('agent faults: SIGKILL', () => {
     }
     const outcome = await settled(deployment);
     expect(outcome?.status, JSON.stringify(outcome?.statusDetails)).toBe('SUCCEEDED');
-    const state = await deploymentState(join(data, 'state'), deployment.jobId);
-    expect(state?.step).toBe('done');
+    // The fleet hears SUCCEEDED before the agent records `done` (its last write, after the reply): wait for it.
+    const state = await waitFor(async () => {
+      const s = await deploymentState(join(data, 'state'), deployment.jobId);
+      return s?.step === 'done' ? s : undefined;
+    }, SETTLE_MS);
+    expect(state.outcome).toMatchObject({ status: 'SUCCEEDED' });
   });
 });
 
