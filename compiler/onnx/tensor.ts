@@ -1,7 +1,17 @@
 import { clearField, create, isFieldSet } from '@bufbuild/protobuf';
 import { TensorProtoSchema, TensorProto_DataLocation, type TensorProto } from 'onnx-buf';
 import { OutpostError } from '../../runtime/errors.js';
-import { DTYPES, byteLength, dtypeFromOnnx, type DType, type TensorData } from '../../runtime/tensor/dtype.js';
+import {
+  DTYPES,
+  allocateData,
+  byteLength,
+  dataMatchesDType,
+  dtypeFromOnnx,
+  dtypeOfData,
+  type DType,
+  type NumericData,
+  type TensorData,
+} from '../../runtime/tensor/dtype.js';
 import { HOST_IS_LITTLE_ENDIAN } from './float16.js';
 
 /**
@@ -17,21 +27,7 @@ export interface TensorValue {
   data: TensorData;
 }
 
-type NumericArray = Exclude<TensorData, string[]>;
-type NumericCtor = new (length: number) => NumericArray;
-
-const CTORS: Readonly<Record<Exclude<(typeof DTYPES)[DType]['array'], 'Array'>, NumericCtor>> = Object.freeze({
-  Float32Array,
-  Float64Array,
-  Int8Array,
-  Uint8Array,
-  Int16Array,
-  Uint16Array,
-  Int32Array,
-  Uint32Array,
-  BigInt64Array,
-  BigUint64Array,
-});
+type NumericArray = NumericData;
 
 const utf8Decoder = new TextDecoder();
 const utf8Encoder = new TextEncoder();
@@ -93,8 +89,7 @@ function assertLittleEndian(): void {
 /** Little-endian bytes → the dtype's array (a copy: raw_data views are rarely aligned for wider element types). */
 export function bytesToArray(dtype: DType, bytes: Uint8Array, count: number): NumericArray {
   if (dtype === 'string') throw new OutpostError('INVALID_ARGUMENT', 'string tensors have no raw byte form');
-  const Ctor = CTORS[DTYPES[dtype].array];
-  const out = new Ctor(arrayLength(dtype, count));
+  const out = allocateData(dtype, arrayLength(dtype, count)) as NumericArray;
   if (out.BYTES_PER_ELEMENT > 1) assertLittleEndian();
   new Uint8Array(out.buffer, 0, out.byteLength).set(bytes.subarray(0, out.byteLength));
   return out;
@@ -110,7 +105,7 @@ function checkArrayType(dtype: DType, data: TensorData): void {
   if (expected === 'Array') ok = Array.isArray(data);
   else if (DTYPES[dtype].bits <= 8)
     ok = isByteArray(data); // one-byte and packed types: view signedness is immaterial
-  else ok = data instanceof CTORS[expected];
+  else ok = dataMatchesDType(data, dtype);
   if (!ok) {
     const got = Array.isArray(data) ? 'Array' : data.constructor.name;
     throw new OutpostError('INVALID_ARGUMENT', `${dtype} data must be a ${expected}, got ${got}`, {
@@ -168,7 +163,7 @@ function fromTypedFields(tensor: TensorProto, dtype: DType, count: number): Tens
       // int32_data holds every narrower type widened, one element per entry, and sub-byte types one packed byte
       // per entry (onnx.proto, TensorProto.int32_data); assignment into the narrow array truncates back.
       check(tensor.int32Data.length, 'int32_data');
-      const out = new CTORS[DTYPES[dtype].array as keyof typeof CTORS](length);
+      const out = allocateData(dtype, length) as NumericArray;
       (out as Exclude<NumericArray, BigInt64Array | BigUint64Array>).set(tensor.int32Data);
       return out;
     }
@@ -232,17 +227,7 @@ export function tensorBytes(tensor: TensorProto): Uint8Array<ArrayBuffer> {
 
 /** The dtype a typed array implies when none is given (Uint8Array → uint8, Uint16Array → uint16, …). */
 export function inferDType(data: TensorData): DType {
-  if (Array.isArray(data)) return 'string';
-  if (data instanceof Float32Array) return 'float32';
-  if (data instanceof Float64Array) return 'float64';
-  if (data instanceof Int8Array) return 'int8';
-  if (data instanceof Uint8Array) return 'uint8';
-  if (data instanceof Int16Array) return 'int16';
-  if (data instanceof Uint16Array) return 'uint16';
-  if (data instanceof Int32Array) return 'int32';
-  if (data instanceof Uint32Array) return 'uint32';
-  if (data instanceof BigInt64Array) return 'int64';
-  return 'uint64';
+  return dtypeOfData(data);
 }
 
 function checkDims(dims: readonly number[]): void {

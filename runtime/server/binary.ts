@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { DTYPES, type DType, type TensorData } from '../tensor/dtype.js';
+import { DTYPES, viewData, type DType, type NumericData, type TensorData } from '../tensor/dtype.js';
 import { kserveDatatype } from '../tensor/json.js';
 import { elementCount, zeros } from '../tensor/tensor.js';
 import { HttpError } from './errors.js';
@@ -90,38 +90,12 @@ export function isOneBytesElement(bytes: Uint8Array): boolean {
   return view.getUint32(0, true) === bytes.byteLength - LENGTH_PREFIX;
 }
 
-type NumericData = Exclude<TensorData, string[]>;
-
 /** A typed-array view of `bytes` as `dtype` without copying, when alignment and byte order allow. */
 function view(dtype: DType, bytes: Buffer, count: number): NumericData | undefined {
   const width = elementBytes(dtype) ?? 1;
   if (!LITTLE_ENDIAN_HOST && width > 1) return undefined;
   if (bytes.byteOffset % BINARY_ALIGNMENT !== 0) return undefined;
-  const { buffer, byteOffset } = bytes;
-  switch (DTYPES[dtype].array) {
-    case 'Float32Array':
-      return new Float32Array(buffer, byteOffset, count);
-    case 'Float64Array':
-      return new Float64Array(buffer, byteOffset, count);
-    case 'Int8Array':
-      return new Int8Array(buffer, byteOffset, count);
-    case 'Uint8Array':
-      return new Uint8Array(buffer, byteOffset, count);
-    case 'Int16Array':
-      return new Int16Array(buffer, byteOffset, count);
-    case 'Uint16Array':
-      return new Uint16Array(buffer, byteOffset, count);
-    case 'Int32Array':
-      return new Int32Array(buffer, byteOffset, count);
-    case 'Uint32Array':
-      return new Uint32Array(buffer, byteOffset, count);
-    case 'BigInt64Array':
-      return new BigInt64Array(buffer, byteOffset, count);
-    case 'BigUint64Array':
-      return new BigUint64Array(buffer, byteOffset, count);
-    case 'Array':
-      return undefined;
-  }
+  return viewData(dtype, bytes.buffer, bytes.byteOffset, count);
 }
 
 /** Reverses each element's bytes in place: the wire is little-endian whatever the host is. */

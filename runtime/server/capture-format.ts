@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { OutpostError, fromFsError, messageOf } from '../errors.js';
 import type { DType, TensorData } from '../tensor/dtype.js';
-import { isDType } from '../tensor/dtype.js';
+import { dtypeOfData, isDType } from '../tensor/dtype.js';
 import { dtypeFromName, kserveDatatype } from '../tensor/json.js';
 import { decodeNpy, encodeNpy } from '../tensor/npy.js';
 import { zeros, type TensorLike } from '../tensor/tensor.js';
@@ -167,24 +167,9 @@ export interface TensorSnapshot {
   readonly data: TensorData;
 }
 
-/** Array type → dtype, for feeds that leave `type` out (Uint8Array reads as uint8; bool feeds name their type). */
-const DTYPE_OF_ARRAY: readonly (readonly [abstract new (length: number) => unknown, DType])[] = Object.freeze([
-  [Float32Array, 'float32'],
-  [Float64Array, 'float64'],
-  [Int8Array, 'int8'],
-  [Uint8Array, 'uint8'],
-  [Int16Array, 'int16'],
-  [Uint16Array, 'uint16'],
-  [Int32Array, 'int32'],
-  [Uint32Array, 'uint32'],
-  [BigInt64Array, 'int64'],
-  [BigUint64Array, 'uint64'],
-]);
-
+/** The tensor's dtype: its `type`, else what its array implies (Uint8Array reads as uint8; bool feeds name theirs). */
 function dtypeOf(t: TensorLike): DType {
-  if (t.type !== undefined) return t.type;
-  if (Array.isArray(t.data)) return 'string';
-  return DTYPE_OF_ARRAY.find(([Typed]) => t.data instanceof Typed)?.[1] ?? 'uint8';
+  return t.type ?? dtypeOfData(t.data);
 }
 
 /** Bytes a tensor occupies in memory (strings: their UTF-16 length), for bounding the capture queue. */

@@ -70,7 +70,24 @@ export type TensorData =
   | BigUint64Array
   | string[];
 
-const CONSTRUCTORS = Object.freeze({
+/** Typed data of a numeric dtype (everything but string). */
+export type NumericData = Exclude<TensorData, string[]>;
+
+type ArrayName = Exclude<(typeof DTYPES)[DType]['array'], 'Array'>;
+
+/**
+ * The one table from `DTYPES[…].array` names to constructors: allocation, views over bytes and the reverse
+ * lookup (array → dtype) all go through it.
+ */
+const CONSTRUCTORS: Readonly<
+  Record<
+    ArrayName,
+    {
+      new (length: number): NumericData;
+      new (buffer: ArrayBufferLike, byteOffset: number, length: number): NumericData;
+    }
+  >
+> = Object.freeze({
   Float32Array,
   Float64Array,
   Int8Array,
@@ -81,11 +98,50 @@ const CONSTRUCTORS = Object.freeze({
   Uint32Array,
   BigInt64Array,
   BigUint64Array,
-  Array,
 });
+
+/** Array type → the dtype it implies when a tensor names none (Uint8Array → uint8, Uint16Array → uint16). */
+const DTYPE_OF_ARRAY: readonly (readonly [ArrayName, DType])[] = Object.freeze([
+  ['Float32Array', 'float32'],
+  ['Float64Array', 'float64'],
+  ['Int8Array', 'int8'],
+  ['Uint8Array', 'uint8'],
+  ['Int16Array', 'int16'],
+  ['Uint16Array', 'uint16'],
+  ['Int32Array', 'int32'],
+  ['Uint32Array', 'uint32'],
+  ['BigInt64Array', 'int64'],
+  ['BigUint64Array', 'uint64'],
+]);
 
 /** Whether `data` is the array type ONNX Runtime's JS API expects for `dtype` (bool and uint8 share Uint8Array). */
 export function dataMatchesDType(data: TensorData, dtype: DType): boolean {
   const expected = DTYPES[dtype].array;
   return expected === 'Array' ? Array.isArray(data) : data instanceof CONSTRUCTORS[expected];
+}
+
+/** A zero-filled array of `length` elements of the dtype's array type ("" for strings). */
+export function allocateData(dtype: DType, length: number): TensorData {
+  const name = DTYPES[dtype].array;
+  return name === 'Array' ? new Array<string>(length).fill('') : new CONSTRUCTORS[name](length);
+}
+
+/**
+ * A view of `length` elements of the dtype's array type over `buffer` from `byteOffset` (no copy; the offset must
+ * be a multiple of the element size). Strings have no byte form: undefined.
+ */
+export function viewData(
+  dtype: DType,
+  buffer: ArrayBufferLike,
+  byteOffset: number,
+  length: number,
+): NumericData | undefined {
+  const name = DTYPES[dtype].array;
+  return name === 'Array' ? undefined : new CONSTRUCTORS[name](buffer, byteOffset, length);
+}
+
+/** The dtype an array implies when none is given: its own type (Uint8Array → uint8, Uint16Array → uint16, …). */
+export function dtypeOfData(data: TensorData): DType {
+  if (Array.isArray(data)) return 'string';
+  return DTYPE_OF_ARRAY.find(([name]) => data instanceof CONSTRUCTORS[name])?.[1] ?? 'uint8';
 }

@@ -1,5 +1,5 @@
 import { OutpostError } from '../errors.js';
-import type { DType, TensorData } from './dtype.js';
+import { DTYPES, viewData, type DType, type TensorData } from './dtype.js';
 
 /**
  * NumPy's `.npy` format (numpy.lib.format, versions 1.0–3.0): magic, version, a header dict literal, raw data.
@@ -40,29 +40,7 @@ function view(dtype: DType, bytes: Uint8Array): Exclude<TensorData, string[]> {
   // Copy into a fresh, aligned buffer: the data offset in the file need not be a multiple of the element size.
   // (Not `bytes.slice()`: on a Node Buffer that is a view sharing the whole pooled ArrayBuffer.)
   const buffer = new Uint8Array(bytes).buffer;
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(buffer);
-    case 'float64':
-      return new Float64Array(buffer);
-    case 'int8':
-      return new Int8Array(buffer);
-    case 'int16':
-      return new Int16Array(buffer);
-    case 'uint16':
-    case 'float16':
-      return new Uint16Array(buffer);
-    case 'int32':
-      return new Int32Array(buffer);
-    case 'uint32':
-      return new Uint32Array(buffer);
-    case 'int64':
-      return new BigInt64Array(buffer);
-    case 'uint64':
-      return new BigUint64Array(buffer);
-    default:
-      return new Uint8Array(buffer);
-  }
+  return viewData(dtype, buffer, 0, buffer.byteLength / (DTYPES[dtype].bits / 8)) ?? new Uint8Array(buffer);
 }
 
 export function decodeNpy(bytes: Uint8Array, what = 'npy'): NpyTensor {

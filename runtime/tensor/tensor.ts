@@ -1,5 +1,5 @@
 import { OutpostError } from '../errors.js';
-import { DTYPES, type DType, type TensorData } from './dtype.js';
+import { allocateData, type DType, type TensorData } from './dtype.js';
 
 /** What `Model.infer()` accepts per input: ONNX Runtime tensors fit, and so does `{ data, dims }`. */
 export interface TensorLike {
@@ -17,30 +17,7 @@ export function elementCount(dims: readonly number[]): number {
 
 /** A zero-filled array of the right type for `dtype` ("" for strings). */
 export function zeros(dtype: DType, count: number): TensorData {
-  switch (DTYPES[dtype].array) {
-    case 'Float32Array':
-      return new Float32Array(count);
-    case 'Float64Array':
-      return new Float64Array(count);
-    case 'Int8Array':
-      return new Int8Array(count);
-    case 'Uint8Array':
-      return new Uint8Array(count);
-    case 'Int16Array':
-      return new Int16Array(count);
-    case 'Uint16Array':
-      return new Uint16Array(count);
-    case 'Int32Array':
-      return new Int32Array(count);
-    case 'Uint32Array':
-      return new Uint32Array(count);
-    case 'BigInt64Array':
-      return new BigInt64Array(count);
-    case 'BigUint64Array':
-      return new BigUint64Array(count);
-    case 'Array':
-      return new Array<string>(count).fill('');
-  }
+  return allocateData(dtype, count);
 }
 
 /** Mulberry32: a tiny seeded PRNG, so synthetic inputs and sample weights are the same on every run. */
