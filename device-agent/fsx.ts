@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { z } from 'zod';
+import { syncDir } from '../runtime/artifact/fs-atomic.js';
 import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 
 /**
@@ -22,7 +23,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
       await handle.close();
     }
     await rename(temp, path);
-    await fsyncDir(dir);
+    await syncDir(dir);
   } catch (error) {
     await rm(temp, { force: true }).catch(() => undefined);
     throw error instanceof OutpostError ? error : fromFsError(error, path, 'write');
@@ -33,15 +34,6 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** fsync on a directory makes a rename in it durable (POSIX leaves it to the directory's own sync). */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /** Reads and validates a JSON state file; undefined when absent; a corrupt one is an error naming it. */
 export async function readJson<S extends z.ZodType>(path: string, schema: S): Promise<z.infer<S> | undefined> {

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { MANIFEST_FILE, manifestDigest } from '../runtime/artifact/index.js';
 import { OutpostError, fromFsError, isOutpostError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import { fsyncDir, readJson, writeJsonAtomic } from './fsx.js';
+import { syncDir } from '../runtime/artifact/fs-atomic.js';
+import { readJson, writeJsonAtomic } from './fsx.js';
 
 const log = logger('agent.store');
 
@@ -114,7 +115,7 @@ export class ModelStore {
     await rename(staging, dir).catch((error: unknown) => {
       throw fromFsError(error, dir, 'write');
     });
-    await fsyncDir(this.modelDir(model));
+    await syncDir(this.modelDir(model));
     return dir;
   }
 
@@ -127,7 +128,7 @@ export class ModelStore {
     const temp = join(dir, `.current-${randomBytes(4).toString('hex')}`);
     await symlink(version, temp);
     await rename(temp, join(dir, CURRENT));
-    await fsyncDir(dir);
+    await syncDir(dir);
     log.info({ model, version }, 'activated');
   }
 

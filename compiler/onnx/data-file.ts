@@ -120,10 +120,3 @@ export async function writeModelFile(bytes: Uint8Array, tempPath: string, durabl
   }
 }
 
-export async function syncDirectory(dir: string): Promise<void> {
-  // Makes the renames themselves durable; some platforms cannot open a directory, which only costs durability.
-  const handle = await open(dir, 'r').catch(() => undefined);
-  if (handle === undefined) return;
-  await handle.sync().catch(() => undefined);
-  await handle.close();
-}

@@ -8,9 +8,10 @@ import {
   type ModelProto,
   type TensorProto,
 } from 'onnx-buf';
+import { syncDir } from '../../runtime/artifact/fs-atomic.js';
 import { OutpostError, fromFsError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import { syncDirectory, tempName, writeDataFile, writeModelFile, type Placement, type Written } from './data-file.js';
+import { tempName, writeDataFile, writeModelFile, type Placement, type Written } from './data-file.js';
 import { externalDataPath, locationProblem, readTensorBytes } from './external-data.js';
 import { embeddedDataBytes, tooLarge } from './model-io.js';
 import { PROTOBUF_LIMIT, asOnnxModel, type OnnxModel } from './model.js';
@@ -172,7 +173,7 @@ export async function saveModel(
     if (dataTemp !== undefined && dataPath !== undefined && data.written.size > 0) await rename(dataTemp, dataPath);
     await rename(modelTemp, target);
     temps.length = 0;
-    if (durable) await syncDirectory(dirname(target));
+    if (durable) await syncDir(dirname(target));
     if (data.written.size > 0) rebaseReplaced(placements, dataPath, data.written, embedded);
     log.debug(
       { path: target, bytes: bytes.length, dataBytes: data.bytes, ms: performance.now() - started },

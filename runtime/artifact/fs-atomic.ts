@@ -41,7 +41,8 @@ export function outputExists(path: string): OutpostError {
 /**
  * fsync(2) on a directory makes the names in it (new files, a rename) durable; without it a power cut can lose
  * them although the data blocks were written. Some platforms (Windows) cannot open a directory for it; skipping
- * there is the best anyone can do.
+ * there is the best anyone can do. The one directory-sync helper: artifacts, the agent's store and state files,
+ * and the compiler's model writer all use it.
  */
 export async function syncDir(path: string): Promise<void> {
   let handle;
