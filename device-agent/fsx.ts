@@ -34,7 +34,6 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-
 /** Reads and validates a JSON state file; undefined when absent; a corrupt one is an error naming it. */
 export async function readJson<S extends z.ZodType>(path: string, schema: S): Promise<z.infer<S> | undefined> {
   let text: string;

@@ -42,7 +42,9 @@ export const agentStatusSchema = z.object({
         shadowErrors: z.number(),
         agreement: z.number().optional(),
         meanCosine: z.number().optional(),
-        maxAbsDiff: z.number(),
+        // JSON has no Infinity: a NaN/Inf on one side only (runtime/tensor/agreement.ts) is written as null.
+        maxAbsDiff: z.number().or(z.null().transform(() => Infinity)),
+        nonFiniteMismatches: z.number().default(0),
         productionP50Ms: z.number().optional(),
         shadowP50Ms: z.number().optional(),
       }),

@@ -1,5 +1,5 @@
 import { OutpostError } from '../../runtime/errors.js';
-import type { OutputAgreement } from './metrics.js';
+import type { AccuracyFigures } from './metrics.js';
 
 /**
  * The accuracy a variant must keep against the fp32 original, on every output. `--accuracy-budget 0.99` means
@@ -42,50 +42,15 @@ export function parseBudget(text: string): AccuracyBudget {
   return budget;
 }
 
-export interface OutputAccuracy {
-  readonly cosine: number;
-  readonly max_abs_err: number;
-  readonly relative_err: number;
-  readonly top1_agreement?: number;
-}
-
-/** The compile report's accuracy figures: the worst output for each metric, plus every output. */
-export interface AccuracyFigures extends OutputAccuracy {
-  readonly outputs: Readonly<Record<string, OutputAccuracy>>;
-}
-
-export function figures(agreements: ReadonlyMap<string, OutputAgreement>): AccuracyFigures {
-  const outputs: Record<string, OutputAccuracy> = {};
-  let cosine = 1;
-  let maxAbs = 0;
-  let relative = 0;
-  let top1: number | undefined;
-  for (const [name, a] of agreements) {
-    const t = a.top1Agreement;
-    outputs[name] = {
-      cosine: a.cosine,
-      max_abs_err: a.maxAbsError,
-      relative_err: a.relativeError,
-      ...(t === undefined ? {} : { top1_agreement: t }),
-    };
-    cosine = Math.min(cosine, a.cosine);
-    maxAbs = Math.max(maxAbs, a.maxAbsError);
-    relative = Math.max(relative, a.relativeError);
-    if (t !== undefined) top1 = Math.min(top1 ?? 1, t);
-  }
-  return {
-    cosine,
-    max_abs_err: maxAbs,
-    relative_err: relative,
-    ...(top1 === undefined ? {} : { top1_agreement: top1 }),
-    outputs,
-  };
-}
+export type { AccuracyFigures, OutputAccuracy } from './metrics.js';
 
 /** Which bounds a variant misses, in words; empty when it is within budget. */
 export function budgetMisses(f: AccuracyFigures, budget: AccuracyBudget): string[] {
   const misses: string[] = [];
   for (const [name, o] of Object.entries(f.outputs)) {
+    // A NaN or Infinity where the original has a number (or the reverse) is a wrong answer whatever the averages say.
+    if (o.nonfinite_mismatches !== undefined && o.nonfinite_mismatches > 0)
+      misses.push(`${name}: ${o.nonfinite_mismatches} values are NaN/Infinity on one side only`);
     if (!(o.cosine >= budget.cosine)) misses.push(`${name}: cosine ${o.cosine.toFixed(5)} < ${budget.cosine}`);
     if (budget.top1 !== undefined && o.top1_agreement !== undefined && o.top1_agreement < budget.top1) {
       misses.push(`${name}: top-1 agreement ${o.top1_agreement.toFixed(4)} < ${budget.top1}`);

@@ -3,8 +3,7 @@ import type { TensorValue } from '../../runtime/backends/types.js';
 import { latencyStats, measure } from '../../runtime/bench/stats.js';
 import { loadModel } from '../../runtime/model/load.js';
 import type { Feeds } from '../../runtime/model/model.js';
-import { figures, type AccuracyFigures } from './budget.js';
-import { looksLikeClassifier, OutputAgreement } from './metrics.js';
+import { figures, outputAgreements, type AccuracyFigures } from './metrics.js';
 
 /** The fp32 original's outputs on the held-out samples: computed once, compared against every variant. */
 export interface Reference {
@@ -28,7 +27,7 @@ export async function reference(modelPath: string, samples: readonly Feeds[]): P
 export async function accuracy(variantPath: string, ref: Reference): Promise<AccuracyFigures> {
   const model = await loadModel(variantPath, { backend: 'native', warmup: 0, ortLogLevel: 'fatal' });
   try {
-    const agreements = new Map(ref.specs.map((s) => [s.name, new OutputAgreement(looksLikeClassifier(s.shape))]));
+    const agreements = outputAgreements(ref.specs);
     for (const [i, feeds] of ref.samples.entries()) {
       const actual = await model.infer(feeds);
       const expected = ref.outputs[i] ?? {};

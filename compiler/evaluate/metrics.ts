@@ -1,89 +1,59 @@
-import type { TensorData } from '../../runtime/tensor/dtype.js';
+import type { TensorSpec } from '../../runtime/artifact/manifest.js';
+import { Agreement, looksLikeClassifier } from '../../runtime/tensor/agreement.js';
 
 /**
- * Agreement between a variant's outputs and the fp32 original's, accumulated over many samples so memory stays
- * bounded: sums for cosine and relative L2 error, the running max |Δ|, and argmax agreement for classifier-like
- * outputs (rank ≥ 2, last axis ≥ 2 classes: one decision per row).
+ * The compile report's accuracy figures, from one `Agreement` (runtime/tensor/agreement.ts) per output: the same
+ * accumulator the shadow comparison uses, so both treat NaN and Infinity alike (the same non-finite value at the
+ * same place agrees; on one side only it is a disagreement, max |Δ| = Infinity).
  */
-export class OutputAgreement {
-  private dot = 0;
-  private normActual = 0;
-  private normExpected = 0;
-  private squaredError = 0;
-  private maxAbs = 0;
-  private rows = 0;
-  private agreeingRows = 0;
-  private values = 0;
-
-  constructor(readonly classifier: boolean) {}
-
-  add(actual: TensorData, expected: TensorData, dims: readonly number[]): void {
-    const n = expected.length;
-    for (let i = 0; i < n; i++) {
-      const a = Number(actual[i]);
-      const e = Number(expected[i]);
-      const d = a - e;
-      this.dot += a * e;
-      this.normActual += a * a;
-      this.normExpected += e * e;
-      this.squaredError += d * d;
-      const abs = Number.isNaN(d) ? Infinity : Math.abs(d);
-      if (abs > this.maxAbs) this.maxAbs = abs;
-    }
-    this.values += n;
-    if (this.classifier) {
-      const classes = dims[dims.length - 1] ?? 1;
-      for (let row = 0; row + classes <= n; row += classes) {
-        this.rows++;
-        if (argmax(actual, row, classes) === argmax(expected, row, classes)) this.agreeingRows++;
-      }
-    }
-  }
-
-  /** Cosine similarity over everything seen (1 when both are all zeros). */
-  get cosine(): number {
-    if (this.normActual === 0 && this.normExpected === 0) return 1;
-    const denominator = Math.sqrt(this.normActual) * Math.sqrt(this.normExpected);
-    return denominator === 0 ? 0 : this.dot / denominator;
-  }
-
-  get maxAbsError(): number {
-    return this.maxAbs;
-  }
-
-  /** ‖actual − expected‖ / ‖expected‖. */
-  get relativeError(): number {
-    return this.normExpected === 0
-      ? this.squaredError === 0
-        ? 0
-        : Infinity
-      : Math.sqrt(this.squaredError / this.normExpected);
-  }
-
-  get top1Agreement(): number | undefined {
-    return this.classifier && this.rows > 0 ? this.agreeingRows / this.rows : undefined;
-  }
-
-  get count(): number {
-    return this.values;
-  }
+export interface OutputAccuracy {
+  readonly cosine: number;
+  readonly max_abs_err: number;
+  readonly relative_err: number;
+  readonly top1_agreement?: number;
+  /** Values that are NaN/±Infinity on one side only (present when there are any). */
+  readonly nonfinite_mismatches?: number;
 }
 
-function argmax(data: TensorData, start: number, length: number): number {
-  let best = 0;
-  let bestValue = -Infinity;
-  for (let i = 0; i < length; i++) {
-    const v = Number(data[start + i]);
-    if (v > bestValue) {
-      bestValue = v;
-      best = i;
-    }
-  }
-  return best;
+/** The worst output for each metric, plus every output. */
+export interface AccuracyFigures extends OutputAccuracy {
+  readonly outputs: Readonly<Record<string, OutputAccuracy>>;
 }
 
-/** An output looks like a classifier's when it ends in a class axis of at least two entries. */
-export function looksLikeClassifier(shape: readonly (number | string)[]): boolean {
-  const last = shape[shape.length - 1];
-  return shape.length >= 2 && typeof last === 'number' && last >= 2;
+/** One accumulator per output of the model, classifier-like outputs counting argmax agreement. */
+export function outputAgreements(specs: readonly Pick<TensorSpec, 'name' | 'shape'>[]): Map<string, Agreement> {
+  return new Map(specs.map((s) => [s.name, new Agreement(looksLikeClassifier(s.shape))]));
+}
+
+export function figures(agreements: ReadonlyMap<string, Agreement>): AccuracyFigures {
+  const outputs: Record<string, OutputAccuracy> = {};
+  let cosine = 1;
+  let maxAbs = 0;
+  let relative = 0;
+  let top1: number | undefined;
+  let mismatches = 0;
+  for (const [name, agreement] of agreements) {
+    const a = agreement.figures();
+    const t = a.top1Agreement;
+    outputs[name] = {
+      cosine: a.cosine,
+      max_abs_err: a.maxAbsError,
+      relative_err: a.relativeError,
+      ...(t === undefined ? {} : { top1_agreement: t }),
+      ...(a.nonFiniteMismatches === 0 ? {} : { nonfinite_mismatches: a.nonFiniteMismatches }),
+    };
+    cosine = Math.min(cosine, a.cosine);
+    maxAbs = Math.max(maxAbs, a.maxAbsError);
+    relative = Math.max(relative, a.relativeError);
+    mismatches += a.nonFiniteMismatches;
+    if (t !== undefined) top1 = Math.min(top1 ?? 1, t);
+  }
+  return {
+    cosine,
+    max_abs_err: maxAbs,
+    relative_err: relative,
+    ...(top1 === undefined ? {} : { top1_agreement: top1 }),
+    ...(mismatches === 0 ? {} : { nonfinite_mismatches: mismatches }),
+    outputs,
+  };
 }

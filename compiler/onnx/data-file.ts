@@ -119,4 +119,3 @@ export async function writeModelFile(bytes: Uint8Array, tempPath: string, durabl
     await handle.close();
   }
 }
-

@@ -1,6 +1,6 @@
-import type { TensorData } from '../tensor/dtype.js';
 import type { Outputs } from '../model/model.js';
 import { latencyStats } from '../bench/stats.js';
+import { Agreement, looksLikeClassifier } from '../tensor/agreement.js';
 
 /** What a shadow comparison has found so far; `outpost agent status` and the status messages report it. */
 export interface ShadowReport {
@@ -11,21 +11,17 @@ export interface ShadowReport {
   readonly shadowErrors: number;
   /** Fraction of classifier-like rows (last axis ≥ 2) whose argmax agreed. */
   readonly agreement: number | undefined;
-  /** Mean cosine similarity of the outputs, and the largest |Δ| seen. */
+  /** Mean cosine similarity of the outputs, and the largest |Δ| seen (Infinity once NaN/Inf showed on one side). */
   readonly meanCosine: number | undefined;
   readonly maxAbsDiff: number;
+  /** Output values that were NaN/±Infinity on one side only. */
+  readonly nonFiniteMismatches: number;
   readonly productionP50Ms: number | undefined;
   readonly shadowP50Ms: number | undefined;
 }
 
 /** Latency samples kept per side: a ring, so memory is fixed however long the shadow runs. */
 const SAMPLES = 1024;
-
-function argmax(data: TensorData, start: number, length: number): number {
-  let best = 0;
-  for (let i = 1; i < length; i++) if (Number(data[start + i]) > Number(data[start + best])) best = i;
-  return best;
-}
 
 /**
  * Compares a shadow version's answers with production's on mirrored requests (SageMaker's shadow tests, on the
@@ -34,11 +30,10 @@ function argmax(data: TensorData, start: number, length: number): number {
 export class ShadowStats {
   private compared = 0;
   private errors = 0;
-  private rows = 0;
-  private agreeing = 0;
+  /** One accumulator per output (runtime/tensor/agreement.ts, the compiler's accuracy gate uses the same). */
+  private readonly agreements = new Map<string, Agreement>();
   private cosineSum = 0;
   private cosineCount = 0;
-  private maxAbs = 0;
   private readonly production = new Float64Array(SAMPLES);
   private readonly shadow = new Float64Array(SAMPLES);
   private samples = 0;
@@ -59,30 +54,15 @@ export class ShadowStats {
     this.shadow[slot] = shadowMs;
     for (const [name, p] of Object.entries(production)) {
       const s = shadow[name];
-      if (s === undefined || s.data.length !== p.data.length || Array.isArray(p.data)) continue;
-      let dot = 0;
-      let np = 0;
-      let ns = 0;
-      for (let i = 0; i < p.data.length; i++) {
-        const a = Number(p.data[i]);
-        const b = Number(s.data[i]);
-        dot += a * b;
-        np += a * a;
-        ns += b * b;
-        const d = Math.abs(a - b);
-        if (d > this.maxAbs) this.maxAbs = d;
+      let agreement = this.agreements.get(name);
+      if (agreement === undefined) {
+        agreement = new Agreement(looksLikeClassifier(p.dims));
+        this.agreements.set(name, agreement);
       }
-      if (np > 0 && ns > 0) {
-        this.cosineSum += dot / Math.sqrt(np * ns);
-        this.cosineCount++;
-      }
-      const classes = p.dims[p.dims.length - 1] ?? 0;
-      if (p.dims.length >= 2 && classes >= 2) {
-        for (let row = 0; row + classes <= p.data.length; row += classes) {
-          this.rows++;
-          if (argmax(p.data, row, classes) === argmax(s.data, row, classes)) this.agreeing++;
-        }
-      }
+      // A missing output disagrees everywhere (its length is 0).
+      const pair = agreement.add(s?.data ?? [], p.data, p.dims);
+      this.cosineSum += pair.cosine;
+      this.cosineCount++;
     }
   }
 
@@ -93,11 +73,26 @@ export class ShadowStats {
       percent: this.percent,
       compared: this.compared,
       shadowErrors: this.errors,
-      agreement: this.rows > 0 ? this.agreeing / this.rows : undefined,
+      agreement: this.rowAgreement(),
       meanCosine: this.cosineCount > 0 ? this.cosineSum / this.cosineCount : undefined,
-      maxAbsDiff: this.maxAbs,
+      maxAbsDiff: Math.max(0, ...[...this.agreements.values()].map((a) => a.maxAbsError)),
+      nonFiniteMismatches: [...this.agreements.values()].reduce((n, a) => n + a.nonFiniteMismatches, 0),
       productionP50Ms: n > 0 ? latencyStats(this.production.subarray(0, n)).p50 : undefined,
       shadowP50Ms: n > 0 ? latencyStats(this.shadow.subarray(0, n)).p50 : undefined,
     };
+  }
+
+  /** Argmax agreement over every classifier-like output's rows, weighted by rows. */
+  private rowAgreement(): number | undefined {
+    let rows = 0;
+    let agreeing = 0;
+    for (const a of this.agreements.values()) {
+      const share = a.top1Agreement;
+      if (share === undefined) continue;
+      const n = a.rows;
+      rows += n;
+      agreeing += share * n;
+    }
+    return rows > 0 ? agreeing / rows : undefined;
   }
 }
