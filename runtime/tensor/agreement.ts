@@ -90,8 +90,9 @@ export class Agreement {
     } else {
       pair.accumulate(actual, expected);
     }
-    if (this.classifier && actual.length === expected.length) {
-      const classes = dims[dims.length - 1] ?? 1;
+    // An empty class axis (Tile by 0, TopK with k = 0) has no decisions; stepping by 0 rows would never end.
+    const classes = dims[dims.length - 1] ?? 1;
+    if (this.classifier && actual.length === expected.length && classes >= 1) {
       for (let row = 0; row + classes <= expected.length; row += classes) {
         pair.rows++;
         const agrees =

@@ -56,6 +56,13 @@ describe('Agreement: one accumulator for the accuracy gate and the shadow compar
     expect(s.maxAbsError).toBe(Infinity);
   });
 
+  it('ends on empty outputs with an empty class axis (a Tile by 0, a TopK with k = 0) and counts no rows', () => {
+    const a = new Agreement(true);
+    const f = a.add(new Float32Array(0), new Float32Array(0), [3, 0]);
+    expect(f).toMatchObject({ cosine: 1, maxAbsError: 0, count: 0, top1Agreement: undefined });
+    expect(a.add(new Float32Array(0), new Float32Array(0), [0, 4]).top1Agreement).toBeUndefined();
+  });
+
   it('compares integer and bigint outputs by value', () => {
     const f = new Agreement(true).add(BigInt64Array.from([1n, 5n]), BigInt64Array.from([1n, 4n]), [1, 2]);
     expect(f.maxAbsError).toBe(1);
