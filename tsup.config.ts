@@ -1,7 +1,12 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { 'cli/main': 'cli/main.ts', index: 'runtime/index.ts' },
+  // The compiler's evaluator runs in its own process (compiler/evaluate/evaluator.ts), so it is an entry of its own.
+  entry: {
+    'cli/main': 'cli/main.ts',
+    index: 'runtime/index.ts',
+    'compiler/evaluate/worker': 'compiler/evaluate/worker.ts',
+  },
   format: ['esm'],
   platform: 'node',
   target: 'node20',

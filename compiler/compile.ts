@@ -1,24 +1,26 @@
+import { rmSync } from 'node:fs';
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { packArtifact, sha256File } from '../runtime/artifact/index.js';
 import type { PostprocessStep, Precision, TensorSpec } from '../runtime/artifact/manifest.js';
-import type { TensorValue } from '../runtime/backends/types.js';
-import type { Feeds } from '../runtime/model/model.js';
 import { OutpostError, fromFsError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { parsePreprocessSpec } from '../runtime/pipeline/spec.js';
 import { readBytes } from '../runtime/tensor/files.js';
-import { holdOut, loadSamples } from './calibration/data.js';
 import type { CalibrationMethod } from './calibration/calibrators.js';
-import { latencyP50, reference } from './evaluate/evaluate.js';
 import { DEFAULT_BUDGET, type AccuracyBudget } from './evaluate/budget.js';
+import { Evaluator, type RunBudget } from './evaluate/evaluator.js';
+import { chooseFormat } from './formats.js';
+import { compileInputs } from './inputs.js';
 import { loadModel as loadOnnx, mainGraph, NameGenerator, saveModel, valueTypes } from './onnx/index.js';
-import { writeCompiledArtifact, type ShippedVariant } from './output.js';
+import { writeCompiledArtifact } from './output.js';
 import { fixInputShapes } from './passes/fix-input-shapes.js';
-import { convertToOrtFormat } from './passes/ort-format.js';
+import { usesFloat16 } from './passes/ort-offline.js';
 import { emptyReport, type PassContext } from './passes/types.js';
-import type { CompileReport, VariantReport } from './report.js';
+import { widenFloat16 } from './passes/widen-fp16.js';
+import type { CompileReport } from './report.js';
+import { rankAndReport } from './select.js';
 import { resolveTarget } from './targets/index.js';
 import {
   buildFp16,
@@ -57,11 +59,13 @@ export interface CompileOptions {
   readonly labels?: string;
   readonly postprocess?: readonly PostprocessStep[];
   readonly overwrite?: boolean;
+  /** Time and memory each model run may take (default: `defaultRunBudget()`). */
+  readonly runBudget?: RunBudget;
+  /** Progress of each long phase: `stage` names it ("calibrate", "grade int8", …), `done` of `total` runs. */
   readonly onProgress?: (stage: string, done: number, total: number) => void;
+  /** Aborting stops the evaluator and removes the work directory at once; the compile then rejects. */
+  readonly signal?: AbortSignal;
 }
-
-/** Test vectors shipped for the device's self-test. */
-const TEST_VECTORS = 2;
 
 /** Fails before any work when the output cannot be written: its parent must be a writable directory. */
 async function checkWritable(output: string): Promise<void> {
@@ -107,12 +111,6 @@ function precisionPlan(requested: CompileOptions['precision'], planned: readonly
   return [requested === 'mixed' ? 'int8' : requested];
 }
 
-function toleranceFor(v: BuiltVariant): { atol: number; rtol: number } {
-  // The self-test catches a broken install, not accuracy drift (the compile gate did that): twice the worst error
-  // seen on held-out data, plus float32 noise.
-  return { atol: v.figures.max_abs_err * 2 + 1e-5, rtol: 1e-3 };
-}
-
 /**
  * `outpost compile`: a model and a target in, a signed, self-describing artifact out. Variants per the target's
  * precision plan, each graded against the fp32 original on held-out inputs; nothing outside the budget ships
@@ -120,207 +118,193 @@ function toleranceFor(v: BuiltVariant): { atol: number; rtol: number } {
  */
 export async function compile(options: CompileOptions): Promise<CompileReport> {
   const started = performance.now();
+  options.signal?.throwIfAborted();
   const { profile: target, host } = resolveTarget(options.target);
   await checkWritable(options.output);
   const workDir = await mkdtemp(join(tmpdir(), 'outpost-compile-'));
+  const evaluator = new Evaluator({
+    ...(options.runBudget === undefined ? {} : { budget: options.runBudget }),
+    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+  });
+  // An interrupted compile leaves nothing behind: the evaluator is killed and the work directory removed now,
+  // not when the step in flight gets round to noticing.
+  const onAbort = (): void => {
+    evaluator.close();
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   const pass: PassContext = { target, host, workDir, report: emptyReport() };
   try {
-    let model = await loadOnnx(options.model, { externalData: 'lazy' });
-    if (options.inputShapes !== undefined && Object.keys(options.inputShapes).length > 0) {
-      model = await fixInputShapes(model, pass, { shapes: options.inputShapes });
-    }
-    nameNodes(model);
-    const original = join(workDir, 'original.onnx');
-    await saveModel(model, original);
-    const { inputs, outputs } = inputSpecs(model);
-
-    const [firstInput] = inputs;
-    const preprocess =
-      options.preprocess === undefined || firstInput === undefined
-        ? undefined
-        : parsePreprocessSpec(options.preprocess, firstInput.name);
-    const source = options.calibration ?? 'synthetic';
-    const set = await loadSamples(source, { inputs, bindings: {}, preprocess });
-    if (set.synthetic) {
-      pass.report.warnings.push(
-        'calibration and evaluation used synthetic inputs (--calibration synthetic): accuracy figures describe random data, not yours',
-      );
-    }
-    const { calibration, evaluation, overlap } = holdOut(set.samples);
-    if (overlap)
-      pass.report.warnings.push('only one sample: the accuracy gate evaluated on the calibration sample itself');
-    const ref = await reference(original, evaluation);
-
-    const budget = options.budget ?? DEFAULT_BUDGET;
-    const ctx: VariantContext = {
-      pass,
-      model,
-      reference: ref,
-      budget,
-      calibration,
-      method: options.calibrationMethod ?? 'minmax',
-      quantization: options.quantization ?? 'auto',
-      requireQuantized: options.requireQuantized ?? [],
-      onProgress: options.onProgress,
-    };
-    const plan = precisionPlan(options.precision, target.precisions);
-    const explicit = options.precision !== undefined && options.precision !== 'auto';
-    const built: BuiltVariant[] = [];
-    for (const precision of plan) {
-      options.onProgress?.(`build ${precision}`, built.length, plan.length);
-      built.push(
-        precision === 'int8'
-          ? await buildInt8(ctx)
-          : precision === 'fp16'
-            ? await buildFp16(ctx)
-            : await buildFp32(ctx),
-      );
-    }
-
-    // The gate: within budget ships; outside it ships only under --allow-accuracy-loss, flagged.
-    const shipped = built.filter((v) => v.misses.length === 0 || options.allowAccuracyLoss === true);
-    const rejected = built.filter((v) => !shipped.includes(v));
-    if (shipped.length === 0) {
-      const why = rejected.map((v) => `${v.id}: ${v.misses.join('; ')}`).join(' | ');
-      throw new OutpostError(
-        'ACCURACY_BUDGET_MISSED',
-        `no variant is within the accuracy budget (${why})${explicit ? '; try --precision auto, a looser --accuracy-budget, or --allow-accuracy-loss' : ''}`,
-        { details: { variants: rejected.map((v) => ({ id: v.id, misses: v.misses, accuracy: v.figures })) } },
-      );
-    }
-
-    // Formats: ONNX Runtime's own format loads 2–3× faster where both backends read it.
-    const formats = new Map<string, { path: string; format: 'onnx' | 'ort'; backends: BuiltVariant['backends'] }>();
-    for (const v of shipped) {
-      let chosen = { path: v.path, format: 'onnx' as 'onnx' | 'ort', backends: v.backends };
-      if ((options.ortFormat ?? host) && v.precision !== 'fp16') {
-        const sample = evaluation[0];
-        const feeds = sample === undefined ? undefined : typed(sample, inputs);
-        const ort = await convertToOrtFormat(await loadOnnx(v.path), pass, {
-          output: join(workDir, `${v.id}.ort`),
-          ...(feeds === undefined ? {} : { feeds }),
-        });
-        if (ort.backends.includes('native')) chosen = { path: ort.path, format: 'ort', backends: ort.backends };
-        else
-          pass.report.warnings.push(
-            `${v.id}: ORT format did not verify (${ort.checks.map((c) => c.error ?? 'ok').join('; ')}); shipping .onnx`,
-          );
-      }
-      formats.set(v.id, chosen);
-    }
-
-    // Selection: measured here for host/--tune; otherwise ranked by the target's plan, chosen by the device.
-    const measure = host || options.tune === true;
-    const latency = new Map<string, number>();
-    if (measure && evaluation[0] !== undefined) {
-      for (const v of shipped) latency.set(v.id, await latencyP50(formats.get(v.id)?.path ?? v.path, evaluation[0]));
-    }
-    const planIndex = (v: BuiltVariant) => plan.indexOf(v.precision === 'mixed' ? 'int8' : v.precision);
-    const ranked = [...shipped].sort(
-      (a, b) =>
-        a.misses.length - b.misses.length ||
-        (measure ? (latency.get(a.id) ?? Infinity) - (latency.get(b.id) ?? Infinity) : planIndex(a) - planIndex(b)),
-    );
-
-    const variants: ShippedVariant[] = ranked.map((v, i) => {
-      const f = formats.get(v.id) ?? { path: v.path, format: 'onnx' as const, backends: v.backends };
-      return {
-        id: v.id,
-        path: f.path,
-        format: f.format,
-        precision: v.precision,
-        backends: f.backends,
-        rank: i + 1,
-        accuracy: {
-          cosine: v.figures.cosine,
-          max_abs_err: v.figures.max_abs_err,
-          relative_err: v.figures.relative_err,
-          ...(v.figures.top1_agreement === undefined ? {} : { top1_agreement: v.figures.top1_agreement }),
-        },
-        accuracyWaived: v.misses.length > 0,
-        tolerance: toleranceFor(v),
-      };
-    });
-    const report: Omit<CompileReport, 'output' | 'seconds'> = {
-      target: target.key,
-      selected: variants[0]?.id ?? '',
-      selection: measure ? 'fixed' : 'device',
-      variants: ranked.map((v): VariantReport => ({
-        id: v.id,
-        precision: v.precision,
-        format: formats.get(v.id)?.format ?? 'onnx',
-        bytes: 0,
-        accuracy: {
-          cosine: v.figures.cosine,
-          max_abs_err: v.figures.max_abs_err,
-          relative_err: v.figures.relative_err,
-          ...(v.figures.top1_agreement === undefined ? {} : { top1_agreement: v.figures.top1_agreement }),
-        },
-        ...(latency.has(v.id) ? { latency_p50_ms: latency.get(v.id) } : {}),
-        excluded_nodes: v.excluded,
-        within_budget: v.misses.length === 0,
-        notes:
-          v.misses.length === 0
-            ? v.notes
-            : [...v.notes, `OUTSIDE BUDGET (shipped under --allow-accuracy-loss): ${v.misses.join('; ')}`],
-      })),
-      rejected: rejected.map((v) => ({ id: v.id, precision: v.precision, reason: v.misses.join('; ') })),
-      calibration: {
-        source: set.source,
-        samples: calibration.length,
-        evaluation_samples: evaluation.length,
-        synthetic: set.synthetic,
-        method: ctx.method,
-      },
-      warnings: pass.report.warnings,
-    };
-
-    const packed = /\.(tar\.gz|tgz)$/.test(options.output);
-    const dir = packed ? join(workDir, 'artifact') : options.output;
-    const written = await writeCompiledArtifact({
-      out: dir,
-      name: options.name ?? sanitize(basename(options.model, extname(options.model))),
-      version: options.version ?? '1.0.0',
-      target,
-      inputs,
-      outputs,
-      variants,
-      selection: report.selection,
-      pipeline: {
-        ...((set.preprocess ?? preprocess) ? { preprocess: set.preprocess ?? preprocess } : {}),
-        postprocess: [...(options.postprocess ?? [])],
-      },
-      ...(options.labels === undefined ? {} : { labels: (await readBytes(options.labels)).toString('utf8') }),
-      vectors: evaluation.slice(0, TEST_VECTORS).map((feeds, i) => ({ feeds, outputs: ref.outputs[i] ?? {} })),
-      source: { file: options.model, sha256: (await sha256File(options.model)).sha256 },
-      report,
-      ...(options.signKey === undefined ? {} : { signingKey: options.signKey }),
-      overwrite: options.overwrite ?? false,
-    });
-    if (packed) await packArtifact(dir, options.output, { overwrite: options.overwrite ?? false });
-    const sizes = new Map(written.manifest.variants.map((v) => [v.id, v.bytes]));
-    const final: CompileReport = {
-      ...report,
-      variants: report.variants.map((v) => ({ ...v, bytes: sizes.get(v.id) ?? 0 })),
-      output: options.output,
-      seconds: (performance.now() - started) / 1000,
-    };
-    log.info({ target: target.key, selected: final.selected, seconds: final.seconds }, 'compiled');
-    return final;
+    return await run(options, { target, host, pass, evaluator, started });
+  } catch (error) {
+    throw options.signal?.aborted === true ? (options.signal.reason as Error) : error;
   } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    evaluator.close();
     await rm(workDir, { recursive: true, force: true });
   }
 }
 
-/** Feeds with every tensor's dtype spelled out, as the ORT-format check wants them. */
-function typed(feeds: Feeds, inputs: readonly TensorSpec[]): Record<string, TensorValue> {
-  const out: Record<string, TensorValue> = {};
-  for (const spec of inputs) {
-    const t = feeds[spec.name];
-    if (t !== undefined) out[spec.name] = { type: t.type ?? spec.dtype, dims: t.dims, data: t.data };
+async function run(
+  options: CompileOptions,
+  env: {
+    target: PassContext['target'];
+    host: boolean;
+    pass: PassContext;
+    evaluator: Evaluator;
+    started: number;
+  },
+): Promise<CompileReport> {
+  const { target, host, pass, evaluator } = env;
+  const progress = (stage: string, done: number, total: number) => options.onProgress?.(stage, done, total);
+  let model = await loadOnnx(options.model, { externalData: 'lazy' });
+  if (options.inputShapes !== undefined && Object.keys(options.inputShapes).length > 0) {
+    model = await fixInputShapes(model, pass, { shapes: options.inputShapes });
   }
-  return out;
+  nameNodes(model);
+  const original = join(pass.workDir, 'original.onnx');
+  await saveModel(model, original);
+  const { inputs, outputs } = inputSpecs(model);
+  // A model exported in float16 is widened first: every variant is planned from float32, as for any model.
+  if (usesFloat16(model)) model = await widenFloat16(model, pass, undefined);
+
+  const [firstInput] = inputs;
+  const preprocess =
+    options.preprocess === undefined || firstInput === undefined
+      ? undefined
+      : parsePreprocessSpec(options.preprocess, firstInput.name);
+  const data = await compileInputs({
+    model,
+    original,
+    inputs,
+    calibration: options.calibration ?? 'synthetic',
+    ...(preprocess === undefined ? {} : { preprocess }),
+    evaluator,
+  });
+  pass.report.warnings.push(...data.warnings);
+
+  const budget = options.budget ?? DEFAULT_BUDGET;
+  const ctx: VariantContext = {
+    pass,
+    model,
+    reference: data.reference,
+    evaluator,
+    budget,
+    synthetic: data.synthetic,
+    calibration: data.calibration,
+    method: options.calibrationMethod ?? 'minmax',
+    quantization: options.quantization ?? 'auto',
+    requireQuantized: options.requireQuantized ?? [],
+    onProgress: options.onProgress,
+  };
+  const explicit = options.precision !== undefined && options.precision !== 'auto';
+  const planned = precisionPlan(options.precision, target.precisions);
+  // Without inputs the original accepts, only fp32 (ORT's own semantics-preserving rewrite) may ship, ungraded.
+  const plan = data.reference === undefined ? planned.filter((p) => p === 'fp32') : planned;
+  const unplanned = planned.filter((p) => !plan.includes(p));
+  if (plan.length === 0) {
+    throw new OutpostError(
+      'CALIBRATION_INVALID',
+      `--precision ${planned.join(', ')} needs graded inputs: ${data.ungraded ?? ''}`,
+    );
+  }
+  const built: BuiltVariant[] = [];
+  for (const precision of plan) {
+    progress(`build ${precision}`, built.length, plan.length);
+    built.push(
+      precision === 'int8' ? await buildInt8(ctx) : precision === 'fp16' ? await buildFp16(ctx) : await buildFp32(ctx),
+    );
+  }
+  progress('build', plan.length, plan.length);
+
+  // The gate: within budget ships; outside it ships only under --allow-accuracy-loss, flagged. A build that is not
+  // what its name says (an "int8" that quantised nothing) never ships.
+  const shipped = built.filter(
+    (v) => v.dropped === undefined && (v.misses.length === 0 || options.allowAccuracyLoss === true),
+  );
+  const rejected = [
+    ...built
+      .filter((v) => !shipped.includes(v))
+      .map((v) => ({ id: v.id, precision: v.precision, reason: v.dropped ?? v.misses.join('; ') })),
+    ...unplanned.map((p) => ({ id: p, precision: p, reason: `not built: ${data.ungraded ?? ''}` })),
+  ];
+  if (shipped.length === 0) {
+    const why = rejected.map((r) => `${r.id}: ${r.reason}`).join(' | ');
+    const accuracyOnly = built.every((v) => v.dropped === undefined);
+    throw new OutpostError(
+      accuracyOnly ? 'ACCURACY_BUDGET_MISSED' : 'QUANTIZATION_FAILED',
+      `no variant can ship (${why})${explicit && accuracyOnly ? '; try --precision auto, a looser --accuracy-budget, or --allow-accuracy-loss' : ''}`,
+      { details: { variants: rejected } },
+    );
+  }
+
+  // Formats: ONNX Runtime's own format loads 2–3× faster; an optional form, judged like the variant (formats.ts).
+  const ortWanted = options.ortFormat ?? host;
+  const why = options.ortFormat === false ? '--no-ort-format' : 'cross-compiling: .onnx unless --ort-format';
+  const formats = new Map<string, Awaited<ReturnType<typeof chooseFormat>>>();
+  for (const v of shipped) formats.set(v.id, await chooseFormat(v, ctx, { ort: ortWanted, why }));
+
+  // Selection: measured here for host/--tune; otherwise ranked by the target's plan, chosen by the device.
+  const measure = host || options.tune === true;
+  const latency = new Map<string, number>();
+  const sample = data.evaluation[0];
+  if (measure && sample !== undefined) {
+    for (const v of shipped)
+      latency.set(v.id, await evaluator.latencyP50(formats.get(v.id)?.path ?? v.path, sample, `benchmark ${v.id}`));
+  }
+  const { variants, report } = rankAndReport({
+    target,
+    shipped,
+    rejected,
+    formats,
+    latency,
+    measure,
+    plan,
+    data,
+    ctx,
+    warnings: pass.report.warnings,
+  });
+
+  progress('write artifact', 0, 1);
+  const packed = /\.(tar\.gz|tgz)$/.test(options.output);
+  const dir = packed ? join(pass.workDir, 'artifact') : options.output;
+  const written = await writeCompiledArtifact({
+    out: dir,
+    name: options.name ?? sanitize(basename(options.model, extname(options.model))),
+    version: options.version ?? '1.0.0',
+    target,
+    inputs,
+    outputs,
+    variants,
+    selection: report.selection,
+    pipeline: {
+      ...((data.preprocess ?? preprocess) ? { preprocess: data.preprocess ?? preprocess } : {}),
+      postprocess: [...(options.postprocess ?? [])],
+    },
+    ...(options.labels === undefined ? {} : { labels: (await readBytes(options.labels)).toString('utf8') }),
+    vectors: (data.reference?.samples ?? [])
+      .slice(0, TEST_VECTORS)
+      .map((feeds, i) => ({ feeds, outputs: data.reference?.outputs[i] ?? {} })),
+    source: { file: options.model, sha256: (await sha256File(options.model)).sha256 },
+    report,
+    ...(options.signKey === undefined ? {} : { signingKey: options.signKey }),
+    overwrite: options.overwrite ?? false,
+  });
+  if (packed) await packArtifact(dir, options.output, { overwrite: options.overwrite ?? false });
+  progress('write artifact', 1, 1);
+  const sizes = new Map(written.manifest.variants.map((v) => [v.id, v.bytes]));
+  const final: CompileReport = {
+    ...report,
+    variants: report.variants.map((v) => ({ ...v, bytes: sizes.get(v.id) ?? 0 })),
+    output: options.output,
+    seconds: (performance.now() - env.started) / 1000,
+  };
+  log.info({ target: target.key, selected: final.selected, seconds: final.seconds }, 'compiled');
+  return final;
 }
+
+/** Test vectors shipped for the device's self-test. */
+const TEST_VECTORS = 2;
 
 function sanitize(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'model';

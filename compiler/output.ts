@@ -6,7 +6,7 @@ import type { Feeds } from '../runtime/model/model.js';
 import { encodeNpy } from '../runtime/tensor/npy.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { TargetProfile } from './targets/types.js';
-import type { CompileReport } from './report.js';
+import { jsonSafe, type CompileReport } from './report.js';
 
 /** A variant as it is shipped: its file in the work directory and its manifest fields. */
 export interface ShippedVariant {
@@ -111,7 +111,7 @@ export async function writeCompiledArtifact(plan: ArtifactPlan) {
       onnxruntime: await onnxruntimeVersion(),
       source: { file: basename(plan.source.file), sha256: plan.source.sha256 },
     },
-    report: { ...plan.report },
+    report: jsonSafe({ ...plan.report }),
   };
   return writeArtifact(plan.out, {
     manifest,

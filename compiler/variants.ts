@@ -1,10 +1,11 @@
 import { join } from 'node:path';
+import { OutpostError } from '../runtime/errors.js';
 import type { BackendName, Precision } from '../runtime/artifact/manifest.js';
 import type { Feeds } from '../runtime/model/model.js';
-import { collectRanges } from './calibration/collect.js';
+import { collectRangesDetailed } from './calibration/collect.js';
 import type { CalibrationMethod } from './calibration/calibrators.js';
-import { accuracy, type Reference } from './evaluate/evaluate.js';
 import { budgetMisses, type AccuracyBudget, type AccuracyFigures } from './evaluate/budget.js';
+import type { Evaluator, Reference } from './evaluate/evaluator.js';
 import { mixedPrecision } from './mixed-precision.js';
 import { cloneModel, loadModel, mainGraph, saveModel, type OnnxModel } from './onnx/index.js';
 import { convertToFloat16 } from './passes/fp16.js';
@@ -12,6 +13,7 @@ import { optimizeModel } from './passes/optimize.js';
 import { quantizeDynamic } from './passes/quantize-dynamic.js';
 import { quantizeStatic } from './passes/quantize-static.js';
 import type { PassContext } from './passes/types.js';
+import { MIN_QUANTISED_SHARE, QUANTISED_OPS, quantisedCoverage } from './quantize/coverage.js';
 
 /** A variant built and graded, before it is shipped or rejected. */
 export interface BuiltVariant {
@@ -20,11 +22,14 @@ export interface BuiltVariant {
   /** The ONNX file in the work directory. */
   readonly path: string;
   readonly backends: BackendName[];
-  readonly figures: AccuracyFigures;
+  /** Undefined when nothing could be graded (no input the original accepts; fp32 only, shipped marked so). */
+  readonly figures: AccuracyFigures | undefined;
   /** Budget misses in words; empty when within budget. */
   readonly misses: string[];
   readonly excluded: { node: string; op: string; reason: string }[];
   readonly notes: string[];
+  /** Why it must not ship whatever its accuracy (an "int8" build that quantised nothing). */
+  readonly dropped?: string;
 }
 
 export type QuantizationMode = 'auto' | 'static' | 'dynamic';
@@ -33,8 +38,13 @@ export interface VariantContext {
   readonly pass: PassContext;
   /** The input model with shapes fixed and every main-graph node named. */
   readonly model: OnnxModel;
-  readonly reference: Reference;
+  /** The original's outputs on the held-out inputs; undefined when none could be made (nothing is graded). */
+  readonly reference: Reference | undefined;
+  /** Runs every model the variants are graded, calibrated and measured with, each run bounded. */
+  readonly evaluator: Evaluator;
   readonly budget: AccuracyBudget;
+  /** The calibration samples are synthetic draws: the ones the model rejects are skipped, not an error. */
+  readonly synthetic: boolean;
   readonly calibration: readonly Feeds[];
   readonly method: CalibrationMethod;
   readonly quantization: QuantizationMode;
@@ -53,12 +63,19 @@ function passReport(): PassContext['report'] {
   return { warnings: [], excludedNodes: [] };
 }
 
+/** Grades a variant file against the reference (the evaluator's native backend, each run bounded). */
+export function grade(ctx: VariantContext, path: string, id: string): Promise<AccuracyFigures> {
+  if (ctx.reference === undefined) throw new OutpostError('INTERNAL', `${id}: nothing to grade against`);
+  return ctx.evaluator.accuracy(path, ctx.reference, 'native', `grade ${id}`);
+}
+
 async function graded(
   ctx: VariantContext,
   fields: Omit<BuiltVariant, 'figures' | 'misses'>,
   figures?: AccuracyFigures,
 ): Promise<BuiltVariant> {
-  const f = figures ?? (await accuracy(fields.path, ctx.reference));
+  if (ctx.reference === undefined) return { ...fields, figures: undefined, misses: [] };
+  const f = figures ?? (await grade(ctx, fields.path, fields.id));
   return { ...fields, figures: f, misses: budgetMisses(f, ctx.budget) };
 }
 
@@ -111,14 +128,16 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
   const mode = chooseMode(ctx);
   const base = (await optimizeModel(cloneModel(ctx.model), ctx.pass, { level: 'basic' })).model;
   const format = ctx.pass.target.quantization;
-  const ranges =
+  const collected =
     mode === 'static'
-      ? await collectRanges(base, ctx.calibration, {
+      ? await collectRangesDetailed(base, ctx.calibration, {
           method: ctx.method,
           workDir: ctx.pass.workDir,
-          onProgress: (done) => ctx.onProgress?.('calibrate', done, ctx.calibration.length),
+          evaluator: ctx.evaluator,
+          skipFailures: ctx.synthetic,
         })
       : undefined;
+  const ranges = collected?.ranges;
   let builds = 0;
   /** Quantises a fresh copy, keeping `exclude` in float; returns the file and what the pass reported. */
   const quantize = async (exclude: ReadonlySet<string>) => {
@@ -140,10 +159,27 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
   const first = await quantize(new Set());
   const notes = [
     mode === 'static'
-      ? `static QDQ, ${ctx.method} calibration on ${ctx.calibration.length} samples, activations ${format.activations}, weights ${format.weights}${format.reduceRange ? ' (7-bit, reduce range)' : ''}${format.perChannel ? ', per channel' : ''}`
+      ? `static QDQ, ${ctx.method} calibration on ${collected?.observed ?? 0} samples, activations ${format.activations}, weights ${format.weights}${format.reduceRange ? ' (7-bit, reduce range)' : ''}${format.perChannel ? ', per channel' : ''}`
       : `dynamic: weights ${format.weights}${format.perChannel ? ' per channel' : ''}, activations quantised at run time`,
   ];
   ctx.pass.report.warnings.push(...first.report.warnings);
+  if ((collected?.failed.length ?? 0) > 0) {
+    notes.push(`${collected?.failed.length ?? 0} synthetic calibration draws the model rejected were skipped`);
+  }
+  const coverage = await notQuantised(base, first.path, first.report.excludedNodes);
+  if (coverage !== undefined) {
+    return {
+      id: 'int8',
+      precision: 'int8',
+      path: first.path,
+      backends: ['native', 'wasm'],
+      figures: undefined,
+      misses: [],
+      excluded: first.report.excludedNodes,
+      notes,
+      dropped: coverage,
+    };
+  }
   const plain = await graded(ctx, {
     id: 'int8',
     precision: 'int8',
@@ -163,7 +199,7 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
     {
       candidates,
       build: async (quantized) => (await quantize(new Set(candidates.filter((c) => !quantized.has(c))))).path,
-      evaluate: (path) => accuracy(path, ctx.reference),
+      evaluate: (path) => grade(ctx, path, 'mixed'),
       quantizedWeights,
       onProgress: (done, total) => ctx.onProgress?.('mixed precision', done, total),
     },
@@ -171,7 +207,8 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
   );
   if (result === undefined) return plain;
   const ops = new Map(mainGraph(base.proto).node.map((n) => [n.name, n.opType]));
-  return graded(
+  const mixedCoverage = await notQuantised(base, result.path, []);
+  const mixed = await graded(
     ctx,
     {
       id: 'mixed',
@@ -188,11 +225,42 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
       ],
       notes: [
         ...notes,
-        `mixed precision: ${result.keptFloat.length} of ${candidates.length} quantisable nodes kept in float (int8 alone: cosine ${plain.figures.cosine.toFixed(5)})`,
+        `mixed precision: ${result.keptFloat.length} of ${candidates.length} quantisable nodes kept in float (int8 alone: cosine ${plain.figures?.cosine.toFixed(5) ?? '?'})`,
       ],
     },
     result.figures,
   );
+  return mixedCoverage === undefined ? mixed : { ...mixed, dropped: mixedCoverage };
+}
+
+/**
+ * Why a build is not an int8 variant (it stores under MIN_QUANTISED_SHARE of its weights in 8 bits), naming the
+ * candidates and why each was skipped; undefined when it is one.
+ */
+async function notQuantised(
+  base: OnnxModel,
+  path: string,
+  skipped: readonly { node: string; op: string; reason: string }[],
+): Promise<string | undefined> {
+  const coverage = await quantisedCoverage(base, path);
+  if (coverage.share >= MIN_QUANTISED_SHARE) return undefined;
+  const ops = new Map<string, number>();
+  for (const n of mainGraph(base.proto).node) ops.set(n.opType, (ops.get(n.opType) ?? 0) + 1);
+  const found = [...ops]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 6)
+    .map(([op, n]) => `${op} ×${n}`)
+    .join(', ');
+  const why =
+    coverage.candidates === 0
+      ? `no ${[...QUANTISED_OPS].join('/')} node has a constant float weight (the graph holds ${found})`
+      : skipped.length > 0
+        ? `${coverage.candidates} candidate nodes, skipped: ${skipped
+            .slice(0, 8)
+            .map((e) => `${e.node} (${e.op}): ${e.reason}`)
+            .join('; ')}${skipped.length > 8 ? `; … ${skipped.length - 8} more` : ''}`
+        : `${coverage.candidates} candidate nodes, but the build kept their weights in float`;
+  return `quantised ${(coverage.share * 100).toFixed(1)}% of the weights (${coverage.int8Weights} of ${coverage.floatWeights}), under ${MIN_QUANTISED_SHARE * 100}%: not an int8 model; ${why}`;
 }
 
 /**
@@ -204,6 +272,3 @@ async function quantizedWeights(path: string): Promise<number> {
   const isInt8 = (t: (typeof graph.initializer)[number]) => t.dataType === 2 || t.dataType === 3;
   return graph.initializer.filter((t) => isInt8(t) && t.dims.reduce((a, d) => a * Number(d), 1) > 1).length;
 }
-
-/** The ops whose weights quantisation rewrites: the candidates for keeping in float. */
-const QUANTISED_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose', 'MatMul', 'Gemm']);

@@ -22,6 +22,8 @@ export const ERROR_CODES = Object.freeze({
   ACCURACY_BUDGET_MISSED: false,
   OPSET_UPGRADE_FAILED: false,
   QUANTIZATION_FAILED: false,
+  // A run of a model on one input passed its time or memory budget (compiler/evaluate/evaluator.ts)
+  EVALUATION_BUDGET_EXCEEDED: false,
   // Artifact verification
   ARTIFACT_MANIFEST_INVALID: false,
   ARTIFACT_SCHEMA_UNSUPPORTED: false,

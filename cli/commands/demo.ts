@@ -64,7 +64,7 @@ async function demo(): Promise<void> {
       artifacts.push(out);
       const variants = report.variants.map(
         (v) =>
-          `${v.id} ${formatBytes(v.bytes)} cosine ${v.accuracy.cosine.toFixed(4)} p50 ${v.latency_p50_ms?.toFixed(3) ?? '?'} ms`,
+          `${v.id} ${formatBytes(v.bytes)} cosine ${v.accuracy?.cosine.toFixed(4) ?? 'not graded'} p50 ${v.latency_p50_ms?.toFixed(3) ?? '?'} ms`,
       );
       step(`compiled cnn@${version} for ${report.target}: ${variants.join('; ')}`);
     }

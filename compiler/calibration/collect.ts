@@ -1,12 +1,10 @@
 import { tmpdir } from 'node:os';
-import * as ort from 'onnxruntime-node';
-import { OutpostError, messageOf } from '../../runtime/errors.js';
+import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { DType } from '../../runtime/tensor/dtype.js';
-import type { TensorLike } from '../../runtime/tensor/tensor.js';
 import { mainGraph, type GraphProto, type OnnxModel } from '../onnx/index.js';
 import { constantSources } from '../quantize/constants.js';
-import { openSession, withOutputs, withScratchFile } from '../quantize/ort-model.js';
+import { Evaluator } from '../evaluate/evaluator.js';
+import { withOutputs, withScratchFile } from '../quantize/ort-model.js';
 import { PREPARED_OPS, qdqOp } from '../quantize/qdq-ops.js';
 import { createCalibrator, type CalibrationMethod, type CalibratorOptions, type TensorRange } from './calibrators.js';
 import { checkSample, modelInputs, type CalibrationSample } from './samples.js';
@@ -23,11 +21,20 @@ export interface CollectOptions extends CalibratorOptions {
   readonly method: CalibrationMethod;
   /** Tensors to calibrate; default: float32 inputs and outputs of the main graph's quantisable nodes. */
   readonly tensors?: readonly string[];
-  /** Called after each sample with how many have run. */
-  readonly onProgress?: (done: number) => void;
   /** Where the scratch copy of the model goes (default: the OS temp directory). */
   readonly workDir?: string;
   readonly threads?: number;
+  /** The process that runs the samples (default: one started for this call and ended after it). */
+  readonly evaluator?: Evaluator;
+  /** Leave out samples the model rejects (synthetic draws) instead of failing. */
+  readonly skipFailures?: boolean;
+}
+
+export interface CollectResult {
+  readonly ranges: Map<string, TensorRange>;
+  /** Samples that ran. */
+  readonly observed: number;
+  readonly failed: readonly { readonly index: number; readonly error: string }[];
 }
 
 export type { CalibrationSample } from './samples.js';
@@ -43,24 +50,17 @@ export function quantisableValues(graph: GraphProto): string[] {
   return [...names];
 }
 
-function feedsOf(sample: CalibrationSample, dtypes: Readonly<Record<string, DType>>): Record<string, ort.Tensor> {
-  // The constructor's overloads are keyed by the literal dtype; checkSample has matched data and dtype.
-  const Tensor = ort.Tensor as unknown as new (
-    type: DType,
-    data: TensorLike['data'],
-    dims: readonly number[],
-  ) => ort.Tensor;
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const [name, t] of Object.entries(sample)) feeds[name] = new Tensor(dtypes[name] ?? 'float32', t.data, t.dims);
-  return feeds;
-}
-
-export async function collectRanges(
+/**
+ * Runs the model on every sample in the evaluator process (bounded per run, see evaluate/evaluator.ts) and returns
+ * the calibrated range of each activation. Samples are checked against the model's inputs first. Samples the model
+ * rejects fail the call unless `skipFailures` (synthetic draws), when they are left out and counted.
+ */
+export async function collectRangesDetailed(
   model: OnnxModel,
-  samples: AsyncIterable<CalibrationSample> | Iterable<CalibrationSample>,
+  samples: readonly CalibrationSample[],
   options: CollectOptions,
-): Promise<Map<string, TensorRange>> {
-  const calibrator = createCalibrator(options.method, options);
+): Promise<CollectResult> {
+  createCalibrator(options.method, options); // options checked here, before any work
   const graph = mainGraph(model.proto);
   const inputs = modelInputs(graph);
   const inputNames = new Set(inputs.map((i) => i.name));
@@ -76,50 +76,56 @@ export async function collectRanges(
       },
     );
   }
-  const fromInputs = wanted.filter((t) => inputNames.has(t) && inputs.find((i) => i.name === t)?.dtype === 'float32');
-  const candidates = new Set(wanted.filter((t) => produced.has(t)));
-  const proto = withOutputs(model.proto, [...candidates]);
-  let count = 0;
-  await withScratchFile(model, proto, options.workDir ?? tmpdir(), async (path) => {
-    const session = await openSession(path, {
-      graphOptimizationLevel: 'disabled',
-      ...(options.threads === undefined ? {} : { intraOpNumThreads: options.threads }),
-    });
-    try {
-      // Only float32 values are quantised; integer shape arithmetic among the requested values is left out.
-      const fetches = session.outputMetadata
-        .filter((m) => m.isTensor && m.type === 'float32' && candidates.has(m.name))
-        .map((m) => m.name);
-      for await (const sample of samples) {
-        const dtypes = checkSample(sample, count, inputs);
-        let results: ort.InferenceSession.ReturnType;
-        try {
-          results = await session.run(feedsOf(sample, dtypes), fetches);
-        } catch (error) {
-          throw new OutpostError('INFERENCE_FAILED', `calibration sample ${count} failed to run: ${messageOf(error)}`, {
-            cause: error,
-            details: { sample: count },
-          });
-        }
-        for (const name of fetches) {
-          const data = results[name]?.data;
-          if (data instanceof Float32Array) calibrator.observe(name, data);
-        }
-        for (const name of fromInputs) {
-          const data = sample[name]?.data;
-          if (data instanceof Float32Array) calibrator.observe(name, data);
-        }
-        count += 1;
-        options.onProgress?.(count);
-      }
-    } finally {
-      await session.release();
-    }
-  });
-  if (count === 0) {
+  if (samples.length === 0) {
     throw new OutpostError('CALIBRATION_INVALID', 'no calibration samples were given; static quantisation needs some');
   }
-  const ranges = calibrator.ranges();
-  log.debug({ source: model.source, samples: count, tensors: ranges.size, method: options.method }, 'ranges collected');
-  return ranges;
+  samples.forEach((sample, i) => checkSample(sample, i, inputs));
+  const fromInputs = wanted.filter((t) => inputNames.has(t) && inputs.find((i) => i.name === t)?.dtype === 'float32');
+  const candidates = [...new Set(wanted.filter((t) => produced.has(t)))];
+  const proto = withOutputs(model.proto, candidates);
+  const evaluator = options.evaluator ?? new Evaluator();
+  try {
+    const result = await withScratchFile(model, proto, options.workDir ?? tmpdir(), (path) =>
+      evaluator.calibrate({
+        model: path,
+        tensors: candidates,
+        inputs: fromInputs,
+        samples,
+        method: options.method,
+        options: { bins: options.bins, percentile: options.percentile, levels: options.levels, stride: options.stride },
+        ...(options.threads === undefined ? {} : { threads: options.threads }),
+      }),
+    );
+    const [firstFailure] = result.failed;
+    if (firstFailure !== undefined && options.skipFailures !== true) {
+      throw new OutpostError(
+        'INFERENCE_FAILED',
+        `calibration sample ${firstFailure.index} failed to run: ${firstFailure.error}`,
+        { details: { sample: firstFailure.index } },
+      );
+    }
+    if (result.observed === 0) {
+      throw new OutpostError(
+        'CALIBRATION_INVALID',
+        `the model rejected every calibration sample (sample ${firstFailure?.index ?? 0}: ${firstFailure?.error ?? '?'})`,
+        { details: { failed: result.failed.length } },
+      );
+    }
+    log.debug(
+      { source: model.source, samples: result.observed, tensors: result.ranges.size, method: options.method },
+      'ranges collected',
+    );
+    return { ranges: result.ranges, observed: result.observed, failed: result.failed };
+  } finally {
+    if (options.evaluator === undefined) evaluator.close();
+  }
+}
+
+/** The calibrated range of each activation (see `collectRangesDetailed`). */
+export async function collectRanges(
+  model: OnnxModel,
+  samples: readonly CalibrationSample[],
+  options: CollectOptions,
+): Promise<Map<string, TensorRange>> {
+  return (await collectRangesDetailed(model, samples, options)).ranges;
 }

@@ -3,15 +3,15 @@ import { extname, join } from 'node:path';
 import type { ImagePreprocess, TensorSpec } from '../../runtime/artifact/manifest.js';
 import { OutpostError, fromFsError, isOutpostError } from '../../runtime/errors.js';
 import type { Feeds } from '../../runtime/model/model.js';
-import { concreteShape, InputValidator } from '../../runtime/model/validate.js';
+import { InputValidator } from '../../runtime/model/validate.js';
 import { guessImagePreprocess, imageToTensor, IMAGE_EXTENSIONS } from '../../runtime/pipeline/image.js';
 import { readBytes, readTensorFile, type FeedMap } from '../../runtime/tensor/files.js';
-import { elementCount, seededRandom, zeros } from '../../runtime/tensor/tensor.js';
 
 /**
- * Calibration and evaluation inputs (`--calibration`): a directory or file of `.npy`/`.json` tensors, a directory of
- * images pre-processed by the `--preprocess` spec, or `synthetic`. Every sample is checked against the model's
- * inputs before anything runs, so a wrong tensor is an error naming its file, not an ONNX Runtime failure.
+ * Calibration and evaluation inputs from `--calibration <dir|file>`: `.npy`/`.json` tensors, or images
+ * pre-processed by the `--preprocess` spec (synthetic inputs are synthetic.ts's). Every sample is checked against
+ * the model's inputs before anything runs, so a wrong tensor is an error naming its file, not an ONNX Runtime
+ * failure.
  */
 export interface SampleSet {
   readonly samples: Feeds[];
@@ -27,10 +27,8 @@ export interface SampleOptions {
   readonly inputs: readonly TensorSpec[];
   readonly bindings: Readonly<Record<string, number>>;
   readonly preprocess?: ImagePreprocess;
-  /** Synthetic sample count (default 32) and the cap on samples read from disk (default 512). */
-  readonly count?: number;
+  /** The cap on samples read from disk (default 512). */
   readonly limit?: number;
-  readonly seed?: number;
 }
 
 const TENSOR_EXTENSIONS: ReadonlySet<string> = new Set(['.npy', '.json']);
@@ -78,24 +76,7 @@ function check(validator: InputValidator, feeds: FeedMap, what: string): FeedMap
   return feeds;
 }
 
-function syntheticSamples(options: SampleOptions): Feeds[] {
-  const random = seededRandom(options.seed ?? 1234);
-  return Array.from({ length: options.count ?? 32 }, () => {
-    const feeds: FeedMap = {};
-    for (const spec of options.inputs) {
-      const dims = concreteShape(spec, options.bindings);
-      const data = zeros(spec.dtype, elementCount(dims));
-      // Roughly unit-scale values: the common range of normalised model inputs.
-      if (data instanceof Float32Array || data instanceof Float64Array)
-        for (let i = 0; i < data.length; i++) data[i] = random() * 2 - 1;
-      feeds[spec.name] = { data, dims, type: spec.dtype };
-    }
-    return feeds;
-  });
-}
-
 export async function loadSamples(source: string, options: SampleOptions): Promise<SampleSet> {
-  if (source === 'synthetic') return { samples: syntheticSamples(options), synthetic: true, source: 'synthetic' };
   const validator = new InputValidator(options.inputs, options.bindings);
   const { files, isDir } = await listFiles(source);
   const limit = options.limit ?? 512;

@@ -165,21 +165,28 @@ export function assertSameInterface(before: OnnxModel, after: OnnxModel, what: s
 }
 
 /**
- * Whether the model computes in float16 anywhere: float16 tensors, declared values or Casts to FLOAT16 (onnx.proto
- * TensorProto.DataType FLOAT16 = 10). ORT's CPU EP rewrites such graphs for its own kernels at every level, even
- * 'disabled' (InsertCastTransformer wraps nodes it has no fp16 kernel for in Casts; ops without one may be expanded
- * to their function body), so what ORT writes then reflects this CPU's kernels, not the target's.
+ * Whether the model computes in float16 anywhere: float16 tensors, declared values, Casts to FLOAT16, or a node
+ * other than a Cast reading a float16 graph input (onnx.proto TensorProto.DataType FLOAT16 = 10). Float16 at the
+ * model's interface alone — a graph input read only through Casts, a graph output written by a Cast — is not fp16
+ * compute (the widened fp16 exports of widen-fp16.ts look so). ORT's CPU EP rewrites fp16 compute at every level,
+ * even 'disabled' (InsertCastTransformer wraps nodes it has no fp16 kernel for in Casts; ops without one may be
+ * expanded to their function body), so what ORT writes then reflects this CPU's kernels, not the target's.
  */
 export function usesFloat16(model: OnnxModel): boolean {
   const FLOAT16 = 10;
+  const half = (v: { type?: { value: { case: string | undefined; value?: unknown } } }): boolean =>
+    v.type?.value.case === 'tensorType' && (v.type.value.value as { elemType: number }).elemType === FLOAT16;
   for (const { tensor } of modelTensors(model.proto)) if (tensor.dataType === FLOAT16) return true;
+  const main = model.proto.graph;
+  const interfaceInputs = new Set(main?.input.filter(half).map((v) => v.name));
+  const interfaceOutputs = new Set(main?.output.filter(half).map((v) => v.name));
   for (const graph of modelGraphs(model.proto)) {
-    for (const list of [graph.input, graph.output, graph.valueInfo]) {
-      for (const v of list)
-        if (v.type?.value.case === 'tensorType' && v.type.value.value.elemType === FLOAT16) return true;
-    }
+    const lists = graph === main ? [graph.valueInfo] : [graph.input, graph.output, graph.valueInfo];
+    for (const list of lists) for (const v of list) if (half(v)) return true;
     for (const node of graph.node) {
-      if (node.opType === 'Cast' && node.attribute.some((a) => a.name === 'to' && a.i === BigInt(FLOAT16))) return true;
+      const toHalf = node.opType === 'Cast' && node.attribute.some((a) => a.name === 'to' && a.i === BigInt(FLOAT16));
+      if (toHalf && !(graph === main && node.output.every((o) => interfaceOutputs.has(o)))) return true;
+      if (graph === main && node.opType !== 'Cast' && node.input.some((i) => interfaceInputs.has(i))) return true;
     }
   }
   return false;

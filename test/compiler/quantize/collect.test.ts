@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { Evaluator } from '../../../compiler/evaluate/evaluator.js';
 import { collectRanges, quantisableValues, type CalibrationSample } from '../../../compiler/calibration/collect.js';
 import {
   asOnnxModel,
@@ -67,14 +68,14 @@ describe('collectRanges', () => {
     for (const [name, range] of ranges) expect(range, name).toEqual(expected.get(name));
   });
 
-  it('takes async iterables, reports progress, and gives percentile/entropy ranges inside the minmax ones', async () => {
+  it('reports progress per sample, and gives percentile/entropy ranges inside the minmax ones', async () => {
     const model = asOnnxModel(buildCnn().proto);
-    async function* stream(): AsyncGenerator<CalibrationSample> {
-      for (const s of samples(20)) yield await Promise.resolve(s);
-    }
     const progress: number[] = [];
-    const minmax = await collectRanges(model, stream(), { method: 'minmax', onProgress: (n) => progress.push(n) });
-    expect(progress).toEqual([1, 2, 3, 4]);
+    const evaluator = new Evaluator({ onProgress: (stage, done) => stage === 'calibrate' && progress.push(done) });
+    const minmax = await collectRanges(model, samples(20), { method: 'minmax', evaluator }).finally(() =>
+      evaluator.close(),
+    );
+    expect(progress).toEqual([0, 1, 2, 3, 4]);
     for (const method of ['percentile', 'entropy'] as const) {
       const ranges = await collectRanges(model, samples(20), { method });
       for (const [name, r] of ranges) {

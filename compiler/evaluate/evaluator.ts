@@ -1,0 +1,325 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { totalmem } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { TensorSpec } from '../../runtime/artifact/manifest.js';
+import type { BackendName, TensorValue } from '../../runtime/backends/types.js';
+import { OutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import type { Feeds } from '../../runtime/model/model.js';
+import type { AccuracyFigures } from './metrics.js';
+import type {
+  CalibrateResult,
+  EvaluatorJob,
+  JobResults,
+  ParentMessage,
+  ProbeResult,
+  WorkerMessage,
+} from './protocol.js';
+
+/**
+ * Every model run the compiler makes — the original's reference outputs, grading each variant, probing whether the
+ * original accepts an input, latency, calibration — happens in one evaluator process (worker.ts), and each run is
+ * held to a budget: wall time per run and the process's resident memory. A run past either is killed (SIGKILL: a
+ * native ONNX Runtime call cannot be interrupted any other way, and onnxruntime-node runs synchronously) and ends in
+ * `EVALUATION_BUDGET_EXCEEDED` naming the model, the sample and its integer inputs, so no compile hangs or takes the
+ * machine down; the next job starts a fresh process. Memory is read from /proc (Linux); elsewhere only time is
+ * bounded.
+ */
+const log = logger('compiler.evaluate');
+
+export interface RunBudget {
+  /** Wall time one run (or one session load) may take. */
+  readonly seconds: number;
+  /** Resident memory the evaluator process may reach. */
+  readonly memoryBytes: number;
+}
+
+export const RUN_BUDGET_DEFAULTS = Object.freeze({
+  seconds: 60, // s per run; the slowest real model here (PaddleOCR det at 640², unoptimised calibration) takes ~1 s
+  memoryShare: 0.5, // of physical memory, for the evaluator process
+});
+
+export function defaultRunBudget(): RunBudget {
+  return {
+    seconds: RUN_BUDGET_DEFAULTS.seconds,
+    memoryBytes: Math.floor(totalmem() * RUN_BUDGET_DEFAULTS.memoryShare),
+  };
+}
+
+const MEMORY_POLL_MS = 50;
+const STDERR_KEPT = 2048; // bytes of the worker's stderr kept for a crash's reason
+
+/** The fp32 original's outputs on the held-out samples: computed once, compared against every variant. */
+export interface Reference {
+  readonly id: string;
+  readonly samples: readonly Feeds[];
+  readonly outputs: readonly Readonly<Record<string, TensorValue>>[];
+  readonly specs: readonly TensorSpec[];
+}
+
+export interface EvaluatorOptions {
+  readonly budget?: RunBudget;
+  /** Each run as it starts: `stage` names the job (e.g. "grade int8"). */
+  readonly onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+/** The worker's entry: the .ts beside this file under tsx/vitest, the bundle's own file under dist/. */
+function workerEntry(): { path: string; execArgv: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.ts')) {
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    return { path: join(dirname(here), 'worker.ts'), execArgv: ['--import', tsx] };
+  }
+  // tsup puts shared chunks in dist/ and entries below it: dist/compiler/evaluate/worker.js.
+  for (let dir = dirname(here), i = 0; i < 4; i++, dir = dirname(dir)) {
+    const candidate = join(dir, 'compiler', 'evaluate', 'worker.js');
+    if (existsSync(candidate)) return { path: candidate, execArgv: [] };
+  }
+  throw new OutpostError('INTERNAL', `the evaluator worker is missing from the build (looked above ${here})`);
+}
+
+/** "sample 3 (repeats = [12, 9], x [2, 2] float32)": the sample and its small integer inputs' values. */
+export function describeSample(index: number, feeds: Feeds | undefined): string {
+  if (feeds === undefined) return index < 0 ? 'loading the model' : `sample ${index}`;
+  const parts = Object.entries(feeds).map(([name, t]) => {
+    const type = t.type ?? 'float32';
+    const small = !Array.isArray(t.data) && t.data.length <= 8 && !type.startsWith('float');
+    return small
+      ? `${name} = [${Array.from(t.data as ArrayLike<number | bigint>, String).join(', ')}]`
+      : `${name} [${t.dims.join(', ')}] ${type}`;
+  });
+  return `sample ${index} (${parts.join(', ')})`;
+}
+
+/**
+ * The process's peak resident memory (VmHWM, Linux's high-water mark): a spike between two polls still counts, and
+ * so does one in a run that ended before the next poll. Undefined where /proc is not there.
+ */
+function peakResidentBytes(pid: number): number | undefined {
+  try {
+    const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Pending {
+  readonly id: number;
+  readonly job: EvaluatorJob;
+  readonly stage: string;
+  readonly samples: readonly Feeds[];
+  sample: number;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+interface Worker {
+  readonly process: ChildProcess;
+  readonly refs: Set<string>;
+  stderr: string;
+}
+
+export class Evaluator {
+  readonly budget: RunBudget;
+  private worker: Worker | undefined;
+  private pending: Pending | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private nextId = 1;
+  private refs = 0;
+  private closed = false;
+
+  constructor(private readonly options: EvaluatorOptions = {}) {
+    this.budget = options.budget ?? defaultRunBudget();
+  }
+
+  /**
+   * Runs the original on `samples` and keeps its outputs for grading. A sample it rejects fails the call, or with
+   * `skipFailures` is left out of the reference (and listed in `failed`).
+   */
+  async reference(
+    model: string,
+    samples: readonly Feeds[],
+    options: { stage?: string; skipFailures?: boolean } = {},
+  ): Promise<Reference & { failed: readonly { index: number; error: string }[] }> {
+    const id = `ref${this.refs++}`;
+    const job = { kind: 'reference' as const, ref: id, model, samples, skipFailures: options.skipFailures === true };
+    const result = await this.run(job, options.stage ?? 'reference', samples);
+    const reference: Reference = {
+      id,
+      samples: result.accepted.map((i) => samples[i] ?? {}),
+      outputs: result.outputs,
+      specs: result.specs,
+    };
+    this.worker?.refs.add(id);
+    return { ...reference, failed: result.failed };
+  }
+
+  async accuracy(
+    model: string,
+    ref: Reference,
+    backend: BackendName = 'native',
+    stage = 'grade',
+  ): Promise<AccuracyFigures> {
+    await this.adopt(ref);
+    return this.run({ kind: 'accuracy', ref: ref.id, model, backend }, stage, ref.samples);
+  }
+
+  probe(model: string, samples: readonly Feeds[], stage = 'probe inputs'): Promise<ProbeResult> {
+    return this.run({ kind: 'probe', model, samples }, stage, samples);
+  }
+
+  async latencyP50(model: string, sample: Feeds, stage = 'benchmark', iterations = 100): Promise<number> {
+    const result = await this.run({ kind: 'latency', model, sample, warmup: 10, iterations }, stage, [sample]);
+    return result.p50;
+  }
+
+  calibrate(
+    job: Omit<Extract<EvaluatorJob, { kind: 'calibrate' }>, 'kind'>,
+    stage = 'calibrate',
+  ): Promise<CalibrateResult> {
+    return this.run({ kind: 'calibrate', ...job }, stage, job.samples);
+  }
+
+  /** Ends the worker (killed if it is in the middle of a run). Idempotent. */
+  close(): void {
+    this.closed = true;
+    const pending = this.pending;
+    this.finish();
+    this.worker?.process.kill('SIGKILL');
+    this.worker = undefined;
+    pending?.reject(new OutpostError('INTERNAL', `${pending.stage}: the evaluator was closed`));
+  }
+
+  private async adopt(ref: Reference): Promise<void> {
+    if (this.worker?.refs.has(ref.id) === true) return;
+    const { id, samples, outputs, specs } = ref;
+    await this.run({ kind: 'adopt', ref: id, samples, outputs, specs }, 'reference', []);
+    this.worker?.refs.add(id);
+  }
+
+  private spawn(): Worker {
+    const entry = workerEntry();
+    const child = fork(entry.path, [], {
+      execArgv: entry.execArgv,
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    const worker: Worker = { process: child, refs: new Set(), stderr: '' };
+    child.stderr?.on('data', (chunk: Buffer) => {
+      worker.stderr = (worker.stderr + chunk.toString('utf8')).slice(-STDERR_KEPT);
+    });
+    child.on('message', (message: WorkerMessage) => this.onMessage(message));
+    child.on('exit', (code, signal) => this.onExit(worker, code, signal));
+    log.debug({ pid: child.pid, entry: entry.path }, 'evaluator started');
+    return worker;
+  }
+
+  private run<K extends EvaluatorJob['kind']>(
+    job: Extract<EvaluatorJob, { kind: K }>,
+    stage: string,
+    samples: readonly Feeds[],
+  ): Promise<JobResults[K]> {
+    if (this.closed) return Promise.reject(new OutpostError('INTERNAL', 'the evaluator was closed'));
+    if (this.pending !== undefined)
+      return Promise.reject(new OutpostError('INTERNAL', 'evaluator jobs run one at a time'));
+    this.worker ??= this.spawn();
+    const id = this.nextId++;
+    return new Promise<JobResults[K]>((resolve, reject) => {
+      this.pending = { id, job, stage, samples, sample: -1, resolve: resolve, reject };
+      this.arm();
+      this.poll = setInterval(() => this.overMemory(), MEMORY_POLL_MS);
+      this.worker?.process.send({ id, job } satisfies ParentMessage);
+    });
+  }
+
+  private arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => this.exceeded(`ran past its ${this.budget.seconds} s budget`),
+      this.budget.seconds * 1000,
+    );
+  }
+
+  private stop(): void {
+    clearTimeout(this.timer);
+    clearInterval(this.poll);
+    this.timer = undefined;
+    this.poll = undefined;
+  }
+
+  /** True (and the job failed) when the worker's peak memory passed the budget. */
+  private overMemory(): boolean {
+    const pid = this.worker?.process.pid;
+    if (pid === undefined || this.pending === undefined) return false;
+    const peak = peakResidentBytes(pid);
+    if (peak === undefined || peak <= this.budget.memoryBytes) return false;
+    const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+    this.exceeded(`reached ${mib(peak)} of memory, past its ${mib(this.budget.memoryBytes)} budget,`);
+    return true;
+  }
+
+  /** Kills the worker mid-run and fails the job, naming the run. */
+  private exceeded(what: string): void {
+    const pending = this.pending;
+    const worker = this.worker;
+    if (pending === undefined || worker === undefined) return;
+    this.finish();
+    this.worker = undefined;
+    worker.process.kill('SIGKILL');
+    const model = 'model' in pending.job ? basename(pending.job.model) : 'the evaluator';
+    const where = describeSample(pending.sample, pending.samples[pending.sample]);
+    pending.reject(
+      new OutpostError('EVALUATION_BUDGET_EXCEEDED', `${pending.stage}: ${model} ${what} on ${where}`, {
+        details: { stage: pending.stage, model, sample: pending.sample, budget: this.budget },
+      }),
+    );
+  }
+
+  private finish(): void {
+    this.stop();
+    this.pending = undefined;
+  }
+
+  private onMessage(message: WorkerMessage): void {
+    const pending = this.pending;
+    if (message.type === 'ready' || pending === undefined || message.id !== pending.id) return;
+    // A run that ended between two polls is judged on the peak it reached before its result is taken.
+    if (this.overMemory()) return;
+    if (message.type === 'step') {
+      pending.sample = message.sample;
+      this.arm();
+      if (message.sample >= 0) this.options.onProgress?.(pending.stage, message.sample, message.total);
+      return;
+    }
+    this.finish();
+    if (message.type === 'result') {
+      if (pending.samples.length > 0)
+        this.options.onProgress?.(pending.stage, pending.samples.length, pending.samples.length);
+      pending.resolve(message.value);
+    } else {
+      pending.reject(new OutpostError(message.code, message.message, { details: message.details }));
+    }
+  }
+
+  private onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.worker !== worker) return; // killed on purpose: the job has been failed already
+    this.worker = undefined;
+    const pending = this.pending;
+    if (pending === undefined) return;
+    this.finish();
+    const where = describeSample(pending.sample, pending.samples[pending.sample]);
+    const tail = worker.stderr.trim().split('\n').slice(-3).join(' ');
+    pending.reject(
+      new OutpostError(
+        'INFERENCE_FAILED',
+        `${pending.stage}: the evaluator process died (${signal ?? `exit ${code ?? '?'}`}) on ${where}${tail === '' ? '' : `: ${tail}`}`,
+        { details: { stage: pending.stage, sample: pending.sample, signal, code } },
+      ),
+    );
+  }
+}
