@@ -65,6 +65,11 @@ export interface CompileOptions {
   readonly onProgress?: (stage: string, done: number, total: number) => void;
   /** Aborting stops the evaluator and removes the work directory at once; the compile then rejects. */
   readonly signal?: AbortSignal;
+  /**
+   * An evaluator to run the models in (batch callers reuse one across compiles); default: one of this compile's
+   * own, ended with it. `runBudget` and `onProgress` then come from the evaluator.
+   */
+  readonly evaluator?: Evaluator;
 }
 
 /** Fails before any work when the output cannot be written: its parent must be a writable directory. */
@@ -122,10 +127,13 @@ export async function compile(options: CompileOptions): Promise<CompileReport> {
   const { profile: target, host } = resolveTarget(options.target);
   await checkWritable(options.output);
   const workDir = await mkdtemp(join(tmpdir(), 'outpost-compile-'));
-  const evaluator = new Evaluator({
-    ...(options.runBudget === undefined ? {} : { budget: options.runBudget }),
-    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
-  });
+  const own = options.evaluator === undefined;
+  const evaluator =
+    options.evaluator ??
+    new Evaluator({
+      ...(options.runBudget === undefined ? {} : { budget: options.runBudget }),
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+    });
   // An interrupted compile leaves nothing behind: the evaluator is killed and the work directory removed now,
   // not when the step in flight gets round to noticing.
   const onAbort = (): void => {
@@ -140,7 +148,7 @@ export async function compile(options: CompileOptions): Promise<CompileReport> {
     throw options.signal?.aborted === true ? (options.signal.reason as Error) : error;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
-    evaluator.close();
+    if (own) evaluator.close();
     await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -282,9 +290,7 @@ async function run(
       postprocess: [...(options.postprocess ?? [])],
     },
     ...(options.labels === undefined ? {} : { labels: (await readBytes(options.labels)).toString('utf8') }),
-    vectors: (data.reference?.samples ?? [])
-      .slice(0, TEST_VECTORS)
-      .map((feeds, i) => ({ feeds, outputs: data.reference?.outputs[i] ?? {} })),
+    vectors: testVectors(data, pass.report.warnings),
     source: { file: options.model, sha256: (await sha256File(options.model)).sha256 },
     report,
     ...(options.signKey === undefined ? {} : { signingKey: options.signKey }),
@@ -305,6 +311,19 @@ async function run(
 
 /** Test vectors shipped for the device's self-test. */
 const TEST_VECTORS = 2;
+
+/** The first held-out samples and the original's outputs; string tensors have no .npy form and are left out. */
+function testVectors(data: Awaited<ReturnType<typeof compileInputs>>, warnings: string[]) {
+  const vectors = (data.reference?.samples ?? [])
+    .slice(0, TEST_VECTORS)
+    .map((feeds, i) => ({ feeds, outputs: data.reference?.outputs[i] ?? {} }));
+  const numeric = vectors.filter(
+    (v) => ![...Object.values(v.feeds), ...Object.values(v.outputs)].some((t) => Array.isArray(t.data)),
+  );
+  if (numeric.length < vectors.length)
+    warnings.push('no test vectors: the model reads or writes string tensors, which .npy cannot hold');
+  return numeric;
+}
 
 function sanitize(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'model';

@@ -3,6 +3,7 @@ import { writeArtifact, type ArtifactFileSource, type ManifestDraft } from '../r
 import type { Pipeline, TensorSpec } from '../runtime/artifact/manifest.js';
 import type { TensorValue } from '../runtime/backends/types.js';
 import type { Feeds } from '../runtime/model/model.js';
+import { OutpostError } from '../runtime/errors.js';
 import { encodeNpy } from '../runtime/tensor/npy.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { TargetProfile } from './targets/types.js';
@@ -42,7 +43,7 @@ export interface ArtifactPlan {
 }
 
 function npy(tensor: { data: TensorValue['data']; dims: readonly number[] }, dtype: TensorValue['type']): Uint8Array {
-  if (Array.isArray(tensor.data)) throw new Error('string tensors cannot be test vectors');
+  if (Array.isArray(tensor.data)) throw new OutpostError('INTERNAL', 'string tensors cannot be test vectors (.npy)');
   return encodeNpy({ dtype, shape: [...tensor.dims], data: tensor.data });
 }
 

@@ -29,6 +29,7 @@ type Role =
   | { readonly kind: 'broadcast-shape' } // all ones
   | { readonly kind: 'same-shape'; readonly data: number } // the data input's own shape
   | { readonly kind: 'size' } // a small positive extent
+  | { readonly kind: 'small' } // a small non-negative amount: 0 or 1 (zeros flavour: 0)
   | { readonly kind: 'axes' } // 0, 1, … distinct
   | { readonly kind: 'divisor' } // non-zero
   | { readonly kind: 'ratio' } // in [0, 0.5)
@@ -59,7 +60,7 @@ const ROLES: Readonly<Record<string, Readonly<Record<number, Role>>>> = Object.f
     3: { kind: 'axes' },
     4: { kind: 'value', value: 1 },
   },
-  Pad: { 1: { kind: 'value', value: 1 }, 3: { kind: 'axes' } },
+  Pad: { 1: { kind: 'small' }, 3: { kind: 'axes' } },
   Squeeze: { 1: { kind: 'axes' } },
   Unsqueeze: { 1: { kind: 'axes' } },
   ReduceMax: { 1: { kind: 'axes' } },
@@ -73,6 +74,7 @@ const ROLES: Readonly<Record<string, Readonly<Record<number, Role>>>> = Object.f
   ReduceLogSumExp: { 1: { kind: 'axes' } },
   ReduceSumSquare: { 1: { kind: 'axes' } },
   Split: { 1: { kind: 'split', data: 0, axis: 'axis' } },
+  SplitToSequence: { 1: { kind: 'split', data: 0, axis: 'axis' } },
   Div: { 1: { kind: 'divisor' } },
   Mod: { 1: { kind: 'divisor' } },
   Dropout: { 1: { kind: 'ratio' }, 2: { kind: 'value', value: 0 } },
@@ -177,6 +179,10 @@ function roleValues(
       return node.opType === 'Reshape' && count >= 1 ? [...Array<number>(count - 1).fill(1), -1] : undefined;
     case 'size':
       return Array.from({ length: count }, () => (flavour === 'semantic' ? 1 + Math.floor(random() * 3) : 1));
+    case 'small':
+      return Array.from({ length: count }, () =>
+        flavour === 'semantic' ? Math.floor(random() * 2) : flavour === 'ones' ? 1 : 0,
+      );
     case 'axes':
       return Array.from({ length: count }, (_, i) => i);
     case 'divisor':
@@ -188,8 +194,10 @@ function roleValues(
     case 'split': {
       if (dataDims === undefined) return undefined;
       const dim = dataDims[axisOf(node, role.axis, 0, dataDims.length)];
-      if (dim === undefined || count === 0 || dim % count !== 0) return undefined;
-      return Array<number>(count).fill(dim / count);
+      if (dim === undefined || count === 0) return undefined;
+      // Parts that sum to the axis (Split: "the sum of split values must equal the dim"), the remainder up front.
+      const base = Math.floor(dim / count);
+      return Array.from({ length: count }, (_, i) => base + (i < dim % count ? 1 : 0));
     }
   }
 }
@@ -212,6 +220,10 @@ function generic(dtype: DType, data: TensorData, flavour: Flavour, random: () =>
   } else if (dtype === 'float16') {
     const half = data as Uint16Array; // IEEE half bits (DTYPES: float16 is a Uint16Array)
     for (let i = 0; i < n; i++) half[i] = toFloat16Bits(float());
+  } else if (dtype === 'string') {
+    // Numbers as text: what a string input most often carries (Cast from STRING parses them), and still text.
+    const strings = data as string[];
+    for (let i = 0; i < n; i++) strings[i] = String(Math.round(float() * 100) / 100);
   } else if (dtype === 'bool') {
     for (let i = 0; i < n; i++) (data as Uint8Array)[i] = flavour === 'semantic' && random() < 0.5 ? 1 : 0;
   } else if (INTEGER_DTYPES.has(dtype)) {

@@ -124,7 +124,8 @@ export const manifestSchema = z.object({
   createdAt: z.iso.datetime(),
   description: z.string().optional(),
   target: targetSchema,
-  inputs: z.array(tensorSpecSchema).min(1),
+  /** May be empty: a model with no inputs is valid ONNX (onnx backend test_constant: one Constant node). */
+  inputs: z.array(tensorSpecSchema),
   outputs: z.array(tensorSpecSchema).min(1),
   variants: z.array(variantSchema).min(1),
   /** "fixed": run the rank-1 variant. "device": benchmark the candidates at install and keep the fastest that passes. */
