@@ -16,6 +16,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<{ register: Register }>>> 
   serve: () => import('./serve.js'),
   capture: () => import('./capture.js'),
   keygen: () => import('./keygen.js'),
+  sign: () => import('./sign.js'),
   agent: () => import('./agent.js'),
   'install-service': () => import('./install-service.js'),
   deploy: () => import('./deploy.js'),
