@@ -11,7 +11,10 @@ const program = new Command('outpost')
   .option('-v, --verbose', 'log debug detail and ONNX Runtime warnings to stderr')
   .option('-q, --quiet', 'log only errors')
   .option('--debug', 'print stack traces with errors')
-  .showHelpAfterError('(run with --help for usage)')
+  // Usage errors are reported like every other error (report() below): one line, `outpost: … [INVALID_ARGUMENT]`.
+  // Subcommands inherit both settings (they are registered after this).
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined })
   .hook('preAction', (command) => {
     const opts = command.optsWithGlobals<{ verbose?: boolean; quiet?: boolean; debug?: boolean }>();
     setFlags({ verbose: opts.verbose === true, quiet: opts.quiet === true, debug: opts.debug === true });
@@ -27,7 +30,12 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 
 /** One line per error, naming the code; `--debug` adds the stack and causes. */
 function report(error: unknown): number {
-  if (error instanceof CommanderError) return error.exitCode;
+  if (error instanceof CommanderError) {
+    // --help, --version and a bare `outpost` (help on stderr) end through here too, having printed what they print.
+    if (error.exitCode === 0 || error.code === 'commander.help') return error.exitCode;
+    process.stderr.write(`outpost: ${error.message.replace(/^error: /, '')} (see --help) [INVALID_ARGUMENT]\n`);
+    return 1;
+  }
   const code = isOutpostError(error) ? error.code : 'INTERNAL';
   // One line, whatever the message: libraries (sharp, ONNX Runtime) put newlines in theirs.
   process.stderr.write(`outpost: ${messageOf(error).replace(/\s*\n\s*/g, ' ')} [${code}]\n`);
