@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import os from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { isOutpostError, messageOf } from '../runtime/errors.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
@@ -37,6 +38,8 @@ function report(error: unknown): number {
     return 1;
   }
   const code = isOutpostError(error) ? error.code : 'INTERNAL';
+  // Interrupted by a signal: the shell's convention, 128 + its number (130 for SIGINT, 143 for SIGTERM).
+  const signal = isOutpostError(error, 'INTERRUPTED') ? error.details.signal : undefined;
   // One line, whatever the message: libraries (sharp, ONNX Runtime) put newlines in theirs.
   process.stderr.write(`outpost: ${messageOf(error).replace(/\s*\n\s*/g, ' ')} [${code}]\n`);
   if (cliFlags().debug || process.argv.includes('--debug')) {
@@ -47,7 +50,7 @@ function report(error: unknown): number {
       if (cause !== undefined) process.stderr.write('caused by: ');
     }
   }
-  return 1;
+  return typeof signal === 'string' ? 128 + os.constants.signals[signal as NodeJS.Signals] : 1;
 }
 
 try {

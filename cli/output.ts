@@ -1,6 +1,6 @@
-import { stderr, stdout } from 'node:process';
+import { stdout } from 'node:process';
 
-/** Human output goes to stdout through these; logs and progress go to stderr. */
+/** Human output goes to stdout through these; logs and progress (progress.ts) go to stderr. */
 export function print(line = ''): void {
   stdout.write(`${line}\n`);
 }
@@ -38,26 +38,4 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit] ?? ''}`;
-}
-
-/** A progress bar on stderr, drawn only on a terminal (piped runs stay clean), cleared when done. */
-export class Progress {
-  private readonly enabled = stderr.isTTY;
-  private last = 0;
-
-  constructor(private readonly label: string) {}
-
-  update(done: number, total: number, stage = this.label): void {
-    if (!this.enabled) return;
-    const now = Date.now();
-    if (now - this.last < 100 && done < total) return;
-    this.last = now;
-    const width = 30;
-    const filled = Math.round((done / Math.max(total, 1)) * width);
-    stderr.write(`\r\x1b[2K${stage} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
-  }
-
-  done(): void {
-    if (this.enabled) stderr.write('\r\x1b[2K');
-  }
 }

@@ -64,9 +64,9 @@ function passReport(): PassContext['report'] {
 }
 
 /** Grades a variant file against the reference (the evaluator's native backend, each run bounded). */
-export function grade(ctx: VariantContext, path: string, id: string): Promise<AccuracyFigures> {
+export function grade(ctx: VariantContext, path: string, id: string, progress = true): Promise<AccuracyFigures> {
   if (ctx.reference === undefined) throw new OutpostError('INTERNAL', `${id}: nothing to grade against`);
-  return ctx.evaluator.accuracy(path, ctx.reference, 'native', `grade ${id}`);
+  return ctx.evaluator.accuracy(path, ctx.reference, 'native', `grade ${id}`, progress);
 }
 
 async function graded(
@@ -199,7 +199,7 @@ export async function buildInt8(ctx: VariantContext): Promise<BuiltVariant> {
     {
       candidates,
       build: async (quantized) => (await quantize(new Set(candidates.filter((c) => !quantized.has(c))))).path,
-      evaluate: (path) => grade(ctx, path, 'mixed'),
+      evaluate: (path) => grade(ctx, path, 'mixed', false),
       quantizedWeights,
       onProgress: (done, total) => ctx.onProgress?.('mixed precision', done, total),
     },

@@ -52,7 +52,15 @@ export type DeployEvent =
       readonly document: JobDocument;
       readonly things: readonly string[];
     }
-  | ({ readonly type: 'execution' } & ExecutionEvent);
+  | ({ readonly type: 'execution' } & ExecutionEvent)
+  /** A block of the artifact went out to a thing: `bytes` of `total` served to it so far (re-fetches count). */
+  | {
+      readonly type: 'download';
+      readonly jobId: string;
+      readonly thing: string;
+      readonly bytes: number;
+      readonly total: number;
+    };
 
 export interface ThingOutcome {
   readonly thing: string;
@@ -131,7 +139,23 @@ async function start(options: DeployOptions): Promise<Deployment> {
       clientId: `outpost-fleet-${jobId}`.slice(0, 128),
       ...pick(options, ['tls', 'username', 'password']),
     });
-    streams = new StreamsServer({ client, ...pick(options, ['testHooks']) });
+    const served = new Map<string, number>();
+    const onEvent = options.onEvent;
+    const total = prepared.document.artifact.size;
+    streams = new StreamsServer({
+      client,
+      ...pick(options, ['testHooks']),
+      ...(onEvent === undefined
+        ? {}
+        : {
+            onServed: ({ streamId, thing, fileId, bytes }) => {
+              if (streamId !== jobId || fileId !== ARCHIVE_FILE_ID) return;
+              const sofar = (served.get(thing) ?? 0) + bytes;
+              served.set(thing, sofar);
+              onEvent({ type: 'download', jobId, thing, bytes: sofar, total });
+            },
+          }),
+    });
     await streams.addStream({
       streamId: jobId,
       version: STREAM_VERSION,

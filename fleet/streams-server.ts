@@ -67,6 +67,8 @@ export interface StreamsServerOptions {
   readonly maxBytesPerRequest?: number; // bytes, default 131,072 (the service limit)
   readonly maxConcurrentRequests?: number; // default 8
   readonly testHooks?: { readonly onBlock?: BlockFaultHook };
+  /** After each block is published: who got how many bytes of which file (deploy's download progress). */
+  readonly onServed?: (event: { streamId: string; thing: string; fileId: number; bytes: number }) => void;
 }
 
 export interface StreamStats {
@@ -272,6 +274,7 @@ export class StreamsServer {
     await this.publish(streamTopics.data(thing, stream.streamId, encoding), encodeStreamMessage(encoding, message));
     stream.stats.blocksServed++;
     stream.stats.bytesServed += payload.length;
+    this.options.onServed?.({ streamId: stream.streamId, thing, fileId: file.fileId, bytes: payload.length });
   }
 
   private fault(stream: ServedStream, thing: string, fileId: number, block: number): 'send' | 'corrupt' | 'drop' {

@@ -95,6 +95,8 @@ export const ERROR_CODES = Object.freeze({
   // Environment (a full disk needs someone, or the agent's pruning, to free space: retrying alone does not help)
   DISK_FULL: false,
   TIMEOUT: true,
+  // A command stopped by SIGINT/SIGTERM, having cleaned up after itself (the CLI exits 128 + the signal number)
+  INTERRUPTED: false,
   INTERNAL: false,
 } satisfies Record<string, boolean>);
 

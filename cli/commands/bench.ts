@@ -4,7 +4,8 @@ import type { BackendName } from '../../runtime/backends/types.js';
 import { loadModel } from '../../runtime/model/load.js';
 import { readInputs } from '../inputs.js';
 import { collect, parseNonNegativeInt, parsePositiveInt } from '../options.js';
-import { Progress, print, printJson, table } from '../output.js';
+import { print, printJson, table } from '../output.js';
+import { ProgressReporter } from '../progress.js';
 import { addModelOptions, loadOptions, type ModelOptions } from './shared.js';
 
 interface BenchOptions extends Omit<ModelOptions, 'backend'> {
@@ -85,7 +86,7 @@ export function register(program: Command): void {
           await probe.release();
         }
       }
-      const progress = new Progress('bench');
+      const progress = new ProgressReporter('bench');
       const report = await benchmark(path, {
         ...base,
         backends,
@@ -94,7 +95,7 @@ export function register(program: Command): void {
         concurrency: opts.concurrency,
         rounds: opts.rounds,
         feeds,
-        onProgress: (done, total) => progress.update(done, total),
+        onProgress: (done, total) => progress.update('measure', done, total),
       });
       progress.done();
       if (opts.json === true) printJson(report);

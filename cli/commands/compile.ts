@@ -1,11 +1,16 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import os from 'node:os';
 import { compile } from '../../compiler/compile.js';
+import { defaultRunBudget } from '../../compiler/evaluate/evaluator.js';
 import { parseBudget } from '../../compiler/evaluate/budget.js';
 import type { CompileReport } from '../../compiler/report.js';
 import type { PostprocessStep } from '../../runtime/artifact/manifest.js';
 import { choice, collect, parseInputShape } from '../options.js';
-import { Progress, formatBytes, print, printJson, table } from '../output.js';
+import { OutpostError } from '../../runtime/errors.js';
+import { parsePositiveInt } from '../options.js';
+import { formatBytes, print, printJson, table } from '../output.js';
+import { ProgressReporter } from '../progress.js';
 
 interface CompileFlags {
   target: string;
@@ -28,7 +33,12 @@ interface CompileFlags {
   postprocess?: PostprocessStep[];
   force?: boolean;
   json?: boolean;
+  runTimeout?: number;
+  runMemory?: number;
 }
+
+/** After SIGINT/SIGTERM, how long the compile may take to wind down before the process exits regardless. */
+const FORCED_EXIT_MS = 5_000;
 
 /** `--postprocess softmax,topk=5` → steps. */
 function parsePostprocess(text: string): PostprocessStep[] {
@@ -85,6 +95,7 @@ function printReport(report: CompileReport): void {
   );
   for (const v of report.variants) {
     for (const note of v.notes) print(`  ${v.id}: ${note}`);
+    print(`  ${v.id}: format ${v.format}: ${v.format_reason}`);
     for (const e of v.excluded_nodes.slice(0, 10)) print(`  ${v.id}: kept float ${e.node} (${e.op}): ${e.reason}`);
     if (v.excluded_nodes.length > 10) print(`  ${v.id}: … and ${v.excluded_nodes.length - 10} more (see --json)`);
   }
@@ -142,33 +153,64 @@ export function register(program: Command): void {
     .option('--labels <file>', 'class labels, one per line')
     .option('--postprocess <steps>', 'softmax, argmax, topk=K (comma-separated)', parsePostprocess)
     .option('--force', 'replace an existing output')
+    .option('--run-timeout <seconds>', 'time one model run may take before it is killed (default 60)', parsePositiveInt)
+    .option(
+      '--run-memory <MiB>',
+      "evaluator memory past which a run is killed (default half the machine's)",
+      parsePositiveInt,
+    )
     .option('--json', 'print the compile report as JSON')
     .action(async (model: string, flags: CompileFlags) => {
-      const progress = new Progress('compile');
-      const report = await compile({
-        model,
-        target: flags.target,
-        output: flags.output,
-        precision: flags.precision,
-        inputShapes: flags.inputShape,
-        calibration: flags.calibration,
-        calibrationMethod: flags.calibrationMethod,
-        quantization: flags.quantization,
-        requireQuantized: flags.requireInt8,
-        preprocess: flags.preprocess,
-        ...(flags.accuracyBudget === undefined ? {} : { budget: parseBudget(flags.accuracyBudget) }),
-        allowAccuracyLoss: flags.allowAccuracyLoss === true,
-        tune: flags.tune === true,
-        ortFormat: flags.ortFormat,
-        signKey: flags.signKey,
-        name: flags.name,
-        version: flags.modelVersion,
-        labels: flags.labels,
-        postprocess: flags.postprocess,
-        overwrite: flags.force === true,
-        onProgress: (stage, done, total) => progress.update(done, total, stage),
-      });
-      progress.done();
+      const progress = new ProgressReporter('compile');
+      const budget = defaultRunBudget();
+      // SIGINT/SIGTERM: the compile kills its evaluator and removes its work directory, then the command ends.
+      const controller = new AbortController();
+      const interrupt = (signal: NodeJS.Signals): void => {
+        controller.abort(
+          new OutpostError('INTERRUPTED', `compile interrupted by ${signal}; its work directory was removed`, {
+            details: { signal },
+          }),
+        );
+        // Should the step in flight not return (a native call), end anyway: nothing is left on disk by now.
+        setTimeout(() => process.exit(128 + os.constants.signals[signal]), FORCED_EXIT_MS).unref();
+      };
+      process.once('SIGINT', interrupt);
+      process.once('SIGTERM', interrupt);
+      let report;
+      try {
+        report = await compile({
+          model,
+          target: flags.target,
+          output: flags.output,
+          precision: flags.precision,
+          inputShapes: flags.inputShape,
+          calibration: flags.calibration,
+          calibrationMethod: flags.calibrationMethod,
+          quantization: flags.quantization,
+          requireQuantized: flags.requireInt8,
+          preprocess: flags.preprocess,
+          ...(flags.accuracyBudget === undefined ? {} : { budget: parseBudget(flags.accuracyBudget) }),
+          allowAccuracyLoss: flags.allowAccuracyLoss === true,
+          tune: flags.tune === true,
+          ortFormat: flags.ortFormat,
+          signKey: flags.signKey,
+          name: flags.name,
+          version: flags.modelVersion,
+          labels: flags.labels,
+          postprocess: flags.postprocess,
+          overwrite: flags.force === true,
+          runBudget: {
+            seconds: flags.runTimeout ?? budget.seconds,
+            memoryBytes: flags.runMemory === undefined ? budget.memoryBytes : flags.runMemory * 2 ** 20,
+          },
+          onProgress: (stage, done, total) => progress.update(stage, done, total),
+          signal: controller.signal,
+        });
+      } finally {
+        process.off('SIGINT', interrupt);
+        process.off('SIGTERM', interrupt);
+        progress.done();
+      }
       if (flags.json === true) printJson(report);
       else printReport(report);
     });

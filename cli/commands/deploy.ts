@@ -1,10 +1,10 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { stderr } from 'node:process';
 import { type DeployEvent, type DeployOptions, type DeployResult, deploy } from '../../fleet/deploy.js';
 import type { FleetTls } from '../../fleet/mqtt.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { collect, parseNonNegativeInt, parsePositiveInt } from '../options.js';
-import { print, printJson, table } from '../output.js';
+import { formatBytes, print, printJson, table } from '../output.js';
+import { ProgressReporter } from '../progress.js';
 
 interface DeployCliOptions {
   thing: string[];
@@ -46,6 +46,7 @@ async function run(artifact: string, opts: DeployCliOptions): Promise<void> {
     opts.ca === undefined && opts.cert === undefined && opts.key === undefined
       ? undefined
       : { ca: opts.ca, cert: opts.cert, key: opts.key };
+  const reporter = new ProgressReporter('deploy', { format: formatBytes });
   const options: DeployOptions = {
     artifact,
     things,
@@ -56,32 +57,38 @@ async function run(artifact: string, opts: DeployCliOptions): Promise<void> {
     ...(opts.signKey === undefined ? {} : { signingKey: opts.signKey }),
     ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
     ...rolloutOf(opts),
-    onEvent: opts.json === true ? undefined : progress,
+    // Progress and status changes go to stderr whatever the output mode (--json is stdout), not under --quiet.
+    onEvent: (event) => progress(reporter, event),
   };
   let result: DeployResult;
   if (opts.wait === true) {
     result = await deploy({ ...options, wait: true });
   } else {
     const deployment = await deploy({ ...options, wait: false });
-    stderr.write(`serving job ${deployment.jobId} to ${things.length} thing(s); Ctrl-C to stop\n`);
+    reporter.line(`serving job ${deployment.jobId} to ${things.length} thing(s); Ctrl-C to stop`);
     const signal = interrupted();
     await Promise.race([deployment.settled(), signal.promise]);
     signal.dispose();
     result = await deployment.close();
   }
+  reporter.done();
   report(result, opts.json === true);
 }
 
-function progress(event: DeployEvent): void {
+function progress(reporter: ProgressReporter, event: DeployEvent): void {
   if (event.type === 'ready') {
     const { model, artifact } = event.document;
-    stderr.write(
-      `job ${event.jobId}: ${model.name} ${model.version}, ${artifact.size} bytes, stream ${artifact.streamId}\n`,
+    reporter.line(
+      `job ${event.jobId}: ${model.name} ${model.version}, ${artifact.size} bytes, stream ${artifact.streamId}`,
     );
     return;
   }
+  if (event.type === 'download') {
+    reporter.update(`download ${event.thing}`, Math.min(event.bytes, event.total), event.total);
+    return;
+  }
   const from = event.previous === undefined ? '' : `${event.previous} → `;
-  stderr.write(`${event.thing}: ${from}${event.status}${details(event.statusDetails, ' (', ')')}\n`);
+  reporter.line(`${event.thing}: ${from}${event.status}${details(event.statusDetails, ' (', ')')}`);
 }
 
 function report(result: DeployResult, json: boolean): void {

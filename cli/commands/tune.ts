@@ -8,7 +8,8 @@ import { requireBest, tune, type TuneReport, type TuneRow } from '../../runtime/
 import { writeTuneChoice } from '../../runtime/bench/tune-choice.js';
 import { ortLogLevel } from '../context.js';
 import { collect, parseInputShape, parseNonNegativeInt, parsePositiveInt } from '../options.js';
-import { Progress, print, printJson, table } from '../output.js';
+import { print, printJson, table } from '../output.js';
+import { ProgressReporter } from '../progress.js';
 
 interface TuneCliOptions {
   backends: BackendName[];
@@ -182,7 +183,7 @@ export function register(program: Command): void {
     .option('--json', 'print the whole sweep as JSON')
     .action(async (path: string, opts: TuneCliOptions) => {
       const threads = opts.threads ?? defaultThreads();
-      const progress = new Progress('tune');
+      const progress = new ProgressReporter('tune');
       const report = await tune(path, {
         backends: opts.backends,
         threads,
@@ -195,7 +196,7 @@ export function register(program: Command): void {
         trustedKeys: opts.trustKey,
         ortLogLevel: ortLogLevel(),
         isolateWasm: isolatedWasm(path, { ...opts, threads }),
-        onProgress: (done, total) => progress.update(done, total),
+        onProgress: (done, total) => progress.update('sweep', done, total),
       });
       progress.done();
       if (opts.json === true) printJson(report);

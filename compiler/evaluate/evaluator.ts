@@ -112,6 +112,7 @@ interface Pending {
   readonly job: EvaluatorJob;
   readonly stage: string;
   readonly samples: readonly Feeds[];
+  readonly progress: boolean;
   sample: number;
   resolve(value: unknown): void;
   reject(error: Error): void;
@@ -164,9 +165,11 @@ export class Evaluator {
     ref: Reference,
     backend: BackendName = 'native',
     stage = 'grade',
+    /** Report this job's runs to onProgress (off for the many small gradings of a search that reports itself). */
+    progress = true,
   ): Promise<AccuracyFigures> {
     await this.adopt(ref);
-    return this.run({ kind: 'accuracy', ref: ref.id, model, backend }, stage, ref.samples);
+    return this.run({ kind: 'accuracy', ref: ref.id, model, backend }, stage, ref.samples, progress);
   }
 
   probe(model: string, samples: readonly Feeds[], stage = 'probe inputs'): Promise<ProbeResult> {
@@ -223,6 +226,7 @@ export class Evaluator {
     job: Extract<EvaluatorJob, { kind: K }>,
     stage: string,
     samples: readonly Feeds[],
+    progress = true,
   ): Promise<JobResults[K]> {
     if (this.closed) return Promise.reject(new OutpostError('INTERNAL', 'the evaluator was closed'));
     if (this.pending !== undefined)
@@ -230,7 +234,7 @@ export class Evaluator {
     this.worker ??= this.spawn();
     const id = this.nextId++;
     return new Promise<JobResults[K]>((resolve, reject) => {
-      this.pending = { id, job, stage, samples, sample: -1, resolve: resolve, reject };
+      this.pending = { id, job, stage, samples, progress, sample: -1, resolve: resolve, reject };
       this.arm();
       this.poll = setInterval(() => this.overMemory(), MEMORY_POLL_MS);
       this.worker?.process.send({ id, job } satisfies ParentMessage);
@@ -293,12 +297,13 @@ export class Evaluator {
     if (message.type === 'step') {
       pending.sample = message.sample;
       this.arm();
-      if (message.sample >= 0) this.options.onProgress?.(pending.stage, message.sample, message.total);
+      if (message.sample >= 0 && pending.progress)
+        this.options.onProgress?.(pending.stage, message.sample, message.total);
       return;
     }
     this.finish();
     if (message.type === 'result') {
-      if (pending.samples.length > 0)
+      if (pending.samples.length > 0 && pending.progress)
         this.options.onProgress?.(pending.stage, pending.samples.length, pending.samples.length);
       pending.resolve(message.value);
     } else {

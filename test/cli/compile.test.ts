@@ -18,8 +18,15 @@ describe('outpost compile', () => {
       out,
       '--json',
     ]);
-    expect(stderr).toBe('');
     expect(code).toBe(0);
+    // stderr is not a terminal here: progress comes as timestamped lines, one per stage at least, and nothing else.
+    const lines = stderr.trim().split('\n');
+    for (const line of lines) expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z compile: /);
+    for (const stage of ['reference', 'calibrate', 'grade int8', 'build fp32', 'write artifact'])
+      expect(
+        lines.some((l) => l.includes(`compile: ${stage} `)),
+        stage,
+      ).toBe(true);
     const report = JSON.parse(stdout) as Record<string, unknown> & { variants: Record<string, unknown>[] };
     expect(report).toMatchObject({ target: 'arm64:cortex-a76', selected: 'int8' });
     expect(typeof report.seconds).toBe('number');
@@ -33,6 +40,22 @@ describe('outpost compile', () => {
       );
     }
     expect(existsSync(join(out, 'manifest.json'))).toBe(true);
+  });
+
+  it('prints no progress with --quiet', async () => {
+    const dir = await tmpDir();
+    const { code, stderr } = await runCli([
+      '--quiet',
+      'compile',
+      await sampleCnn(dir),
+      '--target',
+      'host',
+      '-o',
+      join(dir, 'q'),
+      '--json',
+    ]);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
   });
 
   it('prints a human summary with each variant', async () => {

@@ -56,7 +56,11 @@ describe('deploy()', () => {
       artifact: { streamId: 'deploy-ok', fileId: 1, indexFileId: 0, size: packed.bytes, blockSize: SMALL_BLOCK },
       target: { arch: 'any' },
     });
-    expect(events.map((e) => (e.type === 'ready' ? 'ready' : e.status))).toEqual([
+    const downloads = events.flatMap((e) => (e.type === 'download' ? [e] : []));
+    expect(downloads.length).toBeGreaterThan(1);
+    expect(downloads.at(-1)).toMatchObject({ thing: 'pi-1', bytes: packed.bytes, total: packed.bytes });
+    const statuses = events.flatMap((e) => (e.type === 'ready' ? ['ready'] : e.type === 'execution' ? [e.status] : []));
+    expect(statuses).toEqual([
       'ready',
       'QUEUED',
       'IN_PROGRESS',
@@ -176,5 +180,8 @@ describe('outpost deploy', () => {
       ],
     });
     expect(cli.stderr).toContain('[DEPLOYMENT_FAILED]');
+    // Progress goes to stderr with --json too: the download (bytes served to the thing) and each status change.
+    expect(cli.stderr).toMatch(/Z deploy: download pi-cli [\d.]+ (B|KiB)\/[\d.]+ (B|KiB)/);
+    expect(cli.stderr).toMatch(/Z deploy: pi-cli: IN_PROGRESS → FAILED/);
   });
 });
