@@ -42,7 +42,7 @@ async function checkVectors(model: Model): Promise<void> {
       const actual = outputs[name];
       if (actual === undefined)
         throw new OutpostError('SELF_TEST_FAILED', `test vector ${vector.id}: no output "${name}"`);
-      const check = allClose(actual.data, expected.data, tolerance.atol, tolerance.rtol);
+      const check = allClose(actual.data, expected.data, tolerance.atol, tolerance.rtol, expected.type);
       if (!check.ok) {
         throw new OutpostError(
           'SELF_TEST_FAILED',

@@ -78,7 +78,7 @@ async function accuracy(job: Extract<EvaluatorJob, { kind: 'accuracy' }>, step: 
       for (const [name, agreement] of agreements) {
         const e = expected[name];
         // An output the variant lacks disagrees everywhere (length 0 against the reference's).
-        if (e !== undefined) agreement.add(actual[name]?.data ?? [], e.data, e.dims);
+        if (e !== undefined) agreement.add(actual[name]?.data ?? [], e.data, e.dims, e.type);
       }
     }
     return figures(agreements);

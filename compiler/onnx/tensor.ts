@@ -12,7 +12,7 @@ import {
   type NumericData,
   type TensorData,
 } from '../../runtime/tensor/dtype.js';
-import { HOST_IS_LITTLE_ENDIAN } from './float16.js';
+import { HOST_IS_LITTLE_ENDIAN } from '../../runtime/tensor/float16.js';
 
 /**
  * TensorProto ↔ typed arrays, for every ONNX element type (onnx.proto, TensorProto.DataType). The array type per

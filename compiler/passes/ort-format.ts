@@ -150,7 +150,13 @@ async function check(
         const actual = outputs[name];
         if (actual === undefined) return { backend: backend.name, ok: false, error: `no output "${name}"`, loadMs };
         const exact = expected.type !== 'float32' && expected.type !== 'float64' && expected.type !== 'float16';
-        const cmp = allClose(actual.data, expected.data, exact ? 0 : options.atol, exact ? 0 : options.rtol);
+        const cmp = allClose(
+          actual.data,
+          expected.data,
+          exact ? 0 : options.atol,
+          exact ? 0 : options.rtol,
+          expected.type,
+        );
         maxAbsErr = Math.max(maxAbsErr, cmp.maxAbsErr);
         if (!cmp.ok) {
           const error = `output "${name}"[${cmp.index}] = ${cmp.actual}, the .onnx gives ${cmp.expected}`;

@@ -60,7 +60,7 @@ export class ShadowStats {
         this.agreements.set(name, agreement);
       }
       // A missing output disagrees everywhere (its length is 0).
-      const pair = agreement.add(s?.data ?? [], p.data, p.dims);
+      const pair = agreement.add(s?.data ?? [], p.data, p.dims, p.type);
       this.cosineSum += pair.cosine;
       this.cosineCount++;
     }

@@ -1,4 +1,5 @@
-import type { TensorData } from './dtype.js';
+import type { DType, TensorData } from './dtype.js';
+import { bfloat16ToFloat32, float16ToFloat32 } from './float16.js';
 
 /**
  * How closely one tensor stream follows another: a variant's outputs against the fp32 original's (the compiler's
@@ -75,9 +76,15 @@ export class Agreement {
 
   /**
    * Adds one pair of tensors (numeric or string) and returns the figures of this pair alone. `dims` is the shape of
-   * `expected`, for rows.
+   * `expected`, for rows; `dtype` says how to read the data (float16 and bfloat16 travel as Uint16Array bit
+   * patterns, which are compared as the numbers they encode, not as integers).
    */
-  add(actual: TensorData, expected: TensorData, dims: readonly number[]): AgreementFigures {
+  add(actual: TensorData, expected: TensorData, dims: readonly number[], dtype?: DType): AgreementFigures {
+    if (dtype === 'float16' || dtype === 'bfloat16') {
+      const widen = dtype === 'float16' ? float16ToFloat32 : bfloat16ToFloat32;
+      const bits = (d: TensorData) => (d instanceof Uint16Array ? widen(d) : d);
+      return this.add(bits(actual), bits(expected), dims);
+    }
     const pair = new Sums();
     if (actual.length !== expected.length) {
       pair.mismatched = Math.max(actual.length, expected.length, 1);

@@ -1,5 +1,6 @@
 import { OutpostError } from '../errors.js';
 import { allocateData, type DType, type TensorData } from './dtype.js';
+import { bfloat16ToFloat32, float16ToFloat32 } from './float16.js';
 
 /** What `Model.infer()` accepts per input: ONNX Runtime tensors fit, and so does `{ data, dims }`. */
 export interface TensorLike {
@@ -50,13 +51,25 @@ export function syntheticData(dtype: DType, count: number, seed = 1): TensorData
   return data;
 }
 
-/** Elementwise |a - e| <= atol + rtol * |e| (numpy.allclose); NaN equals NaN. Returns the worst offender. */
+/**
+ * Elementwise |a - e| <= atol + rtol * |e| (numpy.allclose); NaN equals NaN. Returns the worst offender. float16 and
+ * bfloat16 data (Uint16Array bit patterns) is compared as the numbers it encodes when `dtype` says so.
+ */
 export function allClose(
   actual: TensorData,
   expected: TensorData,
   atol: number,
   rtol: number,
+  dtype?: DType,
 ): { ok: boolean; index: number; actual: number; expected: number; maxAbsErr: number } {
+  if (
+    (dtype === 'float16' || dtype === 'bfloat16') &&
+    actual instanceof Uint16Array &&
+    expected instanceof Uint16Array
+  ) {
+    const widen = dtype === 'float16' ? float16ToFloat32 : bfloat16ToFloat32;
+    return allClose(widen(actual), widen(expected), atol, rtol);
+  }
   if (actual.length !== expected.length) {
     throw new OutpostError('INVALID_ARGUMENT', `cannot compare ${actual.length} values with ${expected.length}`);
   }

@@ -63,6 +63,23 @@ describe('Agreement: one accumulator for the accuracy gate and the shadow compar
     expect(a.add(new Float32Array(0), new Float32Array(0), [0, 4]).top1Agreement).toBeUndefined();
   });
 
+  it('reads float16 and bfloat16 bit patterns as the numbers they encode', () => {
+    // 0x3c00 = 1.0, 0x4000 = 2.0, 0x3c01 = 1.0009765625 (one ulp above 1), 0x7e00 = NaN
+    const f = new Agreement(false).add(
+      Uint16Array.from([0x3c00, 0x4000]),
+      Uint16Array.from([0x3c01, 0x4000]),
+      [2],
+      'float16',
+    );
+    expect(f.maxAbsError).toBeCloseTo(2 ** -10, 12);
+    const nan = new Agreement(false).add(Uint16Array.from([0x7e00]), Uint16Array.from([0x7e00]), [1], 'float16');
+    expect(nan).toMatchObject({ maxAbsError: 0, nonFiniteMismatches: 0, cosine: 1 });
+    // bfloat16 0x3f80 = 1.0, 0x4000 = 2.0
+    expect(
+      new Agreement(false).add(Uint16Array.from([0x3f80]), Uint16Array.from([0x4000]), [1], 'bfloat16').maxAbsError,
+    ).toBe(1);
+  });
+
   it('compares integer and bigint outputs by value', () => {
     const f = new Agreement(true).add(BigInt64Array.from([1n, 5n]), BigInt64Array.from([1n, 4n]), [1, 2]);
     expect(f.maxAbsError).toBe(1);
