@@ -17,7 +17,7 @@ export interface SegmentationOptions {
   /** Input height and width (a multiple of 32). */
   readonly size?: number; // default 1024
   /** Channels of the first stage; stage k has width × 2^k. */
-  readonly width?: number; // default 40
+  readonly width?: number; // default 48
   readonly seed?: number;
 }
 
@@ -36,7 +36,7 @@ function heNormal(random: () => number, count: number, fanIn: number): Float32Ar
 
 export function buildSegmentationFp16(options: SegmentationOptions = {}): ModelProto {
   const size = options.size ?? 1024;
-  const width = options.width ?? 40;
+  const width = options.width ?? 48;
   const random = seededRandom(options.seed ?? 2024);
   const g = new GraphBuilder('segmentation-fp16');
   const half = (name: string, values: Float32Array, dims: number[]) =>

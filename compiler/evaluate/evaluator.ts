@@ -98,14 +98,20 @@ export function describeSample(index: number, feeds: Feeds | undefined): string 
  * The process's peak resident memory (VmHWM, Linux's high-water mark): a spike between two polls still counts, and
  * so does one in a run that ended before the next poll. Undefined where /proc is not there.
  */
-function peakResidentBytes(pid: number): number | undefined {
+function peakResidentBytes(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number | undefined {
   try {
-    const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
     return kb === undefined ? undefined : Number(kb) * 1024;
   } catch {
     return undefined;
   }
 }
+
+/**
+ * A worker still holding more than this after a job is replaced before the next: the memory a large model's
+ * sessions leave behind (allocator caches, a WASM heap that never shrinks) would otherwise add up across jobs.
+ */
+const RECYCLE_BYTES = 768 * 2 ** 20;
 
 interface Pending {
   readonly id: number;
@@ -114,6 +120,8 @@ interface Pending {
   readonly samples: readonly Feeds[];
   readonly progress: boolean;
   sample: number;
+  /** The runs the worker last said the job makes. */
+  total: number;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -234,7 +242,7 @@ export class Evaluator {
     this.worker ??= this.spawn();
     const id = this.nextId++;
     return new Promise<JobResults[K]>((resolve, reject) => {
-      this.pending = { id, job, stage, samples, progress, sample: -1, resolve: resolve, reject };
+      this.pending = { id, job, stage, samples, progress, sample: -1, total: samples.length, resolve: resolve, reject };
       this.arm();
       this.poll = setInterval(() => this.overMemory(), MEMORY_POLL_MS);
       this.worker?.process.send({ id, job } satisfies ParentMessage);
@@ -276,7 +284,9 @@ export class Evaluator {
     this.worker = undefined;
     worker.process.kill('SIGKILL');
     const model = 'model' in pending.job ? basename(pending.job.model) : 'the evaluator';
-    const where = describeSample(pending.sample, pending.samples[pending.sample]);
+    // A benchmark's runs all take its one sample.
+    const feeds = pending.job.kind === 'latency' ? pending.samples[0] : pending.samples[pending.sample];
+    const where = describeSample(pending.sample, feeds);
     pending.reject(
       new OutpostError('EVALUATION_BUDGET_EXCEEDED', `${pending.stage}: ${model} ${what} on ${where}`, {
         details: { stage: pending.stage, model, sample: pending.sample, budget: this.budget },
@@ -296,19 +306,31 @@ export class Evaluator {
     if (this.overMemory()) return;
     if (message.type === 'step') {
       pending.sample = message.sample;
+      if (message.total > 0) pending.total = message.total;
       this.arm();
       if (message.sample >= 0 && pending.progress)
         this.options.onProgress?.(pending.stage, message.sample, message.total);
       return;
     }
     this.finish();
+    this.recycleIfLarge();
     if (message.type === 'result') {
-      if (pending.samples.length > 0 && pending.progress)
-        this.options.onProgress?.(pending.stage, pending.samples.length, pending.samples.length);
+      if (pending.total > 0 && pending.progress) this.options.onProgress?.(pending.stage, pending.total, pending.total);
       pending.resolve(message.value);
     } else {
       pending.reject(new OutpostError(message.code, message.message, { details: message.details }));
     }
+  }
+
+  private recycleIfLarge(): void {
+    const worker = this.worker;
+    const pid = worker?.process.pid;
+    if (worker === undefined || pid === undefined) return;
+    const rss = peakResidentBytes(pid, 'VmRSS');
+    if (rss === undefined || rss <= RECYCLE_BYTES) return;
+    log.debug({ pid, rss }, 'evaluator recycled');
+    this.worker = undefined;
+    worker.process.kill('SIGKILL');
   }
 
   private onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {

@@ -103,55 +103,74 @@ async function probe(job: Extract<EvaluatorJob, { kind: 'probe' }>, step: Step):
 
 /** Latency stays bounded too: a heartbeat (a `step`) at most every 100 ms between timed runs. */
 const HEARTBEAT_MS = 100;
+/** A large model is timed for this long at most (warm-up for a fifth of it); a p50 needs no more. */
+const LATENCY_BUDGET_MS = 10_000;
+const MIN_TIMED_RUNS = 5;
 
 async function latency(job: Extract<EvaluatorJob, { kind: 'latency' }>, step: Step) {
   return withModel(job.model, 'native', step, async (model) => {
     const total = job.warmup + job.iterations;
-    const times = new Float64Array(job.iterations);
+    const times: number[] = [];
     let beat = performance.now();
+    const began = performance.now();
+    let warm = 0;
     for (let i = 0; i < total; i++) {
+      const elapsed = performance.now() - began;
+      const warming = warm < job.warmup && elapsed < LATENCY_BUDGET_MS / 5;
+      if (!warming && times.length >= MIN_TIMED_RUNS && elapsed > LATENCY_BUDGET_MS) break;
       if (i <= 1 || performance.now() - beat > HEARTBEAT_MS) {
         await step(i, total);
         beat = performance.now();
       }
       const started = performance.now();
       await model.infer(job.sample);
-      if (i >= job.warmup) times[i - job.warmup] = performance.now() - started;
+      if (warming) warm++;
+      else times.push(performance.now() - started);
     }
-    times.sort();
-    return { p50: times[Math.floor((times.length - 1) / 2)] ?? NaN, runs: job.iterations };
+    times.sort((a, b) => a - b);
+    return { p50: times[Math.floor((times.length - 1) / 2)] ?? NaN, runs: times.length };
   });
 }
 
 /**
  * Activation ranges, one sample at a time: each run's activations are folded into the calibrator's per-tensor
- * state (a min/max or a fixed-size histogram) and dropped before the next sample runs. A sample the model rejects
- * (a synthetic draw outside what an op accepts) is skipped and reported.
+ * state (a min/max or a fixed-size histogram) and dropped before the next run. A sample the model rejects (a
+ * synthetic draw outside what an op accepts) is skipped and reported.
+ *
+ * ORT keeps every graph output of a run alive until the run returns, fetched or not, so one copy of a 1024²
+ * segmentation net exposing all its activations holds ≈ 2 GB per run. The parent therefore splits the values into
+ * groups of bounded size (calibration/collect.ts), each its own copy of the model exposing only that group; here each
+ * group's session runs every sample and is released before the next group's opens. State per tensor is
+ * order-independent, so the ranges are the same as in one pass.
  */
 async function calibrate(job: Extract<EvaluatorJob, { kind: 'calibrate' }>, step: Step): Promise<CalibrateResult> {
   const ort = await import('onnxruntime-node');
   const calibrator = createCalibrator(job.method, job.options);
-  const wanted = new Set(job.tensors);
-  await step(-1, 0);
-  const session = await openSession(job.model, {
-    graphOptimizationLevel: 'disabled',
-    ...(job.threads === undefined ? {} : { intraOpNumThreads: job.threads }),
-  });
-  const failed: { index: number; error: string }[] = [];
-  let observed = 0;
-  try {
-    // Only float32 values are quantised; integer shape arithmetic among the requested values is left out.
-    const fetches = session.outputMetadata
-      .filter((m) => m.isTensor && m.type === 'float32' && wanted.has(m.name))
-      .map((m) => m.name);
-    for (const [i, sample] of job.samples.entries()) {
-      await step(i, job.samples.length);
-      if (fetches.length > 0) {
+  const failed = new Map<number, string>();
+  const total = job.groups.length * job.samples.length;
+  for (const [g, group] of job.groups.entries()) {
+    await step(-1, total);
+    const session = await openSession(group.model, {
+      graphOptimizationLevel: 'disabled',
+      // No arena: ORT's BFC arena would keep each run's high-water mark for the session's life.
+      enableCpuMemArena: false,
+      ...(job.threads === undefined ? {} : { intraOpNumThreads: job.threads }),
+    });
+    try {
+      // Only float32 values are quantised; integer shape arithmetic among the requested values is left out.
+      const wanted = new Set(group.tensors);
+      const fetches = session.outputMetadata
+        .filter((m) => m.isTensor && m.type === 'float32' && wanted.has(m.name))
+        .map((m) => m.name);
+      if (fetches.length === 0) continue;
+      for (const [i, sample] of job.samples.entries()) {
+        if (failed.has(i)) continue;
+        await step(g * job.samples.length + i, total);
         let results: Ort.InferenceSession.ReturnType;
         try {
           results = await session.run(feedsOf(ort, sample), fetches);
         } catch (error) {
-          failed.push({ index: i, error: messageOf(error) });
+          failed.set(i, messageOf(error));
           continue;
         }
         for (const name of fetches) {
@@ -159,16 +178,22 @@ async function calibrate(job: Extract<EvaluatorJob, { kind: 'calibrate' }>, step
           if (data instanceof Float32Array) calibrator.observe(name, data);
         }
       }
-      for (const name of job.inputs) {
-        const data = sample[name]?.data;
-        if (data instanceof Float32Array) calibrator.observe(name, data);
-      }
-      observed++;
+    } finally {
+      await session.release();
     }
-  } finally {
-    await session.release();
   }
-  return { ranges: calibrator.ranges(), failed, observed };
+  for (const [i, sample] of job.samples.entries()) {
+    if (failed.has(i)) continue;
+    for (const name of job.inputs) {
+      const data = sample[name]?.data;
+      if (data instanceof Float32Array) calibrator.observe(name, data);
+    }
+  }
+  return {
+    ranges: calibrator.ranges(),
+    failed: [...failed].map(([index, error]) => ({ index, error })),
+    observed: job.samples.length - failed.size,
+  };
 }
 
 function feedsOf(ort: typeof Ort, sample: Feeds): Record<string, Ort.Tensor> {

@@ -51,10 +51,11 @@ export type EvaluatorJob =
     }
   | {
       readonly kind: 'calibrate';
-      /** A copy of the model whose graph also outputs the activations to calibrate. */
-      readonly model: string;
-      /** Produced values to observe; those ORT does not report as float32 tensors are left out. */
-      readonly tensors: readonly string[];
+      /**
+       * Copies of the model, each also outputting one group of the activations to calibrate (graph order, bounded
+       * in bytes); each is opened in turn and runs every sample. Values ORT does not report as float32 are left out.
+       */
+      readonly groups: readonly { readonly model: string; readonly tensors: readonly string[] }[];
       /** Float32 graph inputs to observe directly. */
       readonly inputs: readonly string[];
       readonly samples: readonly Feeds[];

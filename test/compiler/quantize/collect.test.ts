@@ -87,6 +87,15 @@ describe('collectRanges', () => {
     }
   });
 
+  it('gives the same ranges when activations are fetched in small groups (one run per group)', async () => {
+    const model = asOnnxModel(buildCnn().proto);
+    for (const method of ['minmax', 'entropy'] as const) {
+      const whole = await collectRanges(model, samples(8), { method });
+      const grouped = await collectRanges(model, samples(8), { method, maxFetchBytes: 64 * 1024 });
+      expect(grouped, method).toEqual(whole);
+    }
+  });
+
   it('calibrates only the tensors asked for, and accepts any size on a symbolic batch dimension', async () => {
     const model = asOnnxModel(buildCnn().proto);
     const batch = { image: { data: imageLike([2, 3, 64, 64], 3), dims: [2, 3, 64, 64] } };
