@@ -7,7 +7,15 @@ import type { CalibrationMethod } from './calibration/calibrators.js';
 import { budgetMisses, type AccuracyBudget, type AccuracyFigures } from './evaluate/budget.js';
 import type { Evaluator, Reference } from './evaluate/evaluator.js';
 import { mixedPrecision } from './mixed-precision.js';
-import { cloneModel, loadModel, mainGraph, saveModel, type OnnxModel } from './onnx/index.js';
+import {
+  cloneModel,
+  graphAndSubgraphs,
+  loadModel,
+  mainGraph,
+  nodeSubgraphs,
+  saveModel,
+  type OnnxModel,
+} from './onnx/index.js';
 import { convertToFloat16 } from './passes/fp16.js';
 import { optimizeModel } from './passes/optimize.js';
 import { quantizeDynamic } from './passes/quantize-dynamic.js';
@@ -244,21 +252,28 @@ async function notQuantised(
 ): Promise<string | undefined> {
   const coverage = await quantisedCoverage(base, path);
   if (coverage.share >= MIN_QUANTISED_SHARE) return undefined;
+  const main = mainGraph(base.proto);
   const ops = new Map<string, number>();
-  for (const n of mainGraph(base.proto).node) ops.set(n.opType, (ops.get(n.opType) ?? 0) + 1);
+  for (const n of main.node) ops.set(n.opType, (ops.get(n.opType) ?? 0) + 1);
   const found = [...ops]
     .sort((a, b) => b[1] - a[1])
     .slice(0, 6)
     .map(([op, n]) => `${op} ×${n}`)
     .join(', ');
+  let nested = 0;
+  for (const holder of main.node)
+    for (const sub of nodeSubgraphs(holder))
+      for (const g of graphAndSubgraphs(sub)) nested += g.node.filter((n) => QUANTISED_OPS.has(n.opType)).length;
+  const list = (entries: readonly { node: string; op: string; reason: string }[]) =>
+    `${entries
+      .slice(0, 8)
+      .map((e) => `${e.node} (${e.op}): ${e.reason}`)
+      .join('; ')}${entries.length > 8 ? `; … ${entries.length - 8} more` : ''}`;
   const why =
     coverage.candidates === 0
-      ? `no ${[...QUANTISED_OPS].join('/')} node has a constant float weight (the graph holds ${found})`
+      ? `no ${[...QUANTISED_OPS].join('/')} node of the main graph has a constant float weight (it holds ${found})${nested > 0 ? `; ${nested} such nodes sit inside If/Loop/Scan subgraphs, which are not quantised` : ''}`
       : skipped.length > 0
-        ? `${coverage.candidates} candidate nodes, skipped: ${skipped
-            .slice(0, 8)
-            .map((e) => `${e.node} (${e.op}): ${e.reason}`)
-            .join('; ')}${skipped.length > 8 ? `; … ${skipped.length - 8} more` : ''}`
+        ? `${coverage.candidates} candidate nodes, skipped: ${list(skipped)}`
         : `${coverage.candidates} candidate nodes, but the build kept their weights in float`;
   return `quantised ${(coverage.share * 100).toFixed(1)}% of the weights (${coverage.int8Weights} of ${coverage.floatWeights}), under ${MIN_QUANTISED_SHARE * 100}%: not an int8 model; ${why}`;
 }

@@ -310,3 +310,35 @@ describe('compile: bad input', () => {
     );
   });
 });
+
+describe('compile: a variant called int8 is int8', () => {
+  it('drops an "int8" build that quantised nothing (Silero VAD: LSTMs inside If), names why, and ships fp32 first', async () => {
+    const dir = await tmpDir();
+    const { REAL_MODELS } = await import('../../helpers/models.js');
+    const report = await compile({
+      model: REAL_MODELS.sileroLegacy,
+      target: 'arm64',
+      output: join(dir, 'vad'),
+      inputShapes: { input: [1, 512] },
+    });
+    expect(report.variants.map((v) => v.id)).toEqual(['fp32']);
+    const [rejected] = report.rejected;
+    expect(rejected?.id).toBe('int8');
+    expect(rejected?.reason).toMatch(/quantised 0\.0% of the weights .* not an int8 model/);
+    expect(rejected?.reason).toMatch(/inside If\/Loop\/Scan subgraphs/);
+    // Static quantisation asked for explicitly: no ORT call with an empty fetch list, a typed refusal instead.
+    const error = await expectCode(
+      compile({
+        model: REAL_MODELS.sileroLegacy,
+        target: 'arm64',
+        output: join(dir, 'static'),
+        inputShapes: { input: [1, 512] },
+        precision: 'int8',
+        quantization: 'static',
+      }),
+      'QUANTIZATION_FAILED',
+    );
+    expect(error.message).toMatch(/int8: quantised 0\.0% of the weights/);
+    expect(error.message).not.toMatch(/fetches/);
+  });
+});

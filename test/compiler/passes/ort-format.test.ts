@@ -1,13 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asOnnxModel, loadModel, type OnnxModel } from '../../../compiler/onnx/index.js';
+import { asOnnxModel, cloneModel, loadModel, type OnnxModel } from '../../../compiler/onnx/index.js';
 import { convertToFloat16 } from '../../../compiler/passes/fp16.js';
-import { convertToOrtFormat } from '../../../compiler/passes/ort-format.js';
+import { collectRanges } from '../../../compiler/calibration/collect.js';
+import { convertToOrtFormat, hasQdq } from '../../../compiler/passes/ort-format.js';
+import { quantizeStatic } from '../../../compiler/passes/quantize-static.js';
 import { isOutpostError } from '../../../runtime/errors.js';
 import { buildCnn } from '../../../models/samples.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, passContext } from './helpers.js';
+import { OCR_MODELS, passContext, randomFloats } from './helpers.js';
 
 /** The .ort must reproduce the .onnx's outputs within this (fusions reorder float arithmetic). */
 const TOLERANCE = { atol: 1e-4, rtol: 1e-3 };
@@ -53,6 +55,28 @@ describe('convertToOrtFormat', () => {
     expect(result).toMatchObject({ level: 'basic', backends: ['native', 'wasm'] });
     await expect(convertToOrtFormat(cls, passContext('x86_64', workDir), TOLERANCE)).rejects.toSatisfy(
       (e) => isOutpostError(e, 'SYMBOLIC_DIM_UNBOUND') && e.message.includes('p2o.DynamicDimension.0'),
+    );
+  });
+
+  it('never saves a QDQ model below "extended" (ORT would leave it unfused, in float), and checks at that level', async () => {
+    const model = cnn();
+    const ranges = await collectRanges(
+      model,
+      [{ image: { data: randomFloats(3 * 64 * 64, 3), dims: [1, 3, 64, 64] } }],
+      {
+        method: 'minmax',
+      },
+    );
+    const context = passContext('host', workDir);
+    const qdq = await quantizeStatic(cloneModel(model), context, { ranges, format: context.target.quantization });
+    expect(hasQdq(qdq)).toBe(true);
+    const result = await convertToOrtFormat(qdq, context, TOLERANCE);
+    expect(['extended', 'all']).toContain(result.level);
+    expect(result.stepped.map((s) => s.level)).not.toContain('basic');
+    // Against the .onnx run at the level it was saved at, the .ort is the same computation.
+    expect(result.checks.find((c) => c.backend === 'native')?.maxAbsErr).toBeLessThanOrEqual(1e-6);
+    await expect(convertToOrtFormat(qdq, passContext('cuda', workDir), TOLERANCE)).rejects.toSatisfy(
+      (e) => isOutpostError(e, 'MODEL_UNSUPPORTED') && /QDQ model.*would not fuse QDQ/.test(e.message),
     );
   });
 
