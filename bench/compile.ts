@@ -13,6 +13,7 @@ import { detectHost } from '../compiler/targets/index.js';
 import { benchmark } from '../runtime/bench/harness.js';
 import { buildSamples } from '../models/build.js';
 import { writeTextLines } from './text-lines.js';
+import { writeTextPages } from './text-pages.js';
 
 const { values } = parseArgs({
   options: { json: { type: 'boolean', default: false }, iterations: { type: 'string', default: '400' } },
@@ -41,6 +42,7 @@ try {
   const samples = await buildSamples(join(dir, 'samples'));
   const lines192 = await writeTextLines(join(dir, 'lines192'), 40, 192, 48);
   const lines320 = await writeTextLines(join(dir, 'lines320'), 40, 320, 48);
+  const pages = await writeTextPages(join(dir, 'pages'), 16, 640);
   const paddle = 'mean=0.5:0.5:0.5,std=0.5:0.5:0.5';
   const cases = [
     { label: 'sample CNN', model: samples.cnn, calibration: 'synthetic' },
@@ -57,6 +59,12 @@ try {
       calibration: lines320,
       shape: [1, 3, 48, 320],
       preprocess: `size=320x48,${paddle}`,
+    },
+    {
+      label: 'PaddleOCR det v4 (640², 4.7 MB)',
+      model: join(assets, 'ch_PP-OCRv4_det_infer.onnx'),
+      calibration: pages,
+      shape: [1, 3, 640, 640],
     },
     {
       label: 'openWakeWord head (dense)',

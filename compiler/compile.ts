@@ -1,10 +1,10 @@
 import { rmSync } from 'node:fs';
-import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { packArtifact, sha256File } from '../runtime/artifact/index.js';
-import type { PostprocessStep, Precision, TensorSpec } from '../runtime/artifact/manifest.js';
-import { OutpostError, fromFsError } from '../runtime/errors.js';
+import type { PostprocessStep, Precision } from '../runtime/artifact/manifest.js';
+import { OutpostError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { parsePreprocessSpec } from '../runtime/pipeline/spec.js';
 import { readBytes } from '../runtime/tensor/files.js';
@@ -13,7 +13,8 @@ import { DEFAULT_BUDGET, type AccuracyBudget } from './evaluate/budget.js';
 import { Evaluator, type RunBudget } from './evaluate/evaluator.js';
 import { chooseFormat } from './formats.js';
 import { compileInputs } from './inputs.js';
-import { loadModel as loadOnnx, mainGraph, NameGenerator, saveModel, valueTypes } from './onnx/index.js';
+import { loadModel as loadOnnx, saveModel } from './onnx/index.js';
+import { checkWritable, inputSpecs, nameNodes, precisionPlan } from './prepare.js';
 import { writeCompiledArtifact } from './output.js';
 import { fixInputShapes } from './passes/fix-input-shapes.js';
 import { usesFloat16 } from './passes/ort-offline.js';
@@ -70,50 +71,6 @@ export interface CompileOptions {
    * own, ended with it. `runBudget` and `onProgress` then come from the evaluator.
    */
   readonly evaluator?: Evaluator;
-}
-
-/** Fails before any work when the output cannot be written: its parent must be a writable directory. */
-async function checkWritable(output: string): Promise<void> {
-  const parent = dirname(output);
-  const info = await stat(parent).catch((error: unknown) => {
-    throw fromFsError(error, parent, 'write');
-  });
-  if (!info.isDirectory()) {
-    throw new OutpostError('OUTPUT_UNWRITABLE', `cannot write ${output}: ${parent} is not a directory`, {
-      details: { path: output },
-    });
-  }
-  await access(parent, constants.W_OK).catch((error: unknown) => {
-    throw fromFsError(error, parent, 'write');
-  });
-}
-
-/** Inputs as the artifact declares them: the model's, with `--input-shape` applied. */
-function inputSpecs(model: Awaited<ReturnType<typeof loadOnnx>>): { inputs: TensorSpec[]; outputs: TensorSpec[] } {
-  const graph = mainGraph(model.proto);
-  const types = valueTypes(graph);
-  const initializers = new Set(graph.initializer.map((t) => t.name));
-  const spec = (name: string): TensorSpec => {
-    const t = types.get(name);
-    if (t?.dtype === undefined)
-      throw new OutpostError('MODEL_UNSUPPORTED', `${model.source}: "${name}" is not a tensor of a known type`);
-    return { name, dtype: t.dtype, shape: (t.shape ?? []).map((d, axis) => d ?? `${name}[${axis}]`) };
-  };
-  return {
-    inputs: graph.input.filter((i) => !initializers.has(i.name)).map((i) => spec(i.name)),
-    outputs: graph.output.map((o) => spec(o.name)),
-  };
-}
-
-/** Mixed-precision search and reports name nodes: give unnamed main-graph nodes stable names. */
-function nameNodes(model: Awaited<ReturnType<typeof loadOnnx>>): void {
-  const names = new NameGenerator(model.proto);
-  for (const node of mainGraph(model.proto).node) if (node.name === '') node.name = names.node(node.opType);
-}
-
-function precisionPlan(requested: CompileOptions['precision'], planned: readonly Precision[]): Precision[] {
-  if (requested === undefined || requested === 'auto') return [...new Set([...planned, 'fp32' as const])];
-  return [requested === 'mixed' ? 'int8' : requested];
 }
 
 /**

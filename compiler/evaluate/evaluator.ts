@@ -1,9 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { totalmem } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { basename } from 'node:path';
 import type { TensorSpec } from '../../runtime/artifact/manifest.js';
 import type { BackendName, TensorValue } from '../../runtime/backends/types.js';
 import { OutpostError } from '../../runtime/errors.js';
@@ -18,6 +14,9 @@ import type {
   ProbeResult,
   WorkerMessage,
 } from './protocol.js';
+import { describeSample, peakResidentBytes, workerEntry, defaultRunBudget, type RunBudget } from './process.js';
+
+export { RUN_BUDGET_DEFAULTS, defaultRunBudget, describeSample, type RunBudget } from './process.js';
 
 /**
  * Every model run the compiler makes — the original's reference outputs, grading each variant, probing whether the
@@ -29,25 +28,6 @@ import type {
  * bounded.
  */
 const log = logger('compiler.evaluate');
-
-export interface RunBudget {
-  /** Wall time one run (or one session load) may take. */
-  readonly seconds: number;
-  /** Resident memory the evaluator process may reach. */
-  readonly memoryBytes: number;
-}
-
-export const RUN_BUDGET_DEFAULTS = Object.freeze({
-  seconds: 60, // s per run; the slowest real model here (PaddleOCR det at 640², unoptimised calibration) takes ~1 s
-  memoryShare: 0.5, // of physical memory, for the evaluator process
-});
-
-export function defaultRunBudget(): RunBudget {
-  return {
-    seconds: RUN_BUDGET_DEFAULTS.seconds,
-    memoryBytes: Math.floor(totalmem() * RUN_BUDGET_DEFAULTS.memoryShare),
-  };
-}
 
 const MEMORY_POLL_MS = 50;
 const STDERR_KEPT = 2048; // bytes of the worker's stderr kept for a crash's reason
@@ -64,47 +44,6 @@ export interface EvaluatorOptions {
   readonly budget?: RunBudget;
   /** Each run as it starts: `stage` names the job (e.g. "grade int8"). */
   readonly onProgress?: (stage: string, done: number, total: number) => void;
-}
-
-/** The worker's entry: the .ts beside this file under tsx/vitest, the bundle's own file under dist/. */
-function workerEntry(): { path: string; execArgv: string[] } {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) {
-    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-    return { path: join(dirname(here), 'worker.ts'), execArgv: ['--import', tsx] };
-  }
-  // tsup puts shared chunks in dist/ and entries below it: dist/compiler/evaluate/worker.js.
-  for (let dir = dirname(here), i = 0; i < 4; i++, dir = dirname(dir)) {
-    const candidate = join(dir, 'compiler', 'evaluate', 'worker.js');
-    if (existsSync(candidate)) return { path: candidate, execArgv: [] };
-  }
-  throw new OutpostError('INTERNAL', `the evaluator worker is missing from the build (looked above ${here})`);
-}
-
-/** "sample 3 (repeats = [12, 9], x [2, 2] float32)": the sample and its small integer inputs' values. */
-export function describeSample(index: number, feeds: Feeds | undefined): string {
-  if (feeds === undefined) return index < 0 ? 'loading the model' : `sample ${index}`;
-  const parts = Object.entries(feeds).map(([name, t]) => {
-    const type = t.type ?? 'float32';
-    const small = !Array.isArray(t.data) && t.data.length <= 8 && !type.startsWith('float');
-    return small
-      ? `${name} = [${Array.from(t.data as ArrayLike<number | bigint>, String).join(', ')}]`
-      : `${name} [${t.dims.join(', ')}] ${type}`;
-  });
-  return `sample ${index} (${parts.join(', ')})`;
-}
-
-/**
- * The process's peak resident memory (VmHWM, Linux's high-water mark): a spike between two polls still counts, and
- * so does one in a run that ended before the next poll. Undefined where /proc is not there.
- */
-function peakResidentBytes(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number | undefined {
-  try {
-    const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb === undefined ? undefined : Number(kb) * 1024;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
