@@ -40,7 +40,7 @@ describe('compile: models exported in float16', () => {
     async (target) => {
       const dir = await tmpDir();
       const path = join(dir, 'seg-fp16.onnx');
-      await saveModel(buildSegmentationFp16({ size: 128, width: 8 }), path);
+      await saveModel(buildSegmentationFp16({ size: 64, width: 8 }), path);
       const out = join(dir, 'artifact');
       const report = await compile({ model: path, target, output: out });
       expect(report.variants.map((v) => v.precision).sort()).toEqual(['fp32', 'int8']);
