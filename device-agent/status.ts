@@ -66,6 +66,33 @@ export const agentStatusSchema = z.object({
       }),
     )
     .default([]),
+  /**
+   * What this device is, for the fleet's registry: the target profile the compiler's host detection gives here
+   * (runtime/host), the agent's and ONNX Runtime's versions.
+   */
+  host: z
+    .object({
+      arch: z.string(),
+      profile: z.string().optional(),
+      cpuProfile: z.string().optional(),
+      agentVersion: z.string(),
+      onnxruntimeVersion: z.string().optional(),
+    })
+    .optional(),
+  /** Serving health per production version over the last minute (requests, errors, p50/p99 of successful calls). */
+  health: z
+    .array(
+      z.object({
+        model: z.string(),
+        version: z.string(),
+        requests: z.number(),
+        errors: z.number(),
+        errorRate: z.number(),
+        p50Ms: z.number().optional(),
+        p99Ms: z.number().optional(),
+      }),
+    )
+    .default([]),
   /** Data capture counters (sampled, written, dropped …) when capture is on. */
   capture: z.record(z.string(), z.number()).optional(),
   deployments: z.array(

@@ -1,3 +1,4 @@
+import { HOST_DEFAULT_PROFILES } from '../../runtime/host/index.js';
 import type { Arch, QuantizationFormat, TargetProfile } from './types.js';
 
 /**
@@ -166,8 +167,8 @@ export type TargetFamily = (typeof TARGET_FAMILIES)[number];
  * default decides is the architecture (arm64) and the precision plan, which is the same for every SM listed.
  */
 export const DEFAULT_PROFILES: Readonly<Record<TargetFamily, string>> = Object.freeze({
-  x86_64: 'x86_64:avx2',
-  arm64: 'arm64:cortex-a72',
+  x86_64: HOST_DEFAULT_PROFILES.x86_64,
+  arm64: HOST_DEFAULT_PROFILES.arm64,
   cuda: 'cuda:sm_87',
 });
 
