@@ -11,6 +11,7 @@ import {
   epochNow,
   isPending,
   isTerminal,
+  jobsTopics,
   mergeStatusDetails,
 } from '../device-agent/protocol/index.js';
 
@@ -24,6 +25,41 @@ import {
  * - statusDetails given with a change are laid over the current ones ("If not specified, the statusDetails are
  *   unchanged"), and the result holds at most 10 pairs.
  */
+/** An execution as the Jobs handlers read it, wherever it is kept (this table, or the fleet's database). */
+export interface ExecutionView {
+  readonly jobId: string;
+  readonly thingName: string;
+  readonly executionNumber: number;
+  readonly document: Readonly<Record<string, unknown>>;
+  readonly queuedAt: number; // seconds since the epoch
+  readonly status: JobStatus;
+  readonly statusDetails: StatusDetails;
+  readonly startedAt?: number; // seconds since the epoch
+  readonly lastUpdatedAt: number; // seconds since the epoch
+  readonly versionNumber: number;
+}
+
+/** Where the Jobs handlers (jobs-handlers.ts) find and move executions. */
+export type ExecutionMove =
+  | { ok: true; record: ExecutionView; previous: JobStatus }
+  | { ok: false; code: 'InvalidStateTransition' | 'InvalidRequest'; message: string }
+  /** Another writer moved the execution first: `current` is how it now stands. */
+  | { ok: false; code: 'VersionMismatch'; message: string; current: ExecutionView };
+
+export interface JobsExecutions {
+  /** StartNextPendingJobExecution's order: the oldest IN_PROGRESS, else the oldest QUEUED execution. */
+  nextPending(thing: string): Promise<ExecutionView | undefined>;
+  pending(thing: string): Promise<{ inProgress: ExecutionView[]; queued: ExecutionView[] }>;
+  find(thing: string, jobId: string, executionNumber?: number): Promise<ExecutionView | undefined>;
+  /** Moves `record` (at its versionNumber) for the device; stepTimeoutInMinutes as the request gave it. */
+  transition(
+    record: ExecutionView,
+    to: JobStatus,
+    details: StatusDetails | undefined,
+    stepTimeoutInMinutes: number | undefined,
+  ): Promise<ExecutionMove>;
+}
+
 export interface ExecutionRecord {
   readonly jobId: string;
   readonly thingName: string;
@@ -39,6 +75,42 @@ export interface ExecutionRecord {
 
 export type TransitionResult =
   { ok: true; previous: JobStatus } | { ok: false; code: 'InvalidStateTransition' | 'InvalidRequest'; message: string };
+
+export type PlannedTransition =
+  | { ok: true; status: JobStatus; statusDetails: StatusDetails }
+  | { ok: false; code: 'InvalidStateTransition' | 'InvalidRequest'; message: string };
+
+/**
+ * The rules of one move, with no I/O: legal for `actor` (JOB_TRANSITIONS), details laid over the current ones, at
+ * most 10 pairs once merged. The caller applies it (in memory, or as a conditional UPDATE).
+ */
+export function planTransition(
+  record: ExecutionView,
+  to: JobStatus,
+  actor: TransitionActor,
+  details: StatusDetails | undefined,
+): PlannedTransition {
+  const previous = record.status;
+  if (!canTransition(previous, to, actor)) {
+    const allowed = allowedTransitions(previous, actor);
+    return {
+      ok: false,
+      code: 'InvalidStateTransition',
+      message: isTerminal(previous)
+        ? `execution ${record.executionNumber} of job ${record.jobId} is ${previous}, a terminal status`
+        : `cannot move from ${previous} to ${to}; allowed: ${allowed.join(', ') || 'none'}`,
+    };
+  }
+  const merged = mergeStatusDetails(record.statusDetails, details);
+  if (Object.keys(merged).length > STATUS_DETAILS_MAX_PAIRS) {
+    return {
+      ok: false,
+      code: 'InvalidRequest',
+      message: `statusDetails would hold ${Object.keys(merged).length} pairs; at most ${STATUS_DETAILS_MAX_PAIRS}`,
+    };
+  }
+  return { ok: true, status: to, statusDetails: merged };
+}
 
 export class ExecutionTable {
   private readonly byThing = new Map<string, ExecutionRecord[]>();
@@ -109,24 +181,9 @@ export class ExecutionTable {
     nowMs: number,
   ): TransitionResult {
     const previous = record.status;
-    if (!canTransition(previous, to, actor)) {
-      const allowed = allowedTransitions(previous, actor);
-      return {
-        ok: false,
-        code: 'InvalidStateTransition',
-        message: isTerminal(previous)
-          ? `execution ${record.executionNumber} of job ${record.jobId} is ${previous}, a terminal status`
-          : `cannot move from ${previous} to ${to}; allowed: ${allowed.join(', ') || 'none'}`,
-      };
-    }
-    const merged = mergeStatusDetails(record.statusDetails, details);
-    if (Object.keys(merged).length > STATUS_DETAILS_MAX_PAIRS) {
-      return {
-        ok: false,
-        code: 'InvalidRequest',
-        message: `statusDetails would hold ${Object.keys(merged).length} pairs; at most ${STATUS_DETAILS_MAX_PAIRS}`,
-      };
-    }
+    const plan = planTransition(record, to, actor, details);
+    if (!plan.ok) return plan;
+    const merged = plan.statusDetails;
     const now = epochNow(nowMs);
     record.status = to;
     record.statusDetails = merged;
@@ -138,7 +195,7 @@ export class ExecutionTable {
 }
 
 /** The wire forms (jobs-mqtt-https-api, "Jobs device MQTT and HTTPS data types"). */
-export function toExecution(record: ExecutionRecord, includeJobDocument = true): JobExecution {
+export function toExecution(record: ExecutionView, includeJobDocument = true): JobExecution {
   return {
     jobId: record.jobId,
     thingName: record.thingName,
@@ -153,7 +210,7 @@ export function toExecution(record: ExecutionRecord, includeJobDocument = true):
   };
 }
 
-export function toExecutionState(record: ExecutionRecord): JobExecutionState {
+export function toExecutionState(record: ExecutionView): JobExecutionState {
   return {
     status: record.status,
     ...(Object.keys(record.statusDetails).length > 0 ? { statusDetails: { ...record.statusDetails } } : {}),
@@ -161,7 +218,7 @@ export function toExecutionState(record: ExecutionRecord): JobExecutionState {
   };
 }
 
-export function toSummary(record: ExecutionRecord): JobExecutionSummary {
+export function toSummary(record: ExecutionView): JobExecutionSummary {
   return {
     jobId: record.jobId,
     queuedAt: record.queuedAt,
@@ -173,10 +230,13 @@ export function toSummary(record: ExecutionRecord): JobExecutionSummary {
 }
 
 /** What a thing's pending list looks like, to tell whether notify / notify-next must be published after a change. */
-export function pendingSignature(table: ExecutionTable, thing: string): { next: string; pending: string } {
-  const next = table.nextPending(thing);
-  const { inProgress, queued } = table.pending(thing);
-  const key = (r: ExecutionRecord): string => `${r.jobId}#${r.executionNumber}`;
+export async function pendingSignature(
+  executions: Pick<JobsExecutions, 'nextPending' | 'pending'>,
+  thing: string,
+): Promise<{ next: string; pending: string }> {
+  const next = await executions.nextPending(thing);
+  const { inProgress, queued } = await executions.pending(thing);
+  const key = (r: ExecutionView): string => `${r.jobId}#${r.executionNumber}`;
   return {
     next: next === undefined ? '' : key(next),
     // JobExecutionsChanged: "whenever a job execution is added to or removed from the list of pending job executions".
@@ -186,4 +246,31 @@ export function pendingSignature(table: ExecutionTable, thing: string): { next: 
       .sort()
       .join(','),
   };
+}
+
+/**
+ * Publishes NextJobExecutionChanged (notify-next) and JobExecutionsChanged (notify) for `thing` if its pending list
+ * moved since `before` (or always, with `force`, for a thing that just came online).
+ */
+export async function notifyChanges(
+  executions: Pick<JobsExecutions, 'nextPending' | 'pending'>,
+  thing: string,
+  before: { next: string; pending: string } | undefined,
+  reply: (topic: string, message: object) => Promise<void>,
+  nowMs: number,
+): Promise<void> {
+  const after = await pendingSignature(executions, thing);
+  const timestamp = epochNow(nowMs);
+  if (before === undefined || after.next !== before.next) {
+    const next = await executions.nextPending(thing);
+    await reply(jobsTopics.notifyNext(thing), { ...(next ? { execution: toExecution(next) } : {}), timestamp });
+  }
+  if (before === undefined || after.pending !== before.pending) {
+    const { inProgress, queued } = await executions.pending(thing);
+    const jobs = {
+      ...(inProgress.length > 0 ? { IN_PROGRESS: inProgress.map(toSummary) } : {}),
+      ...(queued.length > 0 ? { QUEUED: queued.map(toSummary) } : {}),
+    };
+    await reply(jobsTopics.notify(thing), { jobs, timestamp });
+  }
 }

@@ -7,7 +7,6 @@ import {
   epochNow,
   isTerminal,
   jobDocumentBytes,
-  jobsTopics,
   MAX_JOB_DOCUMENT_BYTES,
   parseTopic,
   serviceFilters,
@@ -19,10 +18,10 @@ import { checkName } from './protocol-errors.js';
 import {
   type ExecutionRecord,
   ExecutionTable,
+  type JobsExecutions,
+  notifyChanges,
   pendingSignature,
-  toExecution,
   toExecutionState,
-  toSummary,
 } from './job-executions.js';
 import { JOBS_HANDLERS, type JobsContext } from './jobs-handlers.js';
 
@@ -98,15 +97,9 @@ export class JobsService {
     this.qos = options.qos ?? 1;
     this.now = options.now ?? Date.now;
     this.context = {
-      table: this.table,
+      executions: this.executionsView(),
       now: () => this.now(),
       changing: (thing, change) => this.changing(thing, change),
-      applied: (record, previous) => {
-        this.applied(record, previous);
-      },
-      setStepTimeout: (record, minutes) => {
-        this.setStepTimeout(record, minutes);
-      },
       reply: (topic, message) => this.reply(topic, message),
       reject: (topic, code, message, token, state) => this.reject(topic, code, message, token, state),
     };
@@ -142,6 +135,7 @@ export class JobsService {
       await this.changing(thing, () => {
         const record = this.table.add(jobId, thing, options.document, this.now());
         this.emit(record, undefined);
+        return Promise.resolve();
       });
     }
     log.info({ jobId, things }, 'job created');
@@ -170,13 +164,11 @@ export class JobsService {
   ): Promise<boolean> {
     const record = this.table.find(thing, jobId);
     if (record === undefined) return false;
-    let ok = false;
-    await this.changing(thing, () => {
+    return this.changing(thing, () => {
       const result = this.table.transition(record, status, 'service', details, this.now());
       if (result.ok) this.applied(record, result.previous);
-      ok = result.ok;
+      return Promise.resolve(result.ok);
     });
-    return ok;
   }
 
   onEvent(listener: (event: ExecutionEvent) => void): () => void {
@@ -215,23 +207,37 @@ export class JobsService {
   // ── Changes, timers, notifications ────────────────────────────────────────────────────────────────────────
 
   /** Runs a change to a thing's executions, then publishes notify-next / notify if its pending list changed. */
-  private async changing(thing: string, change: () => void): Promise<void> {
-    const before = pendingSignature(this.table, thing);
-    change();
-    const after = pendingSignature(this.table, thing);
-    const timestamp = epochNow(this.now());
-    if (after.next !== before.next) {
-      const next = this.table.nextPending(thing);
-      await this.reply(jobsTopics.notifyNext(thing), { ...(next ? { execution: toExecution(next) } : {}), timestamp });
-    }
-    if (after.pending !== before.pending) {
-      const { inProgress, queued } = this.table.pending(thing);
-      const jobs = {
-        ...(inProgress.length > 0 ? { IN_PROGRESS: inProgress.map(toSummary) } : {}),
-        ...(queued.length > 0 ? { QUEUED: queued.map(toSummary) } : {}),
-      };
-      await this.reply(jobsTopics.notify(thing), { jobs, timestamp });
-    }
+  private async changing<T>(thing: string, change: () => Promise<T>): Promise<T> {
+    const executions = this.context.executions;
+    const before = await pendingSignature(executions, thing);
+    const result = await change();
+    await notifyChanges(executions, thing, before, (topic, message) => this.reply(topic, message), this.now());
+    return result;
+  }
+
+  /** The table as the handlers see it: in memory nothing races, so a move never loses to another writer. */
+  private executionsView(): JobsExecutions {
+    const table = this.table;
+    return {
+      nextPending: (thing) => Promise.resolve(table.nextPending(thing)),
+      pending: (thing) => Promise.resolve(table.pending(thing)),
+      find: (thing, jobId, executionNumber) => Promise.resolve(table.find(thing, jobId, executionNumber)),
+      transition: (view, to, details, stepTimeoutInMinutes) => {
+        const record = table.find(view.thingName, view.jobId, view.executionNumber);
+        if (record === undefined) {
+          return Promise.resolve({
+            ok: false,
+            code: 'InvalidRequest',
+            message: `execution ${view.executionNumber} is gone`,
+          });
+        }
+        const result = table.transition(record, to, 'device', details, this.now());
+        if (!result.ok) return Promise.resolve(result);
+        if (to === 'IN_PROGRESS') this.setStepTimeout(record, stepTimeoutInMinutes);
+        this.applied(record, result.previous);
+        return Promise.resolve({ ok: true, record, previous: result.previous });
+      },
+    };
   }
 
   /** After a successful transition: (re)arm or clear the execution's timer, tell listeners. */

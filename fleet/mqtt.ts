@@ -31,6 +31,8 @@ export interface BrokerConnectOptions {
   readonly retry?: RetryPolicy;
   /** Before each retry of the first connection (the CLI's progress, tests). */
   readonly onRetry?: (event: RetryEvent) => void;
+  /** 4 (MQTT 3.1.1, default) or 5 (shared subscriptions, fleet serve). */
+  readonly protocolVersion?: 4 | 5;
 }
 
 /**
@@ -49,8 +51,8 @@ const log = logger('fleet.mqtt');
 export async function connectBroker(options: BrokerConnectOptions): Promise<MqttClient> {
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const clientOptions: IClientOptions = {
-    // MQTT 3.1.1: every broker Outpost targets speaks it (aedes speaks nothing newer); IoT Core takes either.
-    protocolVersion: 4,
+    // MQTT 3.1.1 by default: every broker Outpost targets speaks it (aedes speaks nothing newer); IoT Core takes either.
+    protocolVersion: options.protocolVersion ?? 4,
     clientId: options.clientId ?? `outpost-fleet-${randomBytes(4).toString('hex')}`,
     clean: true,
     keepalive: KEEPALIVE_SECONDS,
@@ -106,6 +108,26 @@ async function attempt(url: string, clientOptions: IClientOptions, timeoutMs: nu
     );
   }
   return client;
+}
+
+/**
+ * MQTT 5 where the broker speaks it (Mosquitto 2, EMQX, HiveMQ, IoT Core), else 3.1.1 (the embedded aedes broker):
+ * the version the connection got is returned, since shared subscriptions exist only in 5 [MQTT 5.0 §4.8.2].
+ */
+export async function connectPreferringMqtt5(
+  options: Omit<BrokerConnectOptions, 'protocolVersion'>,
+): Promise<{ client: MqttClient; protocolVersion: 4 | 5 }> {
+  try {
+    return { client: await connectBroker({ ...options, protocolVersion: 5 }), protocolVersion: 5 };
+  } catch (error) {
+    if (!/protocol|unsupported|unacceptable/i.test(messageOf((error as { cause?: unknown }).cause ?? error)))
+      throw error;
+    log.info(
+      { url: options.url },
+      'the broker does not speak MQTT 5: connecting with 3.1.1, without shared subscriptions',
+    );
+    return { client: await connectBroker({ ...options, protocolVersion: 4 }), protocolVersion: 4 };
+  }
 }
 
 async function tlsOptions(tls: FleetTls | undefined): Promise<Partial<IClientOptions>> {

@@ -1,4 +1,3 @@
-import type { MqttClient } from 'mqtt';
 import {
   type DataBlock,
   type GetStreamRequest,
@@ -17,15 +16,22 @@ import { OutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { Inflight } from './inflight.js';
 import { checkName } from './protocol-errors.js';
-export type { StreamFile } from './stream-files.js';
 import {
-  type OpenStreamFile,
-  type StreamFile,
-  closeStreamFiles,
-  openStreamFiles,
-  readBlock,
-  selectBlocks,
-} from './stream-files.js';
+  type ServedStream,
+  type StreamDefinition,
+  type StreamStats,
+  type StreamsServerOptions,
+  emptyStats,
+} from './stream-types.js';
+export type {
+  BlockEvent,
+  BlockFaultHook,
+  StreamDefinition,
+  StreamStats,
+  StreamsServerOptions,
+} from './stream-types.js';
+export type { StreamFile } from './stream-files.js';
+import { type OpenStreamFile, closeStreamFiles, openStreamFiles, readBlock, selectBlocks } from './stream-files.js';
 
 /**
  * Plays AWS IoT MQTT-based file delivery for streams served from local files (developer guide,
@@ -36,59 +42,6 @@ import {
  * sent, a request yields at most 128 KB of blocks (the service limit), and at most `maxConcurrentRequests` requests are
  * served at once; with QoS 1 each block waits for the broker's PUBACK, which paces the server to the broker.
  */
-export interface StreamDefinition {
-  readonly streamId: string;
-  /** The stream version devices may send as GetStream `s`. */
-  readonly version?: number; // default 1
-  readonly description?: string;
-  readonly files: readonly StreamFile[];
-}
-
-export interface BlockEvent {
-  readonly streamId: string;
-  readonly thing: string;
-  readonly fileId: number;
-  readonly block: number;
-  /** 1 the first time this thing is sent this block, 2 the second … */
-  readonly attempt: number;
-}
-
-/**
- * TEST HOOK, for fault-injection tests only: decides per block whether it is sent as read, sent with its first byte
- * flipped ('corrupt'), or not sent at all ('drop'). Production code never sets it.
- */
-export type BlockFaultHook = (block: BlockEvent) => 'send' | 'corrupt' | 'drop';
-
-export interface StreamsServerOptions {
-  readonly client: MqttClient;
-  /** QoS of data, description and rejected messages. */
-  readonly qos?: 0 | 1; // default 1: PUBACKs pace the server
-  /** Block payload one GetStream request yields at most. */
-  readonly maxBytesPerRequest?: number; // bytes, default 131,072 (the service limit)
-  readonly maxConcurrentRequests?: number; // default 8
-  readonly testHooks?: { readonly onBlock?: BlockFaultHook };
-  /** After each block is published: who got how many bytes of which file (deploy's download progress). */
-  readonly onServed?: (event: { streamId: string; thing: string; fileId: number; bytes: number }) => void;
-}
-
-export interface StreamStats {
-  describeRequests: number;
-  getRequests: number;
-  rejected: number;
-  blocksServed: number;
-  bytesServed: number;
-  blocksCorrupted: number;
-  blocksDropped: number;
-}
-
-interface ServedStream {
-  readonly streamId: string;
-  readonly version: number;
-  readonly description: string;
-  readonly files: ReadonlyMap<number, OpenStreamFile>;
-  readonly stats: StreamStats;
-}
-
 const log = logger('fleet.streams');
 
 export class StreamsServer {
@@ -103,6 +56,7 @@ export class StreamsServer {
     this.dispatch(topic, payload);
   };
   private readonly inflight = new Inflight();
+  private readonly resolving = new Map<string, Promise<ServedStream | undefined>>();
   private closing = false;
   private closed = false;
 
@@ -122,6 +76,9 @@ export class StreamsServer {
     const files = await openStreamFiles(streamId, definition.files);
     this.streams.set(streamId, {
       streamId,
+      resolved: false,
+      lastUsed: Date.now(),
+      inUse: 0,
       version: definition.version ?? 1,
       description: definition.description ?? '',
       files,
@@ -131,10 +88,20 @@ export class StreamsServer {
     log.info({ streamId, files: [...files.values()].map((f) => ({ f: f.fileId, z: f.size })) }, 'serving stream');
   }
 
+  /** Subscribes the source's filters (streams found on demand). */
+  async start(): Promise<void> {
+    const filters = this.options.source?.filters;
+    if (filters !== undefined) await this.options.client.subscribeAsync([...filters], { qos: 1 });
+  }
+
   async removeStream(streamId: string): Promise<void> {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
     this.streams.delete(streamId);
+    if (stream.resolved) {
+      await closeStreamFiles(stream.files);
+      return;
+    }
     if (this.options.client.connected) {
       await this.options.client.unsubscribeAsync([...serviceFilters.streamRequests(streamId)]);
     }
@@ -165,31 +132,91 @@ export class StreamsServer {
   private dispatch(topic: string, payload: Buffer): void {
     const parsed = parseTopic(topic);
     if (parsed?.api !== 'streams' || (parsed.operation !== 'describe' && parsed.operation !== 'get')) return;
-    const stream = this.streams.get(parsed.streamId);
-    if (stream === undefined) return;
+    if (!this.streams.has(parsed.streamId) && this.options.source === undefined) return;
+    if (this.options.accept !== undefined && !this.options.accept(parsed.thing)) return;
     const { thing, operation, encoding } = parsed;
     const task = this.limited(async () => {
-      if (encoding === 'invalid') {
-        // The guide: "InvalidTopic: The MQTT topic of the stream message is invalid"; the reply goes out in JSON.
-        await this.reject(stream, thing, 'json', {
-          o: 'InvalidTopic',
-          m: `${topic}: the last segment must be json or cbor`,
-        });
-      } else if (operation === 'describe') await this.describe(stream, thing, encoding, payload);
-      else {
-        try {
-          await this.get(stream, thing, encoding, payload);
-        } catch (error) {
-          // A file that cannot be read (truncated, removed) is the service's fault: say so rather than go silent,
-          // so the device fails fast instead of waiting out its stall limit ("InternalError" in the guide's list).
-          await this.reject(stream, thing, encoding, { o: 'InternalError', m: messageOf(error) });
-          throw error;
-        }
+      const stream = this.streams.get(parsed.streamId) ?? (await this.resolveStream(parsed.streamId));
+      if (stream === undefined) return;
+      stream.inUse++;
+      stream.lastUsed = Date.now();
+      try {
+        await this.serve(stream, topic, thing, operation, encoding, payload);
+      } finally {
+        stream.inUse--;
       }
     });
     this.inflight.track(task, (error) => {
       log.error({ err: error, topic }, 'stream request failed');
     });
+  }
+
+  /** Looks a stream up in the source and opens it; one lookup per stream id at a time. */
+  private async resolveStream(streamId: string): Promise<ServedStream | undefined> {
+    const source = this.options.source;
+    if (source === undefined || this.closed) return undefined;
+    let pending = this.resolving.get(streamId);
+    if (pending === undefined) {
+      pending = (async () => {
+        const definition = await source.resolve(streamId);
+        if (definition === undefined || this.closed) return undefined;
+        const files = await openStreamFiles(streamId, definition.files);
+        const stream: ServedStream = {
+          streamId,
+          resolved: true,
+          lastUsed: Date.now(),
+          inUse: 0,
+          version: definition.version ?? 1,
+          description: definition.description ?? '',
+          files,
+          stats: emptyStats(),
+        };
+        this.streams.set(streamId, stream);
+        await this.evictIdle();
+        return stream;
+      })().finally(() => this.resolving.delete(streamId));
+      this.resolving.set(streamId, pending);
+    }
+    return pending;
+  }
+
+  /** Over the bound, the least recently used idle streams found on demand are closed (found again when asked). */
+  private async evictIdle(): Promise<void> {
+    const bound = this.options.maxOpenStreams ?? 64;
+    const idle = [...this.streams.values()]
+      .filter((s) => s.resolved && s.inUse === 0)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    while (this.streams.size > bound && idle.length > 0) {
+      const victim = idle.shift();
+      if (victim !== undefined) await this.removeStream(victim.streamId);
+    }
+  }
+
+  private async serve(
+    stream: ServedStream,
+    topic: string,
+    thing: string,
+    operation: 'describe' | 'get',
+    encoding: StreamEncoding | 'invalid',
+    payload: Buffer,
+  ): Promise<void> {
+    if (encoding === 'invalid') {
+      // The guide: "InvalidTopic: The MQTT topic of the stream message is invalid"; the reply goes out in JSON.
+      await this.reject(stream, thing, 'json', {
+        o: 'InvalidTopic',
+        m: `${topic}: the last segment must be json or cbor`,
+      });
+    } else if (operation === 'describe') await this.describe(stream, thing, encoding, payload);
+    else {
+      try {
+        await this.get(stream, thing, encoding, payload);
+      } catch (error) {
+        // A file that cannot be read (truncated, removed) is the service's fault: say so rather than go silent,
+        // so the device fails fast instead of waiting out its stall limit ("InternalError" in the guide's list).
+        await this.reject(stream, thing, encoding, { o: 'InternalError', m: messageOf(error) });
+        throw error;
+      }
+    }
   }
 
   private async describe(
@@ -317,16 +344,4 @@ export class StreamsServer {
       this.waiting.shift()?.();
     }
   }
-}
-
-function emptyStats(): StreamStats {
-  return {
-    describeRequests: 0,
-    getRequests: 0,
-    rejected: 0,
-    blocksServed: 0,
-    bytesServed: 0,
-    blocksCorrupted: 0,
-    blocksDropped: 0,
-  };
 }

@@ -90,6 +90,24 @@ export const ERROR_CODES = Object.freeze({
   // Fleet
   BROKER_UNREACHABLE: true,
   DEPLOYMENT_FAILED: false,
+  THING_NOT_FOUND: false,
+  GROUP_NOT_FOUND: false,
+  DEPLOYMENT_NOT_FOUND: false,
+  ARTIFACT_NOT_FOUND: false,
+  ALREADY_EXISTS: false,
+  // A deployment whose things (a group, a list) resolve to nobody
+  TARGET_EMPTY: false,
+  // The fleet's HTTP API (fleet/api/): a missing or wrong bearer token; the service not answering
+  UNAUTHORIZED: false,
+  FLEET_UNREACHABLE: true,
+  // The fleet's database (fleet/store/): busy/locked and unreachable are transient; full needs an operator; a
+  // conflict is a conditional update that lost to a concurrent writer (re-read, then decide again)
+  STORE_LOCKED: true,
+  STORE_UNREACHABLE: true,
+  STORE_FULL: false,
+  STORE_CONFLICT: true,
+  STORE_SCHEMA_NEWER: false,
+  STORE_FAILED: false,
   // Packaging (scripts/bundle.ts): a build or install step of the deployable bundle failed
   BUNDLE_FAILED: false,
   // Environment (a full disk needs someone, or the agent's pruning, to free space: retrying alone does not help)

@@ -10,6 +10,8 @@ export interface WindowStats {
   readonly errorRate: number;
   /** 99th percentile latency of successful calls, never below the true value and at most 10% above; undefined with none. */
   readonly p99Ms: number | undefined;
+  /** The median, read the same way. */
+  readonly p50Ms?: number | undefined;
 }
 
 export interface WindowOptions {
@@ -34,6 +36,7 @@ const GROWTH = 1.1; // each bin 10% wider than the previous one
 const LOG_GROWTH = Math.log(GROWTH);
 const BINS = Math.ceil(Math.log(MAX_MS / MIN_MS) / LOG_GROWTH) + 1;
 const P99 = 0.99;
+const P50 = 0.5;
 
 function bin(ms: number): number {
   if (!(ms > MIN_MS)) return 0; // also NaN
@@ -106,6 +109,7 @@ export class SlidingWindow {
       clientErrors,
       errorRate: requests > 0 ? errors / requests : 0,
       p99Ms: this.percentile(live, P99),
+      p50Ms: this.percentile(live, P50),
     };
   }
 
