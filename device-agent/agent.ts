@@ -1,8 +1,10 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
+import { detectHostTarget, onnxruntimeVersion } from '../runtime/host/index.js';
 import { logger } from '../runtime/log.js';
 import { retry } from '../runtime/retry.js';
+import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { Model } from '../runtime/model/model.js';
 import { readTokenFile } from '../runtime/server/auth.js';
 import { InferenceServer } from '../runtime/server/server.js';
@@ -29,6 +31,21 @@ import { createTransport } from './transport/index.js';
 import type { Transport } from './transport/types.js';
 
 const log = logger('agent');
+
+/** The status message's `host`: an architecture no profile covers still reports what it is, without a profile. */
+function hostReport(): NonNullable<AgentStatus['host']> {
+  const versions = {
+    agentVersion: OUTPOST_VERSION,
+    ...(onnxruntimeVersion() === undefined ? {} : { onnxruntimeVersion: onnxruntimeVersion() }),
+  };
+  try {
+    const { arch, profile, cpuProfile } = detectHostTarget();
+    return { arch, profile, cpuProfile, ...versions };
+  } catch (error) {
+    log.warn({ error: messageOf(error) }, 'no target profile for this host');
+    return { arch: process.arch, ...versions };
+  }
+}
 
 /** status.json is rewritten at most this often while calls change what it shows (shadow and guardrail figures). */
 const STATUS_REFRESH_MS = 1000; // ms
@@ -66,6 +83,8 @@ export class Agent {
   private statusStale = false;
   private readonly tested = new Map<string, Model>();
   private statusWrite: Promise<void> = Promise.resolve();
+  /** What this device is (target profile, versions): detected once, reported in every status. */
+  private readonly host: NonNullable<AgentStatus['host']> = hostReport();
 
   constructor(options: AgentOptions) {
     const { config } = options;
@@ -329,7 +348,10 @@ export class Agent {
       uptimeSeconds: (now.getTime() - this.startedAt.getTime()) / 1000,
       statusIntervalSeconds: this.config.statusIntervalSeconds,
       ...(this.httpUrl === undefined ? {} : { http: this.httpUrl }),
-      ...(this.stack === undefined ? { active: [], shadows: [], guardrails: [] } : servingStatus(this.stack)),
+      host: this.host,
+      ...(this.stack === undefined
+        ? { active: [], shadows: [], guardrails: [], health: [] }
+        : servingStatus(this.stack)),
       deployments: (await this.deployments.all()).map(deploymentSummary),
       disk: await diskUsage(this.config.dataDir),
       memory: memoryUsage(),

@@ -90,6 +90,8 @@ function statusDetails(state: DeploymentState): StatusDetails {
     details.reasonCode = outcome.code;
     details.reason = outcome.message.slice(0, 1000) || '-';
   }
+  // The version this device ran before: the fleet records it as the execution's rollback target.
+  if (state.previous !== undefined) details.previousVersion = state.previous;
   if (state.variant !== undefined) details.variant = state.variant;
   if (state.backend !== undefined) details.backend = state.backend;
   details.bytesFetched = String(state.bytesFetched);

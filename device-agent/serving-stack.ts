@@ -66,7 +66,9 @@ export async function createServingStack(
 }
 
 /** What the stack serves and watches, as `agent status` and the status message show it. */
-export function servingStatus(stack: ServingStack): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture'> {
+export function servingStatus(
+  stack: ServingStack,
+): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture' | 'health'> {
   const services = stack.models.services();
   const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
   const active = services.flatMap((service) => {
@@ -103,10 +105,25 @@ export function servingStatus(stack: ServingStack): Pick<AgentStatus, 'active' |
     const { p50Ms, p99Ms, ...rest } = report;
     return [{ ...rest, ...(p50Ms === undefined ? {} : { p50Ms }), ...(p99Ms === undefined ? {} : { p99Ms }) }];
   });
+  const health = services.flatMap((service) =>
+    service.versions().map((m) => {
+      const w = stack.metrics.windowStats(m.name, m.version);
+      return {
+        model: m.name,
+        version: m.version,
+        requests: w.requests,
+        errors: w.errors,
+        errorRate: w.errorRate,
+        ...(w.p50Ms === undefined ? {} : { p50Ms: w.p50Ms }),
+        ...(w.p99Ms === undefined ? {} : { p99Ms: w.p99Ms }),
+      };
+    }),
+  );
   return {
     active,
     shadows,
     guardrails: watched,
+    health,
     ...(capture === undefined ? {} : { capture: { ...capture.stats() } }),
   };
 }

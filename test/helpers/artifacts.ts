@@ -26,7 +26,16 @@ export interface SampleArtifact {
  */
 export async function sampleCnnArtifact(
   root: string,
-  options: { signed?: boolean; variantBackends?: readonly [BackendName[], BackendName[]] } = {},
+  options: {
+    signed?: boolean;
+    variantBackends?: readonly [BackendName[], BackendName[]];
+    /** The manifest's target (default any/any): fleet tests deploy one version for several targets. */
+    target?: { profile: string; arch: 'x86_64' | 'arm64' | 'any' };
+    version?: string;
+    /** Extra bytes of labels, to make downloads take a while (fleet tests). */
+    padBytes?: number;
+    keys?: ReturnType<typeof generateSigningKeys>;
+  } = {},
 ): Promise<SampleArtifact> {
   const modelPath = join(root, 'cnn.onnx');
   await saveModel(buildCnn().proto, modelPath);
@@ -36,15 +45,15 @@ export async function sampleCnnArtifact(
   const out = await session.run({ image: new ort.Tensor('float32', input, [1, 3, 64, 64]) });
   const expected = out.logits?.data as Float32Array;
   await session.release();
-  const keys = generateSigningKeys();
+  const keys = options.keys ?? generateSigningKeys();
   const [first, second] = options.variantBackends ?? [
     ['native', 'wasm'],
     ['native', 'wasm'],
   ];
   const manifest: ManifestDraft = {
     name: 'sample-cnn',
-    version: '1.0.0',
-    target: { profile: 'any', arch: 'any' },
+    version: options.version ?? '1.0.0',
+    target: options.target ?? { profile: 'any', arch: 'any' },
     inputs: [{ name: 'image', dtype: 'float32', shape: ['batch', 3, 64, 64] }],
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
     variants: [
@@ -67,11 +76,26 @@ export async function sampleCnnArtifact(
   const files: ArtifactFileSource[] = [
     { path: 'variants/cnn.fp32.onnx', from: modelPath },
     { path: 'variants/cnn.copy.onnx', from: modelPath },
-    { path: 'labels.txt', from: Buffer.from(Array.from({ length: 10 }, (_, i) => `class-${i}`).join('\n') + '\n') },
+    {
+      path: 'labels.txt',
+      from: Buffer.from(
+        Array.from({ length: 10 }, (_, i) => `class-${i}`).join('\n') + '\n' + padding(options.padBytes ?? 0),
+      ),
+    },
     { path: 'test-vectors/case0/image.npy', from: encodeNpy({ dtype: 'float32', shape: [1, 3, 64, 64], data: input }) },
     { path: 'test-vectors/case0/logits.npy', from: encodeNpy({ dtype: 'float32', shape: [1, 10], data: expected }) },
   ];
   const dir = join(root, 'artifact');
   await writeArtifact(dir, { manifest, files, ...(options.signed === true ? { signingKey: keys.privateKeyPem } : {}) });
   return { dir, modelPath, keys, input, expected };
+}
+
+/** Incompressible text (base64 of a seeded byte stream), so a padded artifact stays big after gzip (≈ 3/4 of it). */
+function padding(bytes: number): string {
+  if (bytes <= 0) return '';
+  const random = seededRandom(11);
+  const raw = Buffer.alloc(Math.ceil((bytes * 3) / 4));
+  for (let i = 0; i < raw.length; i += 4)
+    raw.writeUInt32LE(Math.floor(random() * 0xffffffff), Math.min(i, raw.length - 4));
+  return `${raw.toString('base64').slice(0, bytes)}\n`;
 }

@@ -19,6 +19,12 @@ describe('import boundaries', () => {
     ['runtime/model/x.ts', "import { COMMANDS } from '../../cli/commands/index.js';\nexport const x = COMMANDS;\n"],
     ['compiler/x.ts', "import { SAMPLES } from '../models/samples.js';\nexport const x = SAMPLES;\n"],
     ['models/x.ts', "import { loadModel } from '../runtime/index.js';\nexport const x = loadModel;\n"],
+    // The fleet reads the target table's keys, never the compiler: host detection lives in runtime/host.
+    [
+      'fleet/service/x.ts',
+      "import { TARGET_PROFILES } from '../../compiler/targets/index.js';\nexport const x = TARGET_PROFILES;\n",
+    ],
+    ['device-agent/x.ts', "import { serveFleet } from '../fleet/index.js';\nexport const x = serveFleet;\n"],
   ])('%s may not import that', async (file, source) => {
     expect(await violations(file, source)).toHaveLength(1);
   });
@@ -27,6 +33,14 @@ describe('import boundaries', () => {
     ['compiler/x.ts', "import { loadModel } from '../runtime/index.js';\nexport const x = loadModel;\n"],
     ['models/x.ts', "import { GraphBuilder } from '../compiler/onnx/index.js';\nexport const x = GraphBuilder;\n"],
     ['cli/x.ts', "import { SAMPLES } from '../models/samples.js';\nexport const x = SAMPLES;\n"],
+    [
+      'fleet/store/x.ts',
+      "import { detectHostTarget } from '../../runtime/host/index.js';\nexport const x = detectHostTarget;\n",
+    ],
+    [
+      'device-agent/x.ts',
+      "import { detectHostTarget } from '../runtime/host/index.js';\nexport const x = detectHostTarget;\n",
+    ],
   ])('%s may import that', async (file, source) => {
     expect(await violations(file, source)).toEqual([]);
   });

@@ -1,0 +1,7 @@
+/** The fleet control side (`outpost fleet`, `outpost deploy`, `outpost broker`): see README.md in this folder. */
+export { serveFleet, defaultDbUrl, type RunningFleet, type ServeFleetOptions } from './service/serve.js';
+export { FleetService, DEFAULT_SHARE_GROUP, type FleetServiceOptions } from './service/service.js';
+export { DEFAULT_API_PORT } from './api/server.js';
+export type { ArtifactView, DeploymentView, GroupView, ThingView } from './api/views.js';
+export { parseQuery, QUERY_KEYS } from './registry/query.js';
+export { openStore, DB_URL_FORMS, type FleetStore } from './store/index.js';

@@ -1,0 +1,116 @@
+import { z } from 'zod';
+import { deviceStatusSchema } from '../../device-agent/protocol/index.js';
+import type { ThingStatusUpdate } from '../store/index.js';
+
+/**
+ * A device's status message (`outpost/things/{thing}/status`, retained; its last will says `connected: false`) as
+ * the registry records it. The protocol fixes only `thing` and `connected`; what the agent adds (device-agent/
+ * status.ts: host, active, health) is read when present and well-formed, and a message that is not even the fixed
+ * part is refused with the reason, counted and logged by the caller, never fatal.
+ */
+const finite = z.number(); // zod 4 refuses Infinity and NaN by default
+const statusSchema = deviceStatusSchema.extend({
+  host: z
+    .looseObject({
+      arch: z.string().max(32),
+      profile: z.string().max(64).optional(),
+      cpuProfile: z.string().max(64).optional(),
+      agentVersion: z.string().max(64).optional(),
+      onnxruntimeVersion: z.string().max(64).optional(),
+    })
+    .optional(),
+  active: z
+    .array(
+      z.looseObject({
+        model: z.string().max(128),
+        version: z.string().max(64),
+        variant: z.string().max(64).optional(),
+        backend: z.string().max(16).optional(),
+        role: z.string().max(16).optional(),
+        trafficPercent: finite.optional(),
+      }),
+    )
+    .max(256)
+    .optional(),
+  health: z
+    .array(
+      z.looseObject({
+        model: z.string().max(128),
+        version: z.string().max(64),
+        requests: finite,
+        errors: finite,
+        p50Ms: finite.optional(),
+        p99Ms: finite.optional(),
+      }),
+    )
+    .max(256)
+    .optional(),
+});
+
+/** Status messages are small; a bigger one is refused before parsing. */
+export const MAX_STATUS_BYTES = 256 * 1024; // bytes
+
+export type StatusParse = { ok: true; update: ThingStatusUpdate } | { ok: false; reason: string };
+
+export function parseStatus(topicThing: string, payload: Buffer, atMs: number): StatusParse {
+  if (payload.length > MAX_STATUS_BYTES)
+    return { ok: false, reason: `${payload.length} bytes, over ${MAX_STATUS_BYTES}` };
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString('utf8'));
+  } catch (error) {
+    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
+  }
+  const parsed = statusSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, reason: `${issue?.path.join('.') ?? '(root)'}: ${issue?.message ?? 'invalid'}` };
+  }
+  const s = parsed.data;
+  // A device may only speak for itself: the topic names it (the broker's ACL confines each device to its topics).
+  if (s.thing !== topicThing) return { ok: false, reason: `the message names ${s.thing}, the topic ${topicThing}` };
+  const { host } = s;
+  return {
+    ok: true,
+    update: {
+      name: s.thing,
+      connected: s.connected,
+      atMs,
+      ...(host === undefined
+        ? {}
+        : {
+            target: {
+              arch: host.arch,
+              ...(host.profile === undefined ? {} : { profile: host.profile }),
+              ...(host.cpuProfile === undefined ? {} : { cpuProfile: host.cpuProfile }),
+            },
+            ...(host.agentVersion === undefined ? {} : { agentVersion: host.agentVersion }),
+            ...(host.onnxruntimeVersion === undefined ? {} : { onnxruntimeVersion: host.onnxruntimeVersion }),
+          }),
+      ...(s.active === undefined
+        ? {}
+        : {
+            models: s.active.map((m) => ({
+              model: m.model,
+              version: m.version,
+              ...(m.variant === undefined ? {} : { variant: m.variant }),
+              ...(m.backend === undefined ? {} : { backend: m.backend }),
+              ...(m.role === undefined ? {} : { role: m.role }),
+              ...(m.trafficPercent === undefined ? {} : { trafficPercent: m.trafficPercent }),
+            })),
+          }),
+      ...(s.health === undefined
+        ? {}
+        : {
+            health: s.health.map((h) => ({
+              model: h.model,
+              version: h.version,
+              requests: h.requests,
+              errors: h.errors,
+              ...(h.p50Ms === undefined ? {} : { p50Ms: h.p50Ms }),
+              ...(h.p99Ms === undefined ? {} : { p99Ms: h.p99Ms }),
+            })),
+          }),
+    },
+  };
+}
