@@ -122,6 +122,7 @@ async function localStatus(dataDir: string): Promise<AgentStatus & { running: bo
     spool: { entries: 0, dropped: 0 },
     shadows: [],
     guardrails: [],
+    health: [],
   };
   // A dead agent serves nothing: its last endpoint is not reported as one.
   const { http, ...rest } = base;

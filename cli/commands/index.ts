@@ -20,6 +20,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<{ register: Register }>>> 
   agent: () => import('./agent.js'),
   'install-service': () => import('./install-service.js'),
   deploy: () => import('./deploy.js'),
+  fleet: () => import('./fleet/index.js'),
   broker: () => import('./broker.js'),
   demo: () => import('./demo.js'),
 });
