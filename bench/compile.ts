@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compile } from '../compiler/compile.js';
 import { detectHost } from '../compiler/targets/index.js';
-import { benchmark } from '../runtime/bench/harness.js';
+import { benchmark } from '../runtime/tuning/harness.js';
 import { buildSamples } from '../models/build.js';
 import { writeTextLines } from './text-lines.js';
 import { writeTextPages } from './text-pages.js';

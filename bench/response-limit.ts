@@ -12,8 +12,8 @@ import sharp from 'sharp';
 import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
 import { writeArtifact, type ManifestDraft } from '../runtime/artifact/index.js';
 import { loadModel } from '../runtime/model/load.js';
-import { StaticRepository } from '../runtime/server/repository.js';
-import { InferenceServer } from '../runtime/server/server.js';
+import { StaticRepository } from '../runtime/server/serving/model-repository.js';
+import { InferenceServer } from '../runtime/server/http/server.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
 
 const OUTPUTS = 12;

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchmark, type BenchReport } from '../runtime/bench/harness.js';
+import { benchmark, type BenchReport } from '../runtime/tuning/harness.js';
 import type { Feeds } from '../runtime/model/model.js';
 import { buildSamples } from '../models/build.js';
 

@@ -11,11 +11,11 @@
  * exiting.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { batchingScheduler } from '../runtime/server/batcher.js';
-import { ServerMetrics } from '../runtime/server/metrics.js';
-import { StaticRepository } from '../runtime/server/repository.js';
-import { directScheduler } from '../runtime/server/scheduler.js';
-import { InferenceServer } from '../runtime/server/server.js';
+import { batchingScheduler } from '../runtime/server/scheduling/batching.js';
+import { ServerMetrics } from '../runtime/server/metrics/prometheus.js';
+import { StaticRepository } from '../runtime/server/serving/model-repository.js';
+import { directScheduler } from '../runtime/server/scheduling/direct.js';
+import { InferenceServer } from '../runtime/server/http/server.js';
 import { loadModel } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';
 import { setLogLevel } from '../runtime/log.js';

@@ -3,7 +3,7 @@
  * Open Inference Protocol requests (JSON and binary), interleaved latency rounds and closed-loop load.
  */
 import { Agent, request } from 'node:http';
-import { latencyStats, type LatencyStats } from '../runtime/bench/stats.js';
+import { latencyStats, type LatencyStats } from '../runtime/tuning/stats.js';
 import { seededRandom } from '../runtime/tensor/tensor.js';
 
 export interface Target {

@@ -6,8 +6,8 @@ import { logger } from '../runtime/log.js';
 import { retry } from '../runtime/retry.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { Model } from '../runtime/model/model.js';
-import { readTokenFile } from '../runtime/server/auth.js';
-import { InferenceServer } from '../runtime/server/server.js';
+import { readTokenFile } from '../runtime/server/http/auth.js';
+import { InferenceServer } from '../runtime/server/http/server.js';
 import type { AgentConfig } from './config.js';
 import {
   acceptExecution,

@@ -181,11 +181,11 @@ export const agentConfigSchema = z
     backend: z.enum(['auto', 'native', 'wasm']).default('auto'),
     /** Timed runs per candidate variant when an artifact leaves the choice to the device. */
     benchmarkIterations: z.number().int().positive().default(50),
-    /** Data capture (runtime/server/capture.ts, docs/serving-operations.md): off unless samplePercent > 0. */
+    /** Data capture (runtime/server/capture/writer.ts, docs/serving-operations.md): off unless samplePercent > 0. */
     capture: captureSchema.default(CAPTURE_CONFIG_DEFAULTS),
     /** Alarms after a deployment (device-agent/guardrails.ts): off when absent. */
     guardrails: guardrailsSchema.optional(),
-    /** How each served version takes requests (runtime/server/scheduler.ts, batcher.ts). */
+    /** How each served version takes requests (runtime/server/scheduling/direct.ts, batching.ts). */
     serving: servingSchema.default(SERVING_CONFIG_DEFAULTS),
     /** `outpost tune --out` file(s): per model, batching and threads (and variant/backend for the tuned version). */
     tuning: z.string().optional(),

@@ -1,8 +1,8 @@
 import { OutpostError, isOutpostError, type ErrorCode } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import { latencyStats } from '../runtime/bench/stats.js';
-import { CALLER_FAULTS } from '../runtime/server/errors.js';
-import type { InferenceEvent, ServiceObserver } from '../runtime/server/service.js';
+import { latencyStats } from '../runtime/tuning/stats.js';
+import { CALLER_FAULTS } from '../runtime/server/http/status.js';
+import type { InferenceEvent, ServiceObserver } from '../runtime/server/serving/service.js';
 
 const log = logger('agent.guardrails');
 
@@ -25,7 +25,7 @@ export interface GuardrailOptions {
 
 export const GUARDRAIL_DEFAULTS = Object.freeze({
   latencySamples: 1024, // calls
-  /** The caller's mistakes, which the server answers with 400 (runtime/server/errors.ts). */
+  /** The caller's mistakes, which the server answers with 400 (runtime/server/http/status.ts). */
   ignoreCodes: CALLER_FAULTS,
 });
 
@@ -54,7 +54,7 @@ export function guardrailError(alarm: GuardrailAlarm): OutpostError {
   return new OutpostError(alarm.code, alarm.message, { details: { ...alarm.stats } });
 }
 
-/** Nearest rank of the p99 among `n` samples, as runtime/bench/stats.ts `percentile` computes it. */
+/** Nearest rank of the p99 among `n` samples, as runtime/tuning/stats.ts `percentile` computes it. */
 const p99Rank = (n: number): number => Math.min(n - 1, Math.max(0, Math.ceil((99 / 100) * n) - 1));
 
 class Watch {

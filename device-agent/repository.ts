@@ -1,7 +1,7 @@
 import { logger } from '../runtime/log.js';
 import type { Model } from '../runtime/model/model.js';
-import type { ServiceRepository } from '../runtime/server/repository.js';
-import { ModelService, type ServiceOptions } from '../runtime/server/service.js';
+import type { ServiceRepository } from '../runtime/server/serving/model-repository.js';
+import { ModelService, type ServiceOptions } from '../runtime/server/serving/service.js';
 
 const log = logger('agent.repository');
 

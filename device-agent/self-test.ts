@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { latencyStats, measure } from '../runtime/bench/stats.js';
+import { latencyStats, measure } from '../runtime/tuning/stats.js';
 import { OutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { loadModel } from '../runtime/model/load.js';

@@ -1,4 +1,4 @@
-import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/bench/tune-choice.js';
+import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/tuning/choice.js';
 import { OutpostError } from '../runtime/errors.js';
 import { loadModel } from '../runtime/model/load.js';
 import type { Model } from '../runtime/model/model.js';

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
-import type { TuneChoiceFile } from '../runtime/bench/tune-choice.js';
-import { readTuneChoices } from '../runtime/bench/tune-choice.js';
+import type { TuneChoiceFile } from '../runtime/tuning/choice.js';
+import { readTuneChoices } from '../runtime/tuning/choice.js';
 import { logger } from '../runtime/log.js';
-import { CaptureWriter, readCaptureKey } from '../runtime/server/capture.js';
-import { ServerMetrics } from '../runtime/server/metrics.js';
-import { plannedScheduler } from '../runtime/server/scheduling.js';
-import type { ServiceObserver } from '../runtime/server/service.js';
+import { CaptureWriter, readCaptureKey } from '../runtime/server/capture/writer.js';
+import { ServerMetrics } from '../runtime/server/metrics/prometheus.js';
+import { plannedScheduler } from '../runtime/server/scheduling/plan.js';
+import type { ServiceObserver } from '../runtime/server/serving/service.js';
 import type { Model } from '../runtime/model/model.js';
 import type { AgentConfig } from './config.js';
 import { Guardrails } from './guardrails.js';

@@ -54,7 +54,7 @@ export const ERROR_CODES = Object.freeze({
   // The caller went away before its queued request ran: it never reached the model
   REQUEST_CANCELLED: false,
   MODEL_NOT_FOUND: false,
-  // Data capture (runtime/server/capture*.ts)
+  // Data capture (runtime/server/capture/)
   CAPTURE_INVALID: false,
   CAPTURE_DECRYPT_FAILED: false,
   // Device agent

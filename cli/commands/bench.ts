@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { benchmark, type BenchReport } from '../../runtime/bench/harness.js';
+import { benchmark, type BenchReport } from '../../runtime/tuning/harness.js';
 import type { BackendName } from '../../runtime/backends/types.js';
 import { loadModel } from '../../runtime/model/load.js';
 import { readInputs } from '../inputs.js';

@@ -5,7 +5,7 @@ import {
   readCaptureTensor,
   type CaptureRecord,
   type CaptureTensor,
-} from '../../runtime/server/capture.js';
+} from '../../runtime/server/capture/writer.js';
 import { tensorToJson } from '../../runtime/tensor/json.js';
 import { print, printJson } from '../output.js';
 

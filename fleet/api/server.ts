@@ -2,8 +2,8 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import { BearerAuth } from '../../runtime/server/auth.js';
-import { HttpError } from '../../runtime/server/errors.js';
+import { BearerAuth } from '../../runtime/server/http/auth.js';
+import { HttpError } from '../../runtime/server/http/status.js';
 import { sendError, sendJson } from './http.js';
 import { type ApiContext, route } from './routes.js';
 
@@ -11,7 +11,7 @@ const log = logger('fleet.api');
 
 /**
  * The operator's HTTP JSON API (what `outpost fleet …` calls), on loopback by default, behind the bearer token from
- * `--token-file` (the same check as `outpost serve`, runtime/server/auth.ts). Every answer is JSON, errors as
+ * `--token-file` (the same check as `outpost serve`, runtime/server/http/auth.ts). Every answer is JSON, errors as
  * `{ "error": { "code", "message", "details" } }` with the OutpostError code.
  */
 export interface ApiServerOptions {

@@ -3,7 +3,7 @@ import { bfloat16ToFloat32, float16ToFloat32 } from './float16.js';
 
 /**
  * How closely one tensor stream follows another: a variant's outputs against the fp32 original's (the compiler's
- * accuracy gate, compiler/evaluate/) and a shadow version's against production's (runtime/server/shadow.ts). The
+ * accuracy gate, compiler/evaluate/) and a shadow version's against production's (runtime/server/serving/shadow.ts). The
  * one place these figures are computed, so the two cannot disagree on what "agree" means.
  *
  * Accumulated over many calls so memory stays bounded: sums for cosine and relative L2 error, the running max |Δ|,

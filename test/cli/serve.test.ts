@@ -3,7 +3,7 @@ import { appendFile, lstat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKeys, packArtifact } from '../../runtime/artifact/index.js';
-import type { TuneChoiceFile } from '../../runtime/bench/tune-choice.js';
+import type { TuneChoiceFile } from '../../runtime/tuning/choice.js';
 import { runCli } from '../helpers/cli.js';
 import { ROOT } from '../helpers/models.js';
 import { suiteTmpDir, tmpDir } from '../helpers/tmp.js';

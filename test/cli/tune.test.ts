@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveModel } from '../../compiler/onnx/index.js';
 import { buildMlp } from '../../models/samples.js';
 import { writeArtifact, type ManifestDraft } from '../../runtime/artifact/index.js';
-import { readTuneChoices } from '../../runtime/bench/tune-choice.js';
-import type { TuneReport } from '../../runtime/bench/tune.js';
+import { readTuneChoices } from '../../runtime/tuning/choice.js';
+import type { TuneReport } from '../../runtime/tuning/tune.js';
 import { runCli } from '../helpers/cli.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../fleet/deploy.js';
 import { Guardrails, type GuardrailAlarm } from '../../device-agent/guardrails.js';
 import { OutpostError } from '../../runtime/errors.js';
-import type { InferenceEvent } from '../../runtime/server/service.js';
+import type { InferenceEvent } from '../../runtime/server/serving/service.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../runtime/model/load.js';
 import type { Model } from '../../runtime/model/model.js';
-import { StaticRepository } from '../../runtime/server/repository.js';
-import { InferenceServer } from '../../runtime/server/server.js';
+import { StaticRepository } from '../../runtime/server/serving/model-repository.js';
+import { InferenceServer } from '../../runtime/server/http/server.js';
 import { REAL_MODELS } from '../helpers/models.js';
 
 let model: Model;

@@ -1,16 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isOutpostError, OutpostError } from '../../../runtime/errors.js';
 import type { Feeds, Outputs } from '../../../runtime/model/model.js';
-import { splitRows } from '../../../runtime/server/batch-rows.js';
+import { splitRows } from '../../../runtime/server/scheduling/rows.js';
 import {
   batchingScheduler,
   batchProblem,
   BatchingScheduler,
   type BatchEvent,
   type BatchingOptions,
-} from '../../../runtime/server/batcher.js';
-import { errorResponse } from '../../../runtime/server/errors.js';
-import { DirectScheduler, RETRY_AFTER_SECONDS, type Scheduler } from '../../../runtime/server/scheduler.js';
+} from '../../../runtime/server/scheduling/batching.js';
+import { errorResponse } from '../../../runtime/server/http/status.js';
+import { DirectScheduler, RETRY_AFTER_SECONDS, type Scheduler } from '../../../runtime/server/scheduling/direct.js';
 import type { TensorLike } from '../../../runtime/tensor/tensor.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import { loadBatchModels, mlpFeeds, type BatchModels } from './batch-models.js';

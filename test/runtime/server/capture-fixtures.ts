@@ -8,8 +8,8 @@ import {
   readCaptureTensor,
   type CaptureOptions,
   type CaptureRecord,
-} from '../../../runtime/server/capture.js';
-import type { InferenceEvent } from '../../../runtime/server/service.js';
+} from '../../../runtime/server/capture/writer.js';
+import type { InferenceEvent } from '../../../runtime/server/serving/service.js';
 import { seededRandom } from '../../../runtime/tensor/tensor.js';
 import { tmpDir } from '../../helpers/tmp.js';
 

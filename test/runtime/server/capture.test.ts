@@ -3,7 +3,7 @@ import { readdir, readFile, stat, writeFile, appendFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isOutpostError } from '../../../runtime/errors.js';
-import { readCapture, readCaptureKey, readCaptureTensor } from '../../../runtime/server/capture.js';
+import { readCapture, readCaptureKey, readCaptureTensor } from '../../../runtime/server/capture/writer.js';
 import { decodeNpy } from '../../../runtime/tensor/npy.js';
 import { seededRandom } from '../../../runtime/tensor/tensor.js';
 import { tmpDir } from '../../helpers/tmp.js';

@@ -1,11 +1,11 @@
 import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Model } from '../../../runtime/model/model.js';
-import { errorResponse } from '../../../runtime/server/errors.js';
-import { parseTensorBody } from '../../../runtime/server/infer.js';
-import { servingPipeline } from '../../../runtime/server/pipeline.js';
-import { StaticRepository } from '../../../runtime/server/repository.js';
-import type { InferenceServer } from '../../../runtime/server/server.js';
+import { errorResponse } from '../../../runtime/server/http/status.js';
+import { parseTensorBody } from '../../../runtime/server/http/infer.js';
+import { servingPipeline } from '../../../runtime/server/serving/pipeline.js';
+import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
+import type { InferenceServer } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import {
   bytesElements,

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Model } from '../../../runtime/model/model.js';
 import { imageToTensor } from '../../../runtime/pipeline/image.js';
-import { StaticRepository } from '../../../runtime/server/repository.js';
-import type { InferenceServer } from '../../../runtime/server/server.js';
+import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
+import type { InferenceServer } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import { call, decodeInfer, inferReply, json, startServer, type CallOptions } from './client.js';
 import { MOSAIC_OUTPUTS, loadFixtures, testImage } from './fixtures.js';

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Model } from '../../../runtime/model/model.js';
 import { imageToTensor } from '../../../runtime/pipeline/image.js';
 import { softmax, topK } from '../../../runtime/pipeline/postprocess.js';
-import { StaticRepository } from '../../../runtime/server/repository.js';
-import type { InferenceServer } from '../../../runtime/server/server.js';
+import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
+import type { InferenceServer } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import {
   inferReply,

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutpostError } from '../../../runtime/errors.js';
-import { batchingScheduler } from '../../../runtime/server/batcher.js';
-import { ServerMetrics } from '../../../runtime/server/metrics.js';
-import { StaticRepository } from '../../../runtime/server/repository.js';
-import type { InferenceEvent } from '../../../runtime/server/service.js';
+import { batchingScheduler } from '../../../runtime/server/scheduling/batching.js';
+import { ServerMetrics } from '../../../runtime/server/metrics/prometheus.js';
+import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
+import type { InferenceEvent } from '../../../runtime/server/serving/service.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import { loadBatchModels, mlpFeeds, type BatchModels } from './batch-models.js';
 

@@ -1,11 +1,11 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Model } from '../../../runtime/model/model.js';
-import { batchingScheduler } from '../../../runtime/server/batcher.js';
-import { StaticRepository } from '../../../runtime/server/repository.js';
-import { directScheduler } from '../../../runtime/server/scheduler.js';
-import type { InferenceServer } from '../../../runtime/server/server.js';
-import type { ModelService } from '../../../runtime/server/service.js';
+import { batchingScheduler } from '../../../runtime/server/scheduling/batching.js';
+import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
+import { directScheduler } from '../../../runtime/server/scheduling/direct.js';
+import type { InferenceServer } from '../../../runtime/server/http/server.js';
+import type { ModelService } from '../../../runtime/server/serving/service.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import { call, json, startServer, until, type Reply } from './client.js';
 import { buildFixture } from './fixtures.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../../runtime/model/load.js';
-import { ShadowStats } from '../../../runtime/server/shadow.js';
+import { ShadowStats } from '../../../runtime/server/serving/shadow.js';
 import { NAN_INPUT, nanModel } from '../../helpers/nan-models.js';
 import { tmpDir } from '../../helpers/tmp.js';
 

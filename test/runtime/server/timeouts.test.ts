@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Model } from '../../../runtime/model/model.js';
-import { StaticRepository } from '../../../runtime/server/repository.js';
-import type { InferenceServer, ServerTimeouts } from '../../../runtime/server/server.js';
+import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
+import type { InferenceServer, ServerTimeouts } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 import { call, head, rawJson, rawSocket, rawStatus, readUntilClose, sleep, startServer, until } from './client.js';
 import { buildFixture } from './fixtures.js';

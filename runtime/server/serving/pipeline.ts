@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ImagePreprocess } from '../artifact/manifest.js';
-import { OutpostError, isOutpostError, messageOf } from '../errors.js';
-import { logger } from '../log.js';
-import type { Model, Outputs } from '../model/model.js';
-import type * as ImageModule from '../pipeline/image.js';
-import type { TensorLike } from '../tensor/tensor.js';
-import { planPostprocess, runPostprocess, type PostprocessPlan } from './postprocess.js';
-import type { RequestedOutput, TensorMetadata } from './protocol.js';
+import type { ImagePreprocess } from '../../artifact/manifest.js';
+import { OutpostError, isOutpostError, messageOf } from '../../errors.js';
+import { logger } from '../../log.js';
+import type { Model, Outputs } from '../../model/model.js';
+import type * as ImageModule from '../../pipeline/image.js';
+import type { TensorLike } from '../../tensor/tensor.js';
+import { planPostprocess, runPostprocess, type PostprocessPlan } from './postprocess-plan.js';
+import type { RequestedOutput, TensorMetadata } from '../protocol/request.js';
 
 const log = logger('server.pipeline');
 
@@ -83,7 +83,7 @@ export class ServingPipeline {
     if (typeof batch === 'number' && batch !== images.length) {
       throw new OutpostError('INPUT_SHAPE_MISMATCH', `${what}: ${images.length} images, the model takes ${batch}`);
     }
-    imageModule ??= import('../pipeline/image.js');
+    imageModule ??= import('../../pipeline/image.js');
     const { imageToTensor } = await imageModule;
     const tensors = await Promise.all(
       images.map((bytes, i) =>

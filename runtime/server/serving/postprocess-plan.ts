@@ -1,9 +1,9 @@
-import type { PostprocessStep, TensorSpec } from '../artifact/manifest.js';
-import type { TensorValue } from '../backends/types.js';
-import type { Outputs } from '../model/model.js';
-import type { TensorData } from '../tensor/dtype.js';
-import { argmaxAlong, softmaxAlong, topKRows } from '../pipeline/postprocess.js';
-import type { TensorMetadata } from './protocol.js';
+import type { PostprocessStep, TensorSpec } from '../../artifact/manifest.js';
+import type { TensorValue } from '../../backends/types.js';
+import type { Outputs } from '../../model/model.js';
+import type { TensorData } from '../../tensor/dtype.js';
+import { argmaxAlong, softmaxAlong, topKRows } from '../../pipeline/postprocess.js';
+import type { TensorMetadata } from '../protocol/request.js';
 
 /**
  * The artifact's post-processing (`pipeline.postprocess`: softmax, argmax, top-k with labels) as extra response

@@ -5,7 +5,7 @@ import { GraphBuilder, saveModel } from '../../../compiler/onnx/index.js';
 import { buildMlp, OPSET } from '../../../models/samples.js';
 import { writeArtifact, type ManifestDraft } from '../../../runtime/artifact/index.js';
 import type { BackendName } from '../../../runtime/backends/types.js';
-import { readTuneChoices, writeTuneChoice } from '../../../runtime/bench/tune-choice.js';
+import { readTuneChoices, writeTuneChoice } from '../../../runtime/tuning/choice.js';
 import {
   pickBest,
   requireBest,
@@ -14,7 +14,7 @@ import {
   type TuneOptions,
   type TuneReport,
   type TuneRow,
-} from '../../../runtime/bench/tune.js';
+} from '../../../runtime/tuning/tune.js';
 import { isOutpostError } from '../../../runtime/errors.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 

@@ -1,5 +1,5 @@
-import { OutpostError } from '../errors.js';
-import type { Model } from '../model/model.js';
+import { OutpostError } from '../../errors.js';
+import type { Model } from '../../model/model.js';
 import { ModelService, type ServiceOptions } from './service.js';
 
 /**

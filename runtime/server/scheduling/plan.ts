@@ -1,5 +1,5 @@
-import { batchingScheduler, type BatchObserver } from './batcher.js';
-import { directScheduler, type SchedulerFactory, type SchedulerLimits } from './scheduler.js';
+import { batchingScheduler, type BatchObserver } from './batching.js';
+import { directScheduler, type SchedulerFactory, type SchedulerLimits } from './direct.js';
 
 /** Dynamic batching settings, as flags, the agent's config and `outpost tune` state them. */
 export interface BatchSettings {

@@ -1,6 +1,6 @@
-import type { Outputs } from '../model/model.js';
-import { latencyStats } from '../bench/stats.js';
-import { Agreement, looksLikeClassifier } from '../tensor/agreement.js';
+import type { Outputs } from '../../model/model.js';
+import { latencyStats } from '../../tuning/stats.js';
+import { Agreement, looksLikeClassifier } from '../../tensor/agreement.js';
 
 /** What a shadow comparison has found so far; `outpost agent status` and the status messages report it. */
 export interface ShadowReport {

@@ -1,11 +1,11 @@
-import { OutpostError, messageOf } from '../errors.js';
-import { logger } from '../log.js';
-import type { Feeds, Model, Outputs } from '../model/model.js';
-import type { TensorLike } from '../tensor/tensor.js';
-import { batchProblem, RowBuffers, splitRows, type Concatenated } from './batch-rows.js';
-import { cancelled, DirectScheduler, RETRY_AFTER_SECONDS, type Scheduler, type SchedulerFactory } from './scheduler.js';
+import { OutpostError, messageOf } from '../../errors.js';
+import { logger } from '../../log.js';
+import type { Feeds, Model, Outputs } from '../../model/model.js';
+import type { TensorLike } from '../../tensor/tensor.js';
+import { batchProblem, RowBuffers, splitRows, type Concatenated } from './rows.js';
+import { cancelled, DirectScheduler, RETRY_AFTER_SECONDS, type Scheduler, type SchedulerFactory } from './direct.js';
 
-export { batchProblem } from './batch-rows.js';
+export { batchProblem } from './rows.js';
 
 const log = logger('server.batcher');
 

@@ -2,18 +2,18 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import { lstat, rm } from 'node:fs/promises';
 import { connect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { OutpostError } from '../errors.js';
-import { logger } from '../log.js';
-import { OUTPOST_VERSION } from '../version.js';
+import { OutpostError } from '../../errors.js';
+import { logger } from '../../log.js';
+import { OUTPOST_VERSION } from '../../version.js';
 import { BearerAuth } from './auth.js';
-import { BINARY_EXTENSION } from './binary.js';
-import { CLIENT_CLOSED_STATUS, errorResponse, HttpError } from './errors.js';
-import { responseOpen, sendJson, sendText } from './http.js';
+import { BINARY_EXTENSION } from '../protocol/binary.js';
+import { CLIENT_CLOSED_STATUS, errorResponse, HttpError } from './status.js';
+import { responseOpen, sendJson, sendText } from './io.js';
 import { handleInfer } from './infer.js';
-import { servingPipeline } from './pipeline.js';
-import { modelMetadata } from './protocol.js';
-import { DEFAULT_MAX_RESPONSE } from './response.js';
-import type { ServiceRepository } from './repository.js';
+import { servingPipeline } from '../serving/pipeline.js';
+import { modelMetadata } from '../protocol/request.js';
+import { DEFAULT_MAX_RESPONSE } from '../protocol/response.js';
+import type { ServiceRepository } from '../serving/model-repository.js';
 
 const log = logger('server');
 
@@ -48,7 +48,7 @@ export interface ServerOptions {
   readonly socket?: string;
   /** Request bodies above this are refused with 413 before they are read into memory. */
   readonly maxBodyBytes?: number; // bytes
-  /** Answers above this are refused with 400 RESPONSE_TOO_LARGE, never encoded whole (response.ts). */
+  /** Answers above this are refused with 400 RESPONSE_TOO_LARGE, never encoded whole (../protocol/response.ts). */
   readonly maxResponseBytes?: number; // bytes
   /** When set, every route but the health checks needs `Authorization: Bearer <token>` (auth.ts). */
   readonly token?: string;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BINARY_ALIGNMENT } from './binary.js';
-import { CLOSE_AFTER, HttpError, clientClosed } from './errors.js';
+import { BINARY_ALIGNMENT } from '../protocol/binary.js';
+import { CLOSE_AFTER, HttpError, clientClosed } from './status.js';
 
 /**
  * The HTTP plumbing of the inference server: bounded body reading and response writing that skips clients who

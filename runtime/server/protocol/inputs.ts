@@ -1,10 +1,10 @@
-import type { Feeds } from '../model/model.js';
-import { tensorFromJson } from '../tensor/json.js';
-import { elementCount, type TensorLike } from '../tensor/tensor.js';
+import type { Feeds } from '../../model/model.js';
+import { tensorFromJson } from '../../tensor/json.js';
+import { elementCount, type TensorLike } from '../../tensor/tensor.js';
 import { bytesElements, isOneBytesElement, tensorFromBinary } from './binary.js';
-import { HttpError } from './errors.js';
-import type { ServingPipeline } from './pipeline.js';
-import type { InferRequest, RequestInput } from './protocol.js';
+import { HttpError } from '../http/status.js';
+import type { ServingPipeline } from '../serving/pipeline.js';
+import type { InferRequest, RequestInput } from './request.js';
 
 /**
  * The encoded images of an image input sent as BYTES: per the binary extension each element is length-prefixed;

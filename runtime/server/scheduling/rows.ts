@@ -1,10 +1,10 @@
-import { OutpostError } from '../errors.js';
-import type { TensorSpec } from '../artifact/manifest.js';
-import type { TensorValue } from '../backends/types.js';
-import type { Feeds, Model, Outputs } from '../model/model.js';
-import { BATCH_SYMBOLS, formatShape } from '../model/validate.js';
-import type { TensorData } from '../tensor/dtype.js';
-import { elementCount, zeros, type TensorLike } from '../tensor/tensor.js';
+import { OutpostError } from '../../errors.js';
+import type { TensorSpec } from '../../artifact/manifest.js';
+import type { TensorValue } from '../../backends/types.js';
+import type { Feeds, Model, Outputs } from '../../model/model.js';
+import { BATCH_SYMBOLS, formatShape } from '../../model/validate.js';
+import type { TensorData } from '../../tensor/dtype.js';
+import { elementCount, zeros, type TensorLike } from '../../tensor/tensor.js';
 
 /**
  * Why `model` cannot be batched along axis 0, or undefined when it can: every input's first dimension must be the

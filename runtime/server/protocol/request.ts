@@ -1,9 +1,9 @@
-import type { TensorSpec } from '../artifact/manifest.js';
-import type { Model } from '../model/model.js';
-import type { DType } from '../tensor/dtype.js';
-import { dtypeFromName, kserveDatatype } from '../tensor/json.js';
+import type { TensorSpec } from '../../artifact/manifest.js';
+import type { Model } from '../../model/model.js';
+import type { DType } from '../../tensor/dtype.js';
+import { dtypeFromName, kserveDatatype } from '../../tensor/json.js';
 import { HEADER_LENGTH_HEADER } from './binary.js';
-import { HttpError } from './errors.js';
+import { HttpError } from '../http/status.js';
 
 /**
  * The Open Inference Protocol (KServe v2) REST bodies

@@ -2,12 +2,12 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { OutpostError, fromFsError, messageOf } from '../errors.js';
-import type { DType, TensorData } from '../tensor/dtype.js';
-import { dtypeOfData, isDType } from '../tensor/dtype.js';
-import { dtypeFromName, kserveDatatype } from '../tensor/json.js';
-import { decodeNpy, encodeNpy } from '../tensor/npy.js';
-import { zeros, type TensorLike } from '../tensor/tensor.js';
+import { OutpostError, fromFsError, messageOf } from '../../errors.js';
+import type { DType, TensorData } from '../../tensor/dtype.js';
+import { dtypeOfData, isDType } from '../../tensor/dtype.js';
+import { dtypeFromName, kserveDatatype } from '../../tensor/json.js';
+import { decodeNpy, encodeNpy } from '../../tensor/npy.js';
+import { zeros, type TensorLike } from '../../tensor/tensor.js';
 
 /**
  * The data-capture file format (docs/serving-operations.md, "Data capture"): JSON lines, one record per sampled

@@ -1,7 +1,7 @@
-import { OutpostError, isOutpostError, messageOf } from '../errors.js';
-import { logger } from '../log.js';
-import type { Feeds, Outputs } from '../model/model.js';
-import { kserveDatatype } from '../tensor/json.js';
+import { OutpostError, isOutpostError, messageOf } from '../../errors.js';
+import { logger } from '../../log.js';
+import type { Feeds, Outputs } from '../../model/model.js';
+import { kserveDatatype } from '../../tensor/json.js';
 import {
   checkCaptureKey,
   encodeLine,
@@ -12,18 +12,12 @@ import {
   tensorBytes,
   type CaptureTensor,
   type TensorSnapshot,
-} from './capture-format.js';
-import { CaptureDirectory, sideFile, type EncodedRecord, type SealedFile } from './capture-files.js';
-import type { InferenceEvent, ServiceObserver } from './service.js';
+} from './format.js';
+import { CaptureDirectory, sideFile, type EncodedRecord, type SealedFile } from './files.js';
+import type { InferenceEvent, ServiceObserver } from '../serving/service.js';
 
-export {
-  readCapture,
-  readCaptureKey,
-  readCaptureTensor,
-  type CaptureRecord,
-  type CaptureTensor,
-} from './capture-format.js';
-export type { SealedFile } from './capture-files.js';
+export { readCapture, readCaptureKey, readCaptureTensor, type CaptureRecord, type CaptureTensor } from './format.js';
+export type { SealedFile } from './files.js';
 
 const log = logger('server.capture');
 

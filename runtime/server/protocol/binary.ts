@@ -1,8 +1,8 @@
 import { endianness } from 'node:os';
-import { DTYPES, viewData, type DType, type NumericData, type TensorData } from '../tensor/dtype.js';
-import { kserveDatatype } from '../tensor/json.js';
-import { elementCount, zeros } from '../tensor/tensor.js';
-import { HttpError } from './errors.js';
+import { DTYPES, viewData, type DType, type NumericData, type TensorData } from '../../tensor/dtype.js';
+import { kserveDatatype } from '../../tensor/json.js';
+import { elementCount, zeros } from '../../tensor/tensor.js';
+import { HttpError } from '../http/status.js';
 
 /**
  * The Open Inference Protocol's binary tensor data extension: KServe, "Binary Tensor Data Extension"

@@ -1,4 +1,4 @@
-import { isOutpostError, messageOf, type ErrorCode } from '../errors.js';
+import { isOutpostError, messageOf, type ErrorCode } from '../../errors.js';
 
 /** HTTP status per error code: what the Open Inference Protocol client should make of a failure. */
 const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { OutpostError, fromFsError } from '../errors.js';
-import { logger } from '../log.js';
+import { OutpostError, fromFsError } from '../../errors.js';
+import { logger } from '../../log.js';
 
 const log = logger('server.capture');
 

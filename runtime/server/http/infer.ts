@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Feeds, Model } from '../model/model.js';
-import { BINARY_CONTENT_TYPE, HEADER_LENGTH_HEADER, parseHeaderLength, splitBody } from './binary.js';
-import { HttpError } from './errors.js';
-import { readBody, responseOpen, sendParts } from './http.js';
-import { decodeInputs } from './inputs.js';
-import { servingPipeline, type ServingPipeline } from './pipeline.js';
-import { parseInferRequest, parseOutputs, type InferRequest, type RequestedOutput } from './protocol.js';
-import { encodeInferResponse } from './response.js';
-import type { ModelService } from './service.js';
+import type { Feeds, Model } from '../../model/model.js';
+import { BINARY_CONTENT_TYPE, HEADER_LENGTH_HEADER, parseHeaderLength, splitBody } from '../protocol/binary.js';
+import { HttpError } from './status.js';
+import { readBody, responseOpen, sendParts } from './io.js';
+import { decodeInputs } from '../protocol/inputs.js';
+import { servingPipeline, type ServingPipeline } from '../serving/pipeline.js';
+import { parseInferRequest, parseOutputs, type InferRequest, type RequestedOutput } from '../protocol/request.js';
+import { encodeInferResponse } from '../protocol/response.js';
+import type { ModelService } from '../serving/service.js';
 
 export interface InferTarget {
   readonly service: ModelService;

@@ -1,7 +1,7 @@
-import { isOutpostError, OutpostError } from '../errors.js';
-import { logger } from '../log.js';
-import type { Feeds, Model, Outputs } from '../model/model.js';
-import { directScheduler, type Scheduler, type SchedulerFactory } from './scheduler.js';
+import { isOutpostError, OutpostError } from '../../errors.js';
+import { logger } from '../../log.js';
+import type { Feeds, Model, Outputs } from '../../model/model.js';
+import { directScheduler, type Scheduler, type SchedulerFactory } from '../scheduling/direct.js';
 import { ShadowStats, type ShadowReport } from './shadow.js';
 
 const log = logger('server.service');

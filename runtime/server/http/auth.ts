@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { OutpostError, fromFsError, type ErrorCode } from '../errors.js';
-import { HttpError } from './errors.js';
+import { OutpostError, fromFsError, type ErrorCode } from '../../errors.js';
+import { HttpError } from './status.js';
 
 /** The protection space named in challenges (RFC 9110 §11.6.1); one server, one realm. */
 const REALM = 'outpost';

@@ -1,9 +1,9 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { isOutpostError, type ErrorCode } from '../errors.js';
-import type { BatchEvent, BatchObserver } from './batcher.js';
-import { CALLER_FAULTS } from './errors.js';
-import type { ServiceRepository } from './repository.js';
-import type { InferenceEvent, ServiceObserver } from './service.js';
+import { isOutpostError, type ErrorCode } from '../../errors.js';
+import type { BatchEvent, BatchObserver } from '../scheduling/batching.js';
+import { CALLER_FAULTS } from '../http/status.js';
+import type { ServiceRepository } from '../serving/model-repository.js';
+import type { InferenceEvent, ServiceObserver } from '../serving/service.js';
 import { DEFAULT_WINDOW, SlidingWindow, type Outcome, type WindowOptions, type WindowStats } from './window.js';
 
 export type { WindowStats } from './window.js';

@@ -7,9 +7,9 @@ import { loadModel, type LoadOptions } from '../model/load.js';
 import type { Model } from '../model/model.js';
 import { bindingsFromShapes } from '../model/validate.js';
 import { syntheticFeeds } from '../model/warmup.js';
-import { batchProblem } from '../server/batch-rows.js';
+import { batchProblem } from '../server/scheduling/rows.js';
 import { latencyStats, measure } from './stats.js';
-import type { TuneChoiceFile } from './tune-choice.js';
+import type { TuneChoiceFile } from './choice.js';
 
 const log = logger('bench.tune');
 
@@ -28,7 +28,7 @@ export interface TuneRow {
   readonly failed?: string;
 }
 
-/** The chosen configuration, as the agent and `outpost serve` read it (`--out tune.json`; schema in tune-choice.ts). */
+/** The chosen configuration, as the agent and `outpost serve` read it (`--out tune.json`; schema in choice.ts). */
 export type TuneChoice = TuneChoiceFile;
 
 export interface TuneReport {
@@ -66,7 +66,7 @@ export interface TuneOptions extends Pick<LoadOptions, 'trustedKeys' | 'requireS
 }
 
 /**
- * The batch symbol when the server would batch this model (runtime/server/batch-rows.ts `batchProblem`: every
+ * The batch symbol when the server would batch this model (runtime/server/scheduling/rows.ts `batchProblem`: every
  * input's first axis the same symbol that names a batch), else null. A first axis such as a time axis `T` is not
  * swept: the batcher would never merge requests along it, and its "batch sizes" would measure another workload.
  */

@@ -1,9 +1,9 @@
-import { OutpostError } from '../errors.js';
-import type { Feeds, Model, Outputs } from '../model/model.js';
+import { OutpostError } from '../../errors.js';
+import type { Feeds, Model, Outputs } from '../../model/model.js';
 
 /**
  * How requests reach one loaded model (one version). The default runs each request as it comes, at most
- * `concurrency` at once, with a bounded queue behind; the batching scheduler (batcher.ts) merges queued requests
+ * `concurrency` at once, with a bounded queue behind; the batching scheduler (batching.ts) merges queued requests
  * into one batch. When the queue is full the request is refused at once (503 with Retry-After) instead of growing
  * memory without bound.
  */

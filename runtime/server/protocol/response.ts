@@ -1,9 +1,9 @@
-import type { TensorValue } from '../backends/types.js';
-import type { Model } from '../model/model.js';
-import { jsonElement, kserveDatatype } from '../tensor/json.js';
+import type { TensorValue } from '../../backends/types.js';
+import type { Model } from '../../model/model.js';
+import { jsonElement, kserveDatatype } from '../../tensor/json.js';
 import { elementBytes, tensorToBinary } from './binary.js';
-import { HttpError } from './errors.js';
-import type { InferRequest } from './protocol.js';
+import { HttpError } from '../http/status.js';
+import type { InferRequest } from './request.js';
 
 /**
  * The inference response (Open Inference Protocol, README.md "Inference request and response"), written under a
