@@ -1,8 +1,8 @@
 import { extname } from 'node:path';
 import { OutpostError } from '../runtime/errors.js';
-import type { Model, Feeds } from '../runtime/model/model.js';
-import { readBytes, readTensorFile, type FeedMap } from '../runtime/tensor/files.js';
-import { guessImagePreprocess, imageToTensor, IMAGE_EXTENSIONS } from '../runtime/pipeline/image.js';
+import type { Model, Feeds } from '../runtime/model/index.js';
+import { readBytes, readTensorFile, type FeedMap } from '../runtime/tensor/index.js';
+import { guessImagePreprocess, imageToTensor, IMAGE_EXTENSIONS } from '../runtime/pipeline/index.js';
 
 /**
  * `--input` values → feeds. Each value is `file` or `name=file`: `.json`/`.npy` tensors (see `readTensorFile`), or an

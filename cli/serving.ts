@@ -1,13 +1,16 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/tuning/choice.js';
+import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/tuning/index.js';
 import { OutpostError } from '../runtime/errors.js';
-import { loadModel, type LoadOptions } from '../runtime/model/load.js';
-import type { Model } from '../runtime/model/model.js';
-import { readTokenFile } from '../runtime/server/http/auth.js';
-import { DEFAULT_BATCHING, type BatchObserver } from '../runtime/server/scheduling/batching.js';
-import { DEFAULT_LIMITS, type SchedulerFactory } from '../runtime/server/scheduling/direct.js';
-import { plannedScheduler } from '../runtime/server/scheduling/plan.js';
+import { loadModel, type LoadOptions, type Model } from '../runtime/model/index.js';
+import {
+  readTokenFile,
+  DEFAULT_BATCHING,
+  type BatchObserver,
+  DEFAULT_LIMITS,
+  type SchedulerFactory,
+  plannedScheduler,
+} from '../runtime/server/index.js';
 
 /**
  * What `outpost serve` loads and how each model takes requests: the artifacts given on the command line, shaped by

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { BackendName } from '../runtime/artifact/manifest.js';
+import type { BackendName } from '../runtime/artifact/index.js';
 import { isOutpostError, messageOf } from '../runtime/errors.js';
 import { budgetMisses, type AccuracyFigures } from './evaluate/budget.js';
 import { loadModel } from './onnx/index.js';

@@ -1,6 +1,6 @@
-import type { ImagePreprocess, TensorSpec } from '../runtime/artifact/manifest.js';
+import type { ImagePreprocess, TensorSpec } from '../runtime/artifact/index.js';
 import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
-import type { Feeds } from '../runtime/model/model.js';
+import type { Feeds } from '../runtime/model/index.js';
 import { holdOut, loadSamples } from './calibration/data.js';
 import { FLAVOURS, syntheticSamples, type Flavour } from './calibration/synthetic.js';
 import type { Evaluator, Reference } from './evaluate/evaluator.js';

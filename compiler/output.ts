@@ -1,10 +1,15 @@
 import { basename } from 'node:path';
-import { writeArtifact, type ArtifactFileSource, type ManifestDraft } from '../runtime/artifact/index.js';
-import type { Pipeline, TensorSpec } from '../runtime/artifact/manifest.js';
-import type { TensorValue } from '../runtime/backends/types.js';
-import type { Feeds } from '../runtime/model/model.js';
+import {
+  writeArtifact,
+  type ArtifactFileSource,
+  type ManifestDraft,
+  type Pipeline,
+  type TensorSpec,
+} from '../runtime/artifact/index.js';
+import type { TensorValue } from '../runtime/backends/index.js';
+import type { Feeds } from '../runtime/model/index.js';
 import { OutpostError } from '../runtime/errors.js';
-import { encodeNpy } from '../runtime/tensor/npy.js';
+import { encodeNpy } from '../runtime/tensor/index.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { TargetProfile } from './targets/types.js';
 import { jsonSafe, type CompileReport } from './report.js';

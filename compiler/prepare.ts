@@ -1,6 +1,6 @@
 import { access, constants, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Precision, TensorSpec } from '../runtime/artifact/manifest.js';
+import type { Precision, TensorSpec } from '../runtime/artifact/index.js';
 import { OutpostError, fromFsError } from '../runtime/errors.js';
 import { mainGraph, NameGenerator, valueTypes, type OnnxModel } from './onnx/index.js';
 

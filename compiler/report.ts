@@ -1,4 +1,4 @@
-import type { Precision } from '../runtime/artifact/manifest.js';
+import type { Precision } from '../runtime/artifact/index.js';
 import type { AccuracyFigures } from './evaluate/budget.js';
 
 /** One variant in the compile report (DESIGN.md, "CLI contract": `compile --json`). */

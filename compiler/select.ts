@@ -1,4 +1,4 @@
-import type { Precision } from '../runtime/artifact/manifest.js';
+import type { Precision } from '../runtime/artifact/index.js';
 import type { AccuracyFigures } from './evaluate/budget.js';
 import type { ChosenFormat } from './formats.js';
 import type { CompileInputs } from './inputs.js';

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { OutpostError } from '../runtime/errors.js';
-import type { BackendName, Precision } from '../runtime/artifact/manifest.js';
-import type { Feeds } from '../runtime/model/model.js';
+import type { BackendName, Precision } from '../runtime/artifact/index.js';
+import type { Feeds } from '../runtime/model/index.js';
 import { collectRangesDetailed } from './calibration/collect.js';
 import type { CalibrationMethod } from './calibration/calibrators.js';
 import { budgetMisses, type AccuracyBudget, type AccuracyFigures } from './evaluate/budget.js';

@@ -5,9 +5,8 @@ import { detectHostTarget, onnxruntimeVersion } from '../runtime/host/index.js';
 import { logger } from '../runtime/log.js';
 import { retry } from '../runtime/retry.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
-import type { Model } from '../runtime/model/model.js';
-import { readTokenFile } from '../runtime/server/http/auth.js';
-import { InferenceServer } from '../runtime/server/http/server.js';
+import type { Model } from '../runtime/model/index.js';
+import { readTokenFile, InferenceServer } from '../runtime/server/index.js';
 import type { AgentConfig } from './config.js';
 import {
   acceptExecution,

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { OutpostError } from '../runtime/errors.js';
-import type { Model } from '../runtime/model/model.js';
-import type { TuneChoiceFile } from '../runtime/tuning/choice.js';
+import type { Model } from '../runtime/model/index.js';
+import type { TuneChoiceFile } from '../runtime/tuning/index.js';
 import type { AgentConfig } from './config.js';
 import type { Guardrails } from './guardrails.js';
 import type { JobsClient } from './jobs-client.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { z } from 'zod';
-import { syncDir } from '../runtime/artifact/fs-atomic.js';
+import { syncDir } from '../runtime/artifact/index.js';
 import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 
 /**

@@ -1,7 +1,6 @@
 import { logger } from '../runtime/log.js';
-import type { Model } from '../runtime/model/model.js';
-import type { ServiceRepository } from '../runtime/server/serving/model-repository.js';
-import { ModelService, type ServiceOptions } from '../runtime/server/serving/service.js';
+import type { Model } from '../runtime/model/index.js';
+import { type ServiceRepository, ModelService, type ServiceOptions } from '../runtime/server/index.js';
 
 const log = logger('agent.repository');
 

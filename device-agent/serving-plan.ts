@@ -1,7 +1,6 @@
-import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/tuning/choice.js';
+import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/tuning/index.js';
 import { OutpostError } from '../runtime/errors.js';
-import { loadModel } from '../runtime/model/load.js';
-import type { Model } from '../runtime/model/model.js';
+import { loadModel, type Model } from '../runtime/model/index.js';
 import type { JobDocument } from './protocol/index.js';
 import type { ActiveModels } from './repository.js';
 import type { ModelStore, ServingPlan } from './store.js';

@@ -1,12 +1,14 @@
 import { join } from 'node:path';
-import type { TuneChoiceFile } from '../runtime/tuning/choice.js';
-import { readTuneChoices } from '../runtime/tuning/choice.js';
+import { type TuneChoiceFile, readTuneChoices } from '../runtime/tuning/index.js';
 import { logger } from '../runtime/log.js';
-import { CaptureWriter, readCaptureKey } from '../runtime/server/capture/writer.js';
-import { ServerMetrics } from '../runtime/server/metrics/prometheus.js';
-import { plannedScheduler } from '../runtime/server/scheduling/plan.js';
-import type { ServiceObserver } from '../runtime/server/serving/service.js';
-import type { Model } from '../runtime/model/model.js';
+import {
+  CaptureWriter,
+  readCaptureKey,
+  ServerMetrics,
+  plannedScheduler,
+  type ServiceObserver,
+} from '../runtime/server/index.js';
+import type { Model } from '../runtime/model/index.js';
 import type { AgentConfig } from './config.js';
 import { Guardrails } from './guardrails.js';
 import { ActiveModels } from './repository.js';

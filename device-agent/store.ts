@@ -2,10 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { MANIFEST_FILE, manifestDigest } from '../runtime/artifact/index.js';
+import { MANIFEST_FILE, manifestDigest, syncDir } from '../runtime/artifact/index.js';
 import { OutpostError, fromFsError, isOutpostError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import { syncDir } from '../runtime/artifact/fs-atomic.js';
 import { readJson, writeJsonAtomic } from './fsx.js';
 
 const log = logger('agent.store');

@@ -10,10 +10,9 @@ import {
   createJobDocument,
   encodeBlockIndex,
 } from '../device-agent/protocol/index.js';
-import { openArtifact, packArtifact, sha256Bytes, sha256File } from '../runtime/artifact/index.js';
-import type { Manifest } from '../runtime/artifact/manifest.js';
+import { openArtifact, packArtifact, sha256Bytes, sha256File, type Manifest } from '../runtime/artifact/index.js';
 import { OutpostError, fromFsError } from '../runtime/errors.js';
-import { BARE_MODEL_SUFFIXES, isBareModelPath, wrapBareModel } from '../runtime/model/wrap.js';
+import { BARE_MODEL_SUFFIXES, isBareModelPath, wrapBareModel } from '../runtime/model/index.js';
 import { logger } from '../runtime/log.js';
 import { withOutpostErrors } from './protocol-errors.js';
 

@@ -5,3 +5,18 @@ export { DEFAULT_API_PORT } from './api/server.js';
 export type { ArtifactView, DeploymentView, GroupView, ThingView } from './api/views.js';
 export { parseQuery, QUERY_KEYS } from './registry/query.js';
 export { openStore, DB_URL_FORMS, type FleetStore } from './store/index.js';
+export {
+  deploy,
+  DEFAULT_DEPLOY_TIMEOUT_MS,
+  type DeployEvent,
+  type DeployOptions,
+  type DeployResult,
+} from './deploy.js';
+export type { FleetTls } from './mqtt.js';
+export {
+  DEFAULT_FLEET_IDENTITY,
+  DEFAULT_MQTTS_PORT,
+  DEFAULT_MQTT_PORT,
+  startEmbeddedBroker,
+  type EmbeddedBrokerTls,
+} from './broker.js';

@@ -1,10 +1,16 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { Agent } from '../../device-agent/agent.js';
-import { parseAgentConfig, readAgentConfig, type AgentConfigInput } from '../../device-agent/config.js';
-import { DeploymentStore } from '../../device-agent/state.js';
-import { deploymentSummary, readStatus, type AgentStatus } from '../../device-agent/status.js';
-import { ModelStore } from '../../device-agent/store.js';
+import {
+  Agent,
+  parseAgentConfig,
+  readAgentConfig,
+  type AgentConfigInput,
+  DeploymentStore,
+  deploymentSummary,
+  readStatus,
+  type AgentStatus,
+  ModelStore,
+} from '../../device-agent/index.js';
 import { logLevelFromEnv, logger, setLogLevel } from '../../runtime/log.js';
 import { cliFlags } from '../context.js';
 import { choice, collect } from '../options.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { benchmark, type BenchReport } from '../../runtime/tuning/harness.js';
-import type { BackendName } from '../../runtime/backends/types.js';
-import { loadModel } from '../../runtime/model/load.js';
+import { benchmark, type BenchReport } from '../../runtime/tuning/index.js';
+import type { BackendName } from '../../runtime/backends/index.js';
+import { loadModel } from '../../runtime/model/index.js';
 import { readInputs } from '../inputs.js';
 import { collect, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson, table } from '../output.js';

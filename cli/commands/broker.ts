@@ -6,7 +6,7 @@ import {
   DEFAULT_MQTT_PORT,
   startEmbeddedBroker,
   type EmbeddedBrokerTls,
-} from '../../fleet/broker.js';
+} from '../../fleet/index.js';
 import { parseNonNegativeInt } from '../options.js';
 import { print, printJson } from '../output.js';
 

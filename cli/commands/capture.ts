@@ -5,8 +5,8 @@ import {
   readCaptureTensor,
   type CaptureRecord,
   type CaptureTensor,
-} from '../../runtime/server/capture/writer.js';
-import { tensorToJson } from '../../runtime/tensor/json.js';
+} from '../../runtime/server/index.js';
+import { tensorToJson } from '../../runtime/tensor/index.js';
 import { print, printJson } from '../output.js';
 
 interface ReadOptions {

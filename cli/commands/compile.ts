@@ -1,11 +1,8 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import os from 'node:os';
-import { compile } from '../../compiler/compile.js';
-import { defaultRunBudget } from '../../compiler/evaluate/evaluator.js';
-import { parseBudget } from '../../compiler/evaluate/budget.js';
-import type { CompileReport } from '../../compiler/report.js';
-import type { PostprocessStep } from '../../runtime/artifact/manifest.js';
+import { compile, defaultRunBudget, parseBudget, type CompileReport } from '../../compiler/index.js';
+import type { PostprocessStep } from '../../runtime/artifact/index.js';
 import { choice, collect, parseInputShape } from '../options.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { parsePositiveInt } from '../options.js';

@@ -2,12 +2,10 @@ import type { Command } from 'commander';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compile } from '../../compiler/compile.js';
-import { Agent } from '../../device-agent/agent.js';
-import { parseAgentConfig } from '../../device-agent/config.js';
-import { startEmbeddedBroker } from '../../fleet/broker.js';
-import { deploy } from '../../fleet/deploy.js';
-import { buildSamples } from '../../models/build.js';
+import { compile } from '../../compiler/index.js';
+import { Agent, parseAgentConfig } from '../../device-agent/index.js';
+import { startEmbeddedBroker, deploy } from '../../fleet/index.js';
+import { buildSamples } from '../../models/index.js';
 import { generateSigningKeys } from '../../runtime/artifact/index.js';
 import { formatBytes, print } from '../output.js';
 

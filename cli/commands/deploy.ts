@@ -1,6 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { type DeployEvent, type DeployOptions, type DeployResult, deploy } from '../../fleet/deploy.js';
-import type { FleetTls } from '../../fleet/mqtt.js';
+import { type DeployEvent, type DeployOptions, type DeployResult, deploy, type FleetTls } from '../../fleet/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { collect, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { formatBytes, print, printJson, table } from '../output.js';

@@ -2,15 +2,14 @@ import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  loadModel as loadOnnx,
+  loadOnnxModel as loadOnnx,
   mainGraph,
   opHistogram,
   opsets,
   parameterCount,
   valueTypes,
-} from '../../compiler/onnx/index.js';
-import { openArtifact } from '../../runtime/artifact/index.js';
-import type { Manifest, TensorSpec } from '../../runtime/artifact/manifest.js';
+} from '../../compiler/index.js';
+import { openArtifact, type Manifest, type TensorSpec } from '../../runtime/artifact/index.js';
 import { fromFsError } from '../../runtime/errors.js';
 import { collect } from '../options.js';
 import { formatBytes, print, printJson, table } from '../output.js';

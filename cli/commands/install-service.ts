@@ -4,8 +4,9 @@ import { existsSync, realpathSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseAgentConfig, readAgentConfig } from '../../device-agent/config.js';
 import {
+  parseAgentConfig,
+  readAgentConfig,
   DEVICE_GROUPS,
   SERVICE_DEFAULTS,
   agentCommand,
@@ -14,7 +15,7 @@ import {
   thingNameOf,
   validateSpec,
   type ServiceSpec,
-} from '../../device-agent/service-unit.js';
+} from '../../device-agent/index.js';
 import { OutpostError, fromFsError, messageOf } from '../../runtime/errors.js';
 import { print, printJson } from '../output.js';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, writeSigningKeys } from '../../runtime/artifact/keys.js';
+import { PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, writeSigningKeys } from '../../runtime/artifact/index.js';
 import { OutpostError, isOutpostError } from '../../runtime/errors.js';
 import { print, printJson } from '../output.js';
 

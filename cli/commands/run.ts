@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadModel } from '../../runtime/model/load.js';
-import { postprocess, type PostprocessResult } from '../../runtime/pipeline/postprocess.js';
-import { tensorToJson } from '../../runtime/tensor/json.js';
-import type { TensorValue } from '../../runtime/backends/types.js';
-import type { Model } from '../../runtime/model/model.js';
+import { loadModel, type Model } from '../../runtime/model/index.js';
+import { postprocess, type PostprocessResult } from '../../runtime/pipeline/index.js';
+import { tensorToJson } from '../../runtime/tensor/index.js';
+import type { TensorValue } from '../../runtime/backends/index.js';
 import { readInputs } from '../inputs.js';
 import { collect } from '../options.js';
 import { formatNumber, print, printJson } from '../output.js';

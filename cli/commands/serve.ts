@@ -1,12 +1,15 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { readTuneChoices } from '../../runtime/tuning/choice.js';
+import { readTuneChoices } from '../../runtime/tuning/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { Model } from '../../runtime/model/model.js';
-import { ServerMetrics } from '../../runtime/server/metrics/prometheus.js';
-import { StaticRepository } from '../../runtime/server/serving/model-repository.js';
-import { DEFAULT_MAX_RESPONSE } from '../../runtime/server/protocol/response.js';
-import { DEFAULT_MAX_BODY, InferenceServer } from '../../runtime/server/http/server.js';
+import type { Model } from '../../runtime/model/index.js';
+import {
+  ServerMetrics,
+  StaticRepository,
+  DEFAULT_MAX_RESPONSE,
+  DEFAULT_MAX_BODY,
+  InferenceServer,
+} from '../../runtime/server/index.js';
 import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson } from '../output.js';
 import { loadAll, readToken, schedulerFor } from '../serving.js';

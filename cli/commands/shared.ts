@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { BackendName } from '../../runtime/backends/types.js';
-import type { LoadOptions } from '../../runtime/model/load.js';
+import type { BackendName } from '../../runtime/backends/index.js';
+import type { LoadOptions } from '../../runtime/model/index.js';
 import { ortLogLevel } from '../context.js';
 import { choice, collect, parseInputShape } from '../options.js';
 

@@ -6,7 +6,7 @@ import {
   type HostDetection,
   type QuantizationFormat,
   type TargetProfile,
-} from '../../compiler/targets/index.js';
+} from '../../compiler/index.js';
 import { messageOf } from '../../runtime/errors.js';
 import { print, printJson, table } from '../output.js';
 

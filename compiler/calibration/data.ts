@@ -1,11 +1,10 @@
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import type { ImagePreprocess, TensorSpec } from '../../runtime/artifact/manifest.js';
+import type { ImagePreprocess, TensorSpec } from '../../runtime/artifact/index.js';
 import { OutpostError, fromFsError, isOutpostError } from '../../runtime/errors.js';
-import type { Feeds } from '../../runtime/model/model.js';
-import { InputValidator } from '../../runtime/model/validate.js';
-import { guessImagePreprocess, imageToTensor, IMAGE_EXTENSIONS } from '../../runtime/pipeline/image.js';
-import { readBytes, readTensorFile, type FeedMap } from '../../runtime/tensor/files.js';
+import { type Feeds, InputValidator } from '../../runtime/model/index.js';
+import { guessImagePreprocess, imageToTensor, IMAGE_EXTENSIONS } from '../../runtime/pipeline/index.js';
+import { readBytes, readTensorFile, type FeedMap } from '../../runtime/tensor/index.js';
 
 /**
  * Calibration and evaluation inputs from `--calibration <dir|file>`: `.npy`/`.json` tensors, or images

@@ -1,7 +1,6 @@
 import type { GraphProto } from 'onnx-buf';
 import { OutpostError } from '../../runtime/errors.js';
-import type { DType } from '../../runtime/tensor/dtype.js';
-import type { TensorLike } from '../../runtime/tensor/tensor.js';
+import type { DType, TensorLike } from '../../runtime/tensor/index.js';
 import { inferDType, valueTypes, type Dim } from '../onnx/index.js';
 
 /**

@@ -1,9 +1,7 @@
 import type { GraphProto, NodeProto } from 'onnx-buf';
-import type { TensorSpec } from '../../runtime/artifact/manifest.js';
-import type { Feeds } from '../../runtime/model/model.js';
-import { concreteShape } from '../../runtime/model/validate.js';
-import type { DType, TensorData } from '../../runtime/tensor/dtype.js';
-import { elementCount, seededRandom, zeros } from '../../runtime/tensor/tensor.js';
+import type { TensorSpec } from '../../runtime/artifact/index.js';
+import { type Feeds, concreteShape } from '../../runtime/model/index.js';
+import { type DType, type TensorData, elementCount, seededRandom, zeros } from '../../runtime/tensor/index.js';
 import { consumers, getAttribute, mainGraph, toFloat16Bits, valueTypes, type OnnxModel } from '../onnx/index.js';
 
 /**

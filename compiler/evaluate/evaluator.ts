@@ -1,10 +1,10 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { basename } from 'node:path';
-import type { TensorSpec } from '../../runtime/artifact/manifest.js';
-import type { BackendName, TensorValue } from '../../runtime/backends/types.js';
+import type { TensorSpec } from '../../runtime/artifact/index.js';
+import type { BackendName, TensorValue } from '../../runtime/backends/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { Feeds } from '../../runtime/model/model.js';
+import type { Feeds } from '../../runtime/model/index.js';
 import type { AccuracyFigures } from './metrics.js';
 import type {
   CalibrateResult,

@@ -1,9 +1,8 @@
 import type * as Ort from 'onnxruntime-node';
-import type { TensorSpec } from '../../runtime/artifact/manifest.js';
-import type { TensorValue } from '../../runtime/backends/types.js';
+import type { TensorSpec } from '../../runtime/artifact/index.js';
+import type { TensorValue } from '../../runtime/backends/index.js';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
-import { loadModel } from '../../runtime/model/load.js';
-import type { Feeds, Model } from '../../runtime/model/model.js';
+import { loadModel, type Feeds, type Model } from '../../runtime/model/index.js';
 import { createCalibrator } from '../calibration/calibrators.js';
 import { openSession } from '../quantize/ort-model.js';
 import { figures, outputAgreements } from './metrics.js';

@@ -1,5 +1,5 @@
-import type { TensorSpec } from '../../runtime/artifact/manifest.js';
-import { Agreement, looksLikeClassifier } from '../../runtime/tensor/agreement.js';
+import type { TensorSpec } from '../../runtime/artifact/index.js';
+import { Agreement, looksLikeClassifier } from '../../runtime/tensor/index.js';
 
 /**
  * The compile report's accuracy figures, from one `Agreement` (runtime/tensor/agreement.ts) per output: the same

@@ -4,7 +4,7 @@ import { totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { OutpostError } from '../../runtime/errors.js';
-import type { Feeds } from '../../runtime/model/model.js';
+import type { Feeds } from '../../runtime/model/index.js';
 
 /**
  * The evaluator process seen from outside (evaluator.ts drives it): its budget, where its entry file is in a

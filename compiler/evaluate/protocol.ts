@@ -1,7 +1,7 @@
-import type { TensorSpec } from '../../runtime/artifact/manifest.js';
-import type { BackendName, TensorValue } from '../../runtime/backends/types.js';
+import type { TensorSpec } from '../../runtime/artifact/index.js';
+import type { BackendName, TensorValue } from '../../runtime/backends/index.js';
 import type { ErrorCode } from '../../runtime/errors.js';
-import type { Feeds } from '../../runtime/model/model.js';
+import type { Feeds } from '../../runtime/model/index.js';
 import type { CalibrationMethod, CalibratorOptions, TensorRange } from '../calibration/calibrators.js';
 import type { AccuracyFigures } from './metrics.js';
 

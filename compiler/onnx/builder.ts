@@ -10,7 +10,7 @@ import {
   type ModelProto,
 } from 'onnx-buf';
 import { OutpostError } from '../../runtime/errors.js';
-import type { DType, TensorData } from '../../runtime/tensor/dtype.js';
+import type { DType, TensorData } from '../../runtime/tensor/index.js';
 import { makeAttribute, type AttributeValue } from './attributes.js';
 import { makeValueInfo, type Dim } from './inspect.js';
 import { NameGenerator } from './names.js';

@@ -4,7 +4,7 @@ import { isAbsolute, relative, resolve, sep, win32 } from 'node:path';
 import { clearField } from '@bufbuild/protobuf';
 import { TensorProtoSchema, type TensorProto } from 'onnx-buf';
 import { OutpostError, fromFsError } from '../../runtime/errors.js';
-import { byteLength, dtypeFromOnnx } from '../../runtime/tensor/dtype.js';
+import { byteLength, dtypeFromOnnx } from '../../runtime/tensor/index.js';
 import type { OnnxModel } from './model.js';
 import {
   elementCount,

@@ -55,7 +55,7 @@ export {
   fromFloat16Bits,
   toBfloat16Bits,
   toFloat16Bits,
-} from '../../runtime/tensor/float16.js';
+} from '../../runtime/tensor/index.js';
 export {
   attr,
   constantValue,

@@ -13,7 +13,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { OutpostError } from '../../runtime/errors.js';
-import { DTYPES, dtypeFromOnnx, type DType } from '../../runtime/tensor/dtype.js';
+import { DTYPES, dtypeFromOnnx, type DType } from '../../runtime/tensor/index.js';
 import { elementCount, tensorDims } from './tensor.js';
 import { graphAndSubgraphs, modelGraphs, modelTensors } from './walk.js';
 

@@ -1,5 +1,5 @@
 import { OutpostError } from '../../runtime/errors.js';
-import { DTYPES, type DType } from '../../runtime/tensor/dtype.js';
+import { DTYPES, type DType } from '../../runtime/tensor/index.js';
 
 /**
  * Sub-byte element types. ONNX packs them little-end first (onnx.proto, TensorProto.raw_data): 4-bit pairs as

@@ -8,7 +8,7 @@ import {
   type ModelProto,
   type TensorProto,
 } from 'onnx-buf';
-import { syncDir } from '../../runtime/artifact/fs-atomic.js';
+import { syncDir } from '../../runtime/artifact/index.js';
 import { OutpostError, fromFsError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { tempName, writeDataFile, writeModelFile, type Placement, type Written } from './data-file.js';

@@ -11,8 +11,8 @@ import {
   type DType,
   type NumericData,
   type TensorData,
-} from '../../runtime/tensor/dtype.js';
-import { HOST_IS_LITTLE_ENDIAN } from '../../runtime/tensor/float16.js';
+  HOST_IS_LITTLE_ENDIAN,
+} from '../../runtime/tensor/index.js';
 
 /**
  * TensorProto ↔ typed arrays, for every ONNX element type (onnx.proto, TensorProto.DataType). The array type per

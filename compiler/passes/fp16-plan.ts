@@ -1,5 +1,5 @@
 import type { GraphProto, NodeProto } from 'onnx-buf';
-import type { DType } from '../../runtime/tensor/dtype.js';
+import type { DType } from '../../runtime/tensor/index.js';
 import { constantValue, mainGraph, nodeSubgraphs, readTensor, valueTypes, type OnnxModel } from '../onnx/index.js';
 import { inferValueTypes, type InferredValue } from './shapes.js';
 

@@ -1,5 +1,4 @@
-import { WasmBackend } from '../../runtime/backends/wasm.js';
-import type { BackendName } from '../../runtime/backends/types.js';
+import { WasmBackend, type BackendName } from '../../runtime/backends/index.js';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
 import { mainGraph, type OnnxModel } from '../onnx/index.js';
 import {

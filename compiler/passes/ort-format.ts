@@ -1,11 +1,16 @@
 import { copyFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { NativeBackend } from '../../runtime/backends/native.js';
-import { WasmBackend } from '../../runtime/backends/wasm.js';
-import type { Backend, BackendName, BackendSession, TensorValue } from '../../runtime/backends/types.js';
+import {
+  NativeBackend,
+  WasmBackend,
+  type Backend,
+  type BackendName,
+  type BackendSession,
+  type TensorValue,
+} from '../../runtime/backends/index.js';
 import { OutpostError, fromFsError, messageOf } from '../../runtime/errors.js';
-import { concreteShape } from '../../runtime/model/validate.js';
-import { allClose, elementCount, syntheticData } from '../../runtime/tensor/tensor.js';
+import { concreteShape } from '../../runtime/model/index.js';
+import { allClose, elementCount, syntheticData } from '../../runtime/tensor/index.js';
 import { mainGraph, type OnnxModel } from '../onnx/index.js';
 import { fallbackLevels, optimizationLevelFor } from './optimize.js';
 import { usesFloat16, writeThroughOrt, type OptimizationLevel } from './ort-offline.js';

@@ -1,7 +1,7 @@
 import type { NodeProto } from 'onnx-buf';
 import { OutpostError, isOutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { DType } from '../../runtime/tensor/dtype.js';
+import type { DType } from '../../runtime/tensor/index.js';
 import type { TensorRange } from '../calibration/calibrators.js';
 import { graphAndSubgraphs, mainGraph, nodeSubgraphs, opsetVersion, valueTypes } from '../onnx/index.js';
 import { constantSources } from '../quantize/constants.js';

@@ -1,5 +1,5 @@
 import { OutpostError, messageOf } from '../../runtime/errors.js';
-import type { DType } from '../../runtime/tensor/dtype.js';
+import type { DType } from '../../runtime/tensor/index.js';
 import { makeValueInfo, mainGraph, type Dim, type OnnxModel } from '../onnx/index.js';
 import { inferValueTypes as inferTypes, nodeOutputs } from '../quantize/ort-model.js';
 import type { Pass } from './types.js';

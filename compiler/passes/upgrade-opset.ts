@@ -1,7 +1,7 @@
 import type { GraphProto, NodeProto } from 'onnx-buf';
 import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { DType } from '../../runtime/tensor/dtype.js';
+import type { DType } from '../../runtime/tensor/index.js';
 import { NameGenerator, getAttribute, mainGraph, modelGraphs, opsetVersion } from '../onnx/index.js';
 import { OPSET_HISTORY, UPGRADE_TARGET_MAX, type Converter } from '../quantize/opset-history.js';
 import { inferValueTypes } from '../quantize/ort-model.js';

@@ -1,5 +1,5 @@
 import type { GraphProto, NodeProto, TensorProto } from 'onnx-buf';
-import type { DType, TensorData } from '../../runtime/tensor/dtype.js';
+import type { DType, TensorData } from '../../runtime/tensor/index.js';
 import { constantValue, getAttribute, makeTensor, readTensor, type OnnxModel } from '../onnx/index.js';
 
 /**

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { AttributeProto_AttributeType, NodeProtoSchema, type GraphProto, type NodeProto } from 'onnx-buf';
-import type { DType } from '../../runtime/tensor/dtype.js';
+import type { DType } from '../../runtime/tensor/index.js';
 import { float32ToFloat16, getAttribute, makeAttribute, type NameGenerator } from '../onnx/index.js';
 import { addInitializer } from './constants.js';
 

@@ -4,7 +4,7 @@ import { create } from '@bufbuild/protobuf';
 import * as ort from 'onnxruntime-node';
 import { ValueInfoProtoSchema, type GraphProto, type ModelProto, type ValueInfoProto } from 'onnx-buf';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
-import { isDType, type DType } from '../../runtime/tensor/dtype.js';
+import { isDType, type DType } from '../../runtime/tensor/index.js';
 import { mainGraph, saveModel, type OnnxModel } from '../onnx/index.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { GraphProto, NodeProto } from 'onnx-buf';
-import type { DType } from '../../runtime/tensor/dtype.js';
+import type { DType } from '../../runtime/tensor/index.js';
 import type { TensorRange } from '../calibration/calibrators.js';
 import { consumers, getAttribute, producers, type OnnxModel } from '../onnx/index.js';
 import { readFloat32, type ConstantSource } from './constants.js';

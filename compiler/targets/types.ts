@@ -1,4 +1,4 @@
-import type { Precision } from '../../runtime/artifact/manifest.js';
+import type { Precision } from '../../runtime/artifact/index.js';
 
 /**
  * Integer formats for static (QDQ) quantisation, per ONNX Runtime's quantisation guide ("Data type selection"):

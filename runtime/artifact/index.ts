@@ -2,6 +2,7 @@
 export * from './manifest.js';
 export { canonicalJson, prettyJson } from './canonical.js';
 export { sha256Bytes, sha256File, type FileDigest } from './hash.js';
+export { syncDir } from './fs-atomic.js';
 export {
   PRIVATE_KEY_FILE,
   PUBLIC_KEY_FILE,

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { stderr } from 'node:process';
-import { DEFAULT_API_PORT, DB_URL_FORMS, defaultDbUrl, serveFleet } from '../../../fleet/index.js';
-import type { FleetTls } from '../../../fleet/mqtt.js';
-import { readTokenFile } from '../../../runtime/server/http/auth.js';
+import { DEFAULT_API_PORT, DB_URL_FORMS, defaultDbUrl, serveFleet, type FleetTls } from '../../../fleet/index.js';
+import { readTokenFile } from '../../../runtime/server/index.js';
 import { collect, parseNonNegativeInt } from '../../options.js';
 import { FLEET_TOKEN_FILE_ENV } from './client.js';
 

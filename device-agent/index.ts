@@ -1,0 +1,16 @@
+/** The device agent (`outpost agent`, `outpost install-service`): see README.md in this folder. */
+export { Agent } from './agent.js';
+export { parseAgentConfig, readAgentConfig, type AgentConfigInput } from './config.js';
+export { DeploymentStore } from './state.js';
+export { deploymentSummary, readStatus, type AgentStatus } from './status.js';
+export { ModelStore } from './store.js';
+export {
+  DEVICE_GROUPS,
+  SERVICE_DEFAULTS,
+  agentCommand,
+  initialConfig,
+  renderUnit,
+  thingNameOf,
+  validateSpec,
+  type ServiceSpec,
+} from './service-unit.js';

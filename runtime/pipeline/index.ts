@@ -1,0 +1,4 @@
+/** Pre- and post-processing: image → tensor (sharp), the `--preprocess` spec, softmax / argmax / top-k. */
+export { IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, guessImagePreprocess, imageToTensor } from './image.js';
+export { parsePreprocessSpec } from './spec.js';
+export { postprocess, softmax, topK, type Classification, type PostprocessResult } from './postprocess.js';
