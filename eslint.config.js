@@ -4,38 +4,71 @@ import importX from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 /**
- * DESIGN.md, "Folders and who may import whom": each row lists what a folder may import; everything else of ours
- * is forbidden. A wrong arrow fails lint, not review.
+ * docs/architecture.md, "Folders and who may import whom": each row lists what a folder may import (`may`) and the
+ * modules through which other folders reach it (`entries`, relative to the folder); everything else of ours is
+ * forbidden, and so is a deep import past an entry. A wrong arrow fails lint, not review. A sub-folder allowed on its
+ * own (`compiler/onnx`) is entered through its `index.ts`. `test/`, `bench/` and `scripts/` have no row: tests exercise
+ * internals and benches measure them, so they may import any module (and nothing may import them).
  */
 const LAYERS = Object.freeze({
-  runtime: { may: [] },
-  compiler: { may: ['runtime'] },
-  'device-agent': { may: ['runtime', 'device-agent/protocol'] },
-  'device-agent/protocol': { may: [] },
-  fleet: { may: ['runtime', 'device-agent/protocol'] },
-  cli: { may: ['runtime', 'compiler', 'device-agent', 'device-agent/protocol', 'fleet', 'models'] },
-  models: { may: ['compiler/onnx'] },
+  runtime: {
+    may: [],
+    // One module each (errors, log, retry, version), the in-process API (index.ts), and one index.ts per subsystem.
+    entries: [
+      'index.ts',
+      'errors.ts',
+      'log.ts',
+      'retry.ts',
+      'version.ts',
+      'artifact/index.ts',
+      'backends/index.ts',
+      'host/index.ts',
+      'model/index.ts',
+      'pipeline/index.ts',
+      'server/index.ts',
+      'tensor/index.ts',
+      'tuning/index.ts',
+    ],
+  },
+  compiler: { may: ['runtime'], entries: ['index.ts'] },
+  'device-agent': { may: ['runtime', 'device-agent/protocol'], entries: ['index.ts'] },
+  'device-agent/protocol': { may: [], entries: ['index.ts'] },
+  fleet: { may: ['runtime', 'device-agent/protocol'], entries: ['index.ts'] },
+  cli: { may: ['runtime', 'compiler', 'device-agent', 'device-agent/protocol', 'fleet', 'models'], entries: [] },
+  models: { may: ['compiler/onnx'], entries: ['index.ts'] },
 });
 const FOLDERS = ['runtime', 'compiler', 'device-agent', 'fleet', 'cli', 'models', 'test', 'bench', 'scripts'];
 
 /** @param {string} folder @param {string} target */
 const within = (folder, target) => folder === target || folder.startsWith(`${target}/`);
+/** @param {string} layer @returns {readonly string[]} */
+const entriesOf = (layer) =>
+  layer in LAYERS ? LAYERS[/** @type {keyof typeof LAYERS} */ (layer)].entries : ['index.ts'];
 
-/** One zone per (layer, top-level folder it may not use); an allowed sub-folder becomes an `except`. */
+/**
+ * One zone per (layer, top-level folder not its own): everything in that folder is forbidden except the public
+ * entries of what the layer may import from it (the whole folder, or an allowed sub-folder).
+ */
 const zones = Object.entries(LAYERS).flatMap(([layer, { may }]) =>
-  FOLDERS.filter((from) => !within(layer, from) && !may.includes(from)).map((from) => ({
-    target: `./${layer}`,
-    from: `./${from}`,
-    except: may.filter((m) => within(m, from)).map((m) => `./${m.slice(from.length + 1)}`),
-    message: `DESIGN.md: ${layer}/ may import only ${may.length ? may.join(', ') : 'nothing of ours'}.`,
-  })),
+  FOLDERS.filter((from) => !within(layer, from)).map((from) => {
+    const allowed = may.filter((m) => within(m, from));
+    const except = allowed.flatMap((m) => entriesOf(m).map((entry) => `./${`${m}/${entry}`.slice(from.length + 1)}`));
+    const what = may.length ? `${may.join(', ')}, each through its public entries` : 'nothing of ours';
+    const here = except.length ? ` (${from}/: ${except.map((e) => e.slice(2)).join(', ')})` : '';
+    return {
+      target: `./${layer}`,
+      from: `./${from}`,
+      except,
+      message: `docs/architecture.md: ${layer}/ may import only ${what}${here}.`,
+    };
+  }),
 );
 // device-agent/protocol may not reach back into the rest of device-agent.
 zones.push({
   target: './device-agent/protocol',
   from: './device-agent',
   except: ['./protocol'],
-  message: 'DESIGN.md: device-agent/protocol/ is the device–fleet contract and imports nothing of ours.',
+  message: 'docs/architecture.md: device-agent/protocol/ is the device–fleet contract and imports nothing of ours.',
 });
 
 export default tseslint.config(
