@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { DTYPE_NAMES, type DType } from '../tensor/dtype.js';
 
 /**
- * `manifest.json`: what an artifact is and everything needed to trust and run it (DESIGN.md, "The artifact").
+ * `manifest.json`: what an artifact is and everything needed to trust and run it (docs/architecture.md, "The
+ * artifact").
  * A device refuses a schema version it does not know; within a version, fields are only ever added as optional.
  */
 export const SCHEMA_VERSION = 1;

@@ -12,7 +12,7 @@ import { latencyStats, measure } from './stats.js';
 
 const log = logger('bench');
 
-/** One row of `outpost bench --json` (DESIGN.md, "CLI contract"). */
+/** One row of `outpost bench --json` (docs/architecture.md, "CLI contract"). */
 export interface BenchResult {
   subject: 'raw-ort' | 'outpost';
   backend: BackendName;
