@@ -14,18 +14,18 @@ import {
   reportUnrecorded,
   runDeployment,
   type DeploymentContext,
-} from './deployment.js';
-import { applyPlan } from './serving-plan.js';
+} from './deployment/runner.js';
+import { applyPlan } from './serving/plan.js';
 import { JobsClient } from './jobs-client.js';
 import { NextJobs } from './next-jobs.js';
 import { offlineStatusPayload, outpostTopics } from './protocol/index.js';
-import type { ActiveModels } from './repository.js';
-import { CaptureUploader } from './capture-upload.js';
-import { createServingStack, servingStatus, type ServingStack } from './serving-stack.js';
-import { Spool } from './spool.js';
-import { DeploymentStore } from './state.js';
-import { deploymentSummary, diskUsage, memoryUsage, writeStatus, type AgentStatus } from './status.js';
-import { ModelStore } from './store.js';
+import type { ActiveModels } from './serving/active-models.js';
+import { CaptureUploader } from './serving/capture-upload.js';
+import { createServingStack, servingStatus, type ServingStack } from './serving/stack.js';
+import { Spool } from './storage/spool.js';
+import { DeploymentStore } from './storage/deployment-records.js';
+import { deploymentSummary, diskUsage, memoryUsage, writeStatus, type AgentStatus } from './storage/status.js';
+import { ModelStore } from './storage/model-store.js';
 import { createTransport } from './transport/index.js';
 import type { Transport } from './transport/types.js';
 

@@ -183,7 +183,7 @@ export const agentConfigSchema = z
     benchmarkIterations: z.number().int().positive().default(50),
     /** Data capture (runtime/server/capture/writer.ts, docs/serving-operations.md): off unless samplePercent > 0. */
     capture: captureSchema.default(CAPTURE_CONFIG_DEFAULTS),
-    /** Alarms after a deployment (device-agent/guardrails.ts): off when absent. */
+    /** Alarms after a deployment (device-agent/deployment/guardrails.ts): off when absent. */
     guardrails: guardrailsSchema.optional(),
     /** How each served version takes requests (runtime/server/scheduling/direct.ts, batching.ts). */
     serving: servingSchema.default(SERVING_CONFIG_DEFAULTS),

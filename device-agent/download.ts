@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { OutpostError, fromFsError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { blockCount, blockLength, parseBlockIndex, verifyBlock, type BlockIndex } from './protocol/index.js';
-import { writeFileAtomic } from './fsx.js';
+import { writeFileAtomic } from './storage/atomic-files.js';
 import { StreamFetcher, downloadError, type DownloadOptions } from './stream-fetcher.js';
 
 const log = logger('agent.download');

@@ -1,9 +1,9 @@
 /** The device agent (`outpost agent`, `outpost install-service`): see README.md in this folder. */
 export { Agent } from './agent.js';
 export { parseAgentConfig, readAgentConfig, type AgentConfigInput } from './config.js';
-export { DeploymentStore } from './state.js';
-export { deploymentSummary, readStatus, type AgentStatus } from './status.js';
-export { ModelStore } from './store.js';
+export { DeploymentStore } from './storage/deployment-records.js';
+export { deploymentSummary, readStatus, type AgentStatus } from './storage/status.js';
+export { ModelStore } from './storage/model-store.js';
 export {
   DEVICE_GROUPS,
   SERVICE_DEFAULTS,

@@ -69,7 +69,7 @@ export const ERROR_CODES = Object.freeze({
   // An installed name@version is immutable: a different artifact under the same name@version is refused
   VERSION_CONFLICT: false,
   SERVICE_INSTALL_FAILED: false, // outpost install-service: useradd/systemctl refused
-  // Guardrail alarms after a deployment (device-agent/guardrails.ts): the new version misbehaved in production
+  // Guardrail alarms after a deployment (device-agent/deployment/guardrails.ts): the new version misbehaved in production
   GUARDRAIL_ERROR_RATE: false,
   GUARDRAIL_LATENCY: false,
   // MQTT transport and brokers

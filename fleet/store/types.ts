@@ -6,7 +6,7 @@ import type { JobStatus, StatusDetails } from '../../device-agent/protocol/index
  * the epoch; the wire forms (seconds, IoT Jobs field names) are made at the edges.
  */
 
-/** What a device reports about itself in its status message (device-agent/status.ts), as the registry keeps it. */
+/** What a device reports about itself in its status message (device-agent/storage/status.ts), as the registry keeps it. */
 export interface ThingTarget {
   /** Target profile key the agent detected, e.g. "arm64:cortex-a72", "cuda:sm_87". */
   readonly profile?: string;

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../fleet/deploy.js';
-import { Guardrails, type GuardrailAlarm } from '../../device-agent/guardrails.js';
+import { Guardrails, type GuardrailAlarm } from '../../device-agent/deployment/guardrails.js';
 import { OutpostError } from '../../runtime/errors.js';
 import type { InferenceEvent } from '../../runtime/server/serving/service.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';

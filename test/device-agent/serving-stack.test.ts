@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveModel } from '../../compiler/onnx/index.js';
 import { parseAgentConfig } from '../../device-agent/config.js';
-import { createServingStack, type ServingStack } from '../../device-agent/serving-stack.js';
+import { createServingStack, type ServingStack } from '../../device-agent/serving/stack.js';
 import { buildMlp } from '../../models/samples.js';
 import { loadModel } from '../../runtime/model/load.js';
 import type { Model } from '../../runtime/model/model.js';

@@ -2,11 +2,11 @@ import { lstat, mkdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../device-agent/config.js';
-import { acceptExecution, type DeploymentContext } from '../../device-agent/deployment.js';
-import { runHook } from '../../device-agent/hooks.js';
-import { Spool, type SpoolEntry } from '../../device-agent/spool.js';
-import { DeploymentStore } from '../../device-agent/state.js';
-import { ModelStore } from '../../device-agent/store.js';
+import { acceptExecution, type DeploymentContext } from '../../device-agent/deployment/runner.js';
+import { runHook } from '../../device-agent/deployment/hooks.js';
+import { Spool, type SpoolEntry } from '../../device-agent/storage/spool.js';
+import { DeploymentStore } from '../../device-agent/storage/deployment-records.js';
+import { ModelStore } from '../../device-agent/storage/model-store.js';
 import { OutpostError, isOutpostError } from '../../runtime/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 

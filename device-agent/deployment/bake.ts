@@ -1,5 +1,5 @@
-import { OutpostError } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
+import { OutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
 import { guardrailError, type GuardrailAlarm, type Guardrails } from './guardrails.js';
 
 const log = logger('agent.bake');

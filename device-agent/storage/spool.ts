@@ -1,10 +1,10 @@
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { errorCategory, isOutpostError } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { retry, type RetryPolicy } from '../runtime/retry.js';
-import { readJson, writeFileAtomic, writeJsonAtomic } from './fsx.js';
+import { errorCategory, isOutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { retry, type RetryPolicy } from '../../runtime/retry.js';
+import { readJson, writeFileAtomic, writeJsonAtomic } from './atomic-files.js';
 
 const log = logger('agent.spool');
 

@@ -1,9 +1,9 @@
 import type { KeyObject } from 'node:crypto';
-import { latencyStats, measure } from '../runtime/tuning/index.js';
-import { OutpostError, messageOf } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { loadModel, type Model, readTestVectors, syntheticFeeds } from '../runtime/model/index.js';
-import { allClose } from '../runtime/tensor/index.js';
+import { latencyStats, measure } from '../../runtime/tuning/index.js';
+import { OutpostError, messageOf } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { loadModel, type Model, readTestVectors, syntheticFeeds } from '../../runtime/model/index.js';
+import { allClose } from '../../runtime/tensor/index.js';
 
 const log = logger('agent.self-test');
 

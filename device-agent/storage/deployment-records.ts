@@ -1,9 +1,9 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ERROR_CODES, fromFsError, type ErrorCode } from '../runtime/errors.js';
-import { readJson, writeJsonAtomic } from './fsx.js';
-import { servingPlanSchema } from './store.js';
+import { ERROR_CODES, fromFsError, type ErrorCode } from '../../runtime/errors.js';
+import { readJson, writeJsonAtomic } from './atomic-files.js';
+import { servingPlanSchema } from './model-store.js';
 
 /**
  * A deployment's steps, in order. The state is persisted before each step starts, and every step is idempotent,

@@ -1,14 +1,14 @@
 import { join } from 'node:path';
-import { unpackArtifact, verifyArtifact } from '../runtime/artifact/index.js';
-import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { retry } from '../runtime/retry.js';
-import { advance, documentOf, downloadDir, online, type Step } from './deployment-context.js';
-import { archiveContentBytes, hostArch, requireSpace } from './disk.js';
-import { downloadArtifact } from './download.js';
+import { unpackArtifact, verifyArtifact } from '../../runtime/artifact/index.js';
+import { OutpostError, isOutpostError, messageOf } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { retry } from '../../runtime/retry.js';
+import { advance, documentOf, downloadDir, online, type Step } from './context.js';
+import { archiveContentBytes, hostArch, requireSpace } from '../storage/disk.js';
+import { downloadArtifact } from '../download.js';
 import { runHook } from './hooks.js';
 import { selfTest } from './self-test.js';
-import type { DeploymentState } from './state.js';
+import type { DeploymentState } from '../storage/deployment-records.js';
 
 const log = logger('agent.deployment');
 

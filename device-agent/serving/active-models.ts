@@ -1,6 +1,6 @@
-import { logger } from '../runtime/log.js';
-import type { Model } from '../runtime/model/index.js';
-import { type ServiceRepository, ModelService, type ServiceOptions } from '../runtime/server/index.js';
+import { logger } from '../../runtime/log.js';
+import type { Model } from '../../runtime/model/index.js';
+import { type ServiceRepository, ModelService, type ServiceOptions } from '../../runtime/server/index.js';
 
 const log = logger('agent.repository');
 

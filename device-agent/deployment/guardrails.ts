@@ -1,7 +1,7 @@
-import { OutpostError, isOutpostError, type ErrorCode } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { latencyStats } from '../runtime/tuning/index.js';
-import { CALLER_FAULTS, type InferenceEvent, type ServiceObserver } from '../runtime/server/index.js';
+import { OutpostError, isOutpostError, type ErrorCode } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { latencyStats } from '../../runtime/tuning/index.js';
+import { CALLER_FAULTS, type InferenceEvent, type ServiceObserver } from '../../runtime/server/index.js';
 
 const log = logger('agent.guardrails');
 

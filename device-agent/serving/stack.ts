@@ -1,18 +1,18 @@
 import { join } from 'node:path';
-import { type TuneChoiceFile, readTuneChoices } from '../runtime/tuning/index.js';
-import { logger } from '../runtime/log.js';
+import { type TuneChoiceFile, readTuneChoices } from '../../runtime/tuning/index.js';
+import { logger } from '../../runtime/log.js';
 import {
   CaptureWriter,
   readCaptureKey,
   ServerMetrics,
   plannedScheduler,
   type ServiceObserver,
-} from '../runtime/server/index.js';
-import type { Model } from '../runtime/model/index.js';
-import type { AgentConfig } from './config.js';
-import { Guardrails } from './guardrails.js';
-import { ActiveModels } from './repository.js';
-import type { AgentStatus } from './status.js';
+} from '../../runtime/server/index.js';
+import type { Model } from '../../runtime/model/index.js';
+import type { AgentConfig } from '../config.js';
+import { Guardrails } from '../deployment/guardrails.js';
+import { ActiveModels } from './active-models.js';
+import type { AgentStatus } from '../storage/status.js';
 
 const log = logger('agent.serving');
 

@@ -1,12 +1,12 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { logger } from '../runtime/log.js';
+import { logger } from '../../runtime/log.js';
 import { bake } from './bake.js';
-import { advance, documentOf, type DeploymentContext, type Step } from './deployment-context.js';
+import { advance, documentOf, type DeploymentContext, type Step } from './context.js';
 import { runHook } from './hooks.js';
-import { applyPlan, loadInstalled, nextPlan } from './serving-plan.js';
-import type { DeploymentState, Outcome } from './state.js';
-import { ModelStore } from './store.js';
+import { applyPlan, loadInstalled, nextPlan } from '../serving/plan.js';
+import type { DeploymentState, Outcome } from '../storage/deployment-records.js';
+import { ModelStore } from '../storage/model-store.js';
 
 const log = logger('agent.deployment');
 

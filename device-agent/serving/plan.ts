@@ -1,9 +1,9 @@
-import { tunedLoadOptions, type TuneChoiceFile } from '../runtime/tuning/index.js';
-import { OutpostError } from '../runtime/errors.js';
-import { loadModel, type Model } from '../runtime/model/index.js';
-import type { JobDocument } from './protocol/index.js';
-import type { ActiveModels } from './repository.js';
-import type { ModelStore, ServingPlan } from './store.js';
+import { tunedLoadOptions, type TuneChoiceFile } from '../../runtime/tuning/index.js';
+import { OutpostError } from '../../runtime/errors.js';
+import { loadModel, type Model } from '../../runtime/model/index.js';
+import type { JobDocument } from '../protocol/index.js';
+import type { ActiveModels } from './active-models.js';
+import type { ModelStore, ServingPlan } from '../storage/model-store.js';
 
 export interface PlanContext {
   readonly store: ModelStore;

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { OutpostError } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import type { AgentConfig, HookName } from './config.js';
+import { OutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import type { AgentConfig, HookName } from '../config.js';
 
 const log = logger('agent.hooks');
 

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { z } from 'zod';
-import { syncDir } from '../runtime/artifact/index.js';
-import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
+import { syncDir } from '../../runtime/artifact/index.js';
+import { OutpostError, fromFsError, messageOf } from '../../runtime/errors.js';
 
 /**
  * DESIGN.md, "On the device": every state change is a new file renamed over the old one. Write to a temp file in

@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { arch } from 'node:os';
 import { list } from 'tar';
-import { OutpostError, messageOf } from '../runtime/errors.js';
+import { OutpostError, messageOf } from '../../runtime/errors.js';
 
 /** This host as artifact manifests and job documents name architectures. */
 export function hostArch(): 'x86_64' | 'arm64' {

@@ -1,12 +1,12 @@
 import { rm } from 'node:fs/promises';
-import { OutpostError, isOutpostError, messageOf, type ErrorCode } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { retry } from '../runtime/retry.js';
-import { advance, downloadDir, online, type DeploymentContext, type Step } from './deployment-context.js';
-import { download, stage, test, verify } from './deployment-install.js';
-import { activate, baking, rollBack, validate } from './deployment-serve.js';
-import { hostArch } from './disk.js';
-import { JobsRejectedError } from './jobs-client.js';
+import { OutpostError, isOutpostError, messageOf, type ErrorCode } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { retry } from '../../runtime/retry.js';
+import { advance, downloadDir, online, type DeploymentContext, type Step } from './context.js';
+import { download, stage, test, verify } from './install-steps.js';
+import { activate, baking, rollBack, validate } from './serve-steps.js';
+import { hostArch } from '../storage/disk.js';
+import { JobsRejectedError } from '../jobs-client.js';
 import {
   isProtocolError,
   isTerminal,
@@ -14,10 +14,10 @@ import {
   type JobDocument,
   type JobExecution,
   type StatusDetails,
-} from './protocol/index.js';
-import type { DeploymentState, DeploymentStep, Outcome } from './state.js';
+} from '../protocol/index.js';
+import type { DeploymentState, DeploymentStep, Outcome } from '../storage/deployment-records.js';
 
-export type { DeploymentContext } from './deployment-context.js';
+export type { DeploymentContext } from './context.js';
 
 const log = logger('agent.deployment');
 

@@ -1,15 +1,15 @@
 import { join } from 'node:path';
-import { OutpostError } from '../runtime/errors.js';
-import type { Model } from '../runtime/model/index.js';
-import type { TuneChoiceFile } from '../runtime/tuning/index.js';
-import type { AgentConfig } from './config.js';
+import { OutpostError } from '../../runtime/errors.js';
+import type { Model } from '../../runtime/model/index.js';
+import type { TuneChoiceFile } from '../../runtime/tuning/index.js';
+import type { AgentConfig } from '../config.js';
 import type { Guardrails } from './guardrails.js';
-import type { JobsClient } from './jobs-client.js';
-import { parseJobDocument, type JobDocument } from './protocol/index.js';
-import type { ActiveModels } from './repository.js';
-import type { DeploymentState, DeploymentStep, DeploymentStore } from './state.js';
-import type { ModelStore } from './store.js';
-import type { Transport } from './transport/types.js';
+import type { JobsClient } from '../jobs-client.js';
+import { parseJobDocument, type JobDocument } from '../protocol/index.js';
+import type { ActiveModels } from '../serving/active-models.js';
+import type { DeploymentState, DeploymentStep, DeploymentStore } from '../storage/deployment-records.js';
+import type { ModelStore } from '../storage/model-store.js';
+import type { Transport } from '../transport/types.js';
 
 /** What every deployment step works with: the agent's stores, served models, connection and settings. */
 export interface DeploymentContext {
@@ -36,7 +36,7 @@ export interface DeploymentContext {
   readonly tested: Map<string, Model>;
 }
 
-/** One step of the state machine (state.ts): does its work and returns the state it persisted for the next. */
+/** One step of the state machine (storage/deployment-records.ts): does its work and returns the state it persisted for the next. */
 export type Step = (ctx: DeploymentContext, state: DeploymentState) => Promise<DeploymentState>;
 
 export function downloadDir(ctx: DeploymentContext, jobId: string): string {

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { MANIFEST_FILE, manifestDigest, syncDir } from '../runtime/artifact/index.js';
-import { OutpostError, fromFsError, isOutpostError } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { readJson, writeJsonAtomic } from './fsx.js';
+import { MANIFEST_FILE, manifestDigest, syncDir } from '../../runtime/artifact/index.js';
+import { OutpostError, fromFsError, isOutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { readJson, writeJsonAtomic } from './atomic-files.js';
 
 const log = logger('agent.store');
 

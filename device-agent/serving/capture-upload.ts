@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { retry, type RetryPolicy } from '../runtime/retry.js';
-import type { SealedFile } from '../runtime/server/index.js';
-import { IOT_CORE_MAX_MESSAGE_BYTES, outpostTopics } from './protocol/index.js';
-import type { Spool, SpoolEntry } from './spool.js';
-import type { Transport } from './transport/types.js';
+import { OutpostError, fromFsError, messageOf } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import { retry, type RetryPolicy } from '../../runtime/retry.js';
+import type { SealedFile } from '../../runtime/server/index.js';
+import { IOT_CORE_MAX_MESSAGE_BYTES, outpostTopics } from '../protocol/index.js';
+import type { Spool, SpoolEntry } from '../storage/spool.js';
+import type { Transport } from '../transport/types.js';
 
 const log = logger('agent.capture-upload');
 

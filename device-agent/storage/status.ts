@@ -2,8 +2,8 @@ import { statfs } from 'node:fs/promises';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readJson, writeJsonAtomic } from './fsx.js';
-import type { DeploymentState } from './state.js';
+import { readJson, writeJsonAtomic } from './atomic-files.js';
+import type { DeploymentState } from './deployment-records.js';
 
 /**
  * What `outpost agent status` prints and the periodic status message carries. Written to `<dataDir>/status.json`
