@@ -12,6 +12,8 @@ import {
   type StreamEncoding,
 } from './protocol/index.js';
 import type { Transport } from './transport/types.js';
+import { BlockWindow } from './block-window.js';
+import { Wake } from './wake.js';
 
 const log = logger('agent.download');
 
@@ -48,14 +50,22 @@ const MAX_INTERNAL_ERRORS = 3;
 /**
  * Fetches one stream file over MQTT-based file delivery (developer guide, mqtt-based-file-delivery-in-devices):
  * GetStream requests by offset and bitmap, one `data` message per block. Used for the small index file (kept in
- * memory) and, through `downloadArtifact`, for the archive (written block by block to disk).
+ * memory) and, through `downloadArtifact`, for the archive (written block by block to disk). One instance a fetch.
+ *
+ * The loop sleeps until something happens: a block arrives (handled one at a time, in arrival order), the stream
+ * rejects a request, the connection changes, the first request times out, or `signal` aborts. The block
+ * bookkeeping is `BlockWindow`'s; this class only moves messages and waits.
  */
 export class StreamFetcher {
-  private readonly pending = new Map<number, number>(); // block → deadline (ms)
-  private readonly bad = new Map<number, number>(); // block → arrivals that failed their hash
-  private stalls = 0;
+  private readonly wake = new Wake();
+  /** The first reason the fetch cannot go on (a rejection, a broken block, a failed write). */
+  private failure: OutpostError | undefined;
+  /** Data messages, handled in arrival order one at a time: writes and the arrivals log stay consistent. */
+  private arrivals = Promise.resolve();
+  private internalErrors = 0;
   /** A GetStream of this fetch was accepted by the broker (PUBACK): later ones go at QoS 0. */
   private asked = false;
+  private readonly token = randomBytes(8).toString('hex');
 
   constructor(
     private readonly options: DownloadOptions,
@@ -65,93 +75,37 @@ export class StreamFetcher {
   ) {}
 
   async fetch(
-    missing: Set<number>,
+    missing: Iterable<number>,
     accept: (block: number, bytes: Uint8Array) => Promise<boolean>,
     onArrival: (bytes: number) => Promise<void>,
   ): Promise<void> {
-    const { transport, thing, document, encoding } = this.options;
+    const { transport, thing, document, encoding, signal } = this.options;
     const streamId = document.artifact.streamId;
     const dataTopic = streamTopics.data(thing, streamId, encoding);
     const rejectedTopic = streamTopics.rejected(thing, streamId, encoding);
-    const token = randomBytes(8).toString('hex');
-    const perRequest = maxBlocksPerRequest(this.blockSize);
-    let failure: OutpostError | undefined;
-    let internalErrors = 0;
-    let wake: (() => void) | undefined;
-    const nudge = () => {
-      wake?.();
-      wake = undefined;
-    };
-    let chain = Promise.resolve();
-    const off = transport.onMessage(({ topic, payload }) => {
-      if (topic === rejectedTopic) {
-        const rejected = decodeStreamRejected(encoding, payload);
-        if (rejected.c !== undefined && rejected.c !== token) return;
-        // InternalError may pass (the service's own trouble); anything else is about our request or the stream.
-        if (rejected.o === 'InternalError' && ++internalErrors < MAX_INTERNAL_ERRORS) return;
-        failure = new OutpostError(
-          'DOWNLOAD_FAILED',
-          `stream ${streamId} rejected our request: ${rejected.o} ${rejected.m}`,
-          {
-            details: { code: rejected.o },
-          },
-        );
-        nudge();
-        return;
-      }
-      if (topic !== dataTopic) return;
-      // Handled in arrival order, one at a time: writes and the arrivals log stay consistent.
-      chain = chain
-        .then(async () => {
-          let data;
-          try {
-            data = decodeDataBlock(encoding, payload);
-          } catch (error) {
-            log.warn({ error: messageOf(error) }, 'malformed data message ignored');
-            return;
-          }
-          if (data.f !== this.fileId || (data.c !== undefined && data.c !== token)) return;
-          await onArrival(data.p.length);
-          if (!missing.has(data.i)) return; // a duplicate: counted, not needed
-          if (await accept(data.i, data.p)) {
-            missing.delete(data.i);
-            this.pending.delete(data.i);
-            this.stalls = 0;
-          } else {
-            const failures = (this.bad.get(data.i) ?? 0) + 1;
-            this.bad.set(data.i, failures);
-            if (failures >= MAX_BAD_ARRIVALS) {
-              throw new OutpostError(
-                'DOWNLOAD_FAILED',
-                `stream ${streamId}: block ${data.i} of file ${this.fileId} failed its hash ${failures} times`,
-              );
-            }
-            log.warn({ block: data.i, failures }, 'block failed its hash: asking again');
-            this.pending.delete(data.i);
-          }
-          nudge();
-        })
-        .catch((error: unknown) => {
-          failure = downloadError(error, this.options.dir, false);
-          nudge();
-        });
+    const window = new BlockWindow(missing, {
+      maxInFlight: this.options.maxInFlightBlocks,
+      perRequest: maxBlocksPerRequest(this.blockSize),
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      maxStalls: this.options.maxStalls,
+      maxBadArrivals: MAX_BAD_ARRIVALS,
     });
-    const offConnection = transport.onConnectionChange(() => nudge());
+    const off = transport.onMessage(({ topic, payload }) => {
+      if (topic === rejectedTopic) this.onRejected(payload);
+      else if (topic === dataTopic) {
+        this.arrivals = this.arrivals
+          .then(() => this.onData(window, payload, accept, onArrival))
+          .catch((error: unknown) => this.fail(downloadError(error, this.options.dir, false)));
+      }
+    });
+    const offConnection = transport.onConnectionChange(() => this.wake.notify());
     try {
       await transport.subscribe([dataTopic, rejectedTopic], 1);
-      while (missing.size > 0) {
-        if (failure !== undefined) throw failure;
-        if (this.options.signal?.aborted === true) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'download stopped');
-        const now = Date.now();
-        // Blocks whose request timed out go back to the wanted set; a round with only timeouts is a stall.
-        let expired = 0;
-        for (const [block, deadline] of this.pending) {
-          if (deadline <= now) {
-            this.pending.delete(block);
-            expired++;
-          }
-        }
-        if (expired > 0 && transport.connected && ++this.stalls > this.options.maxStalls) {
+      while (!window.done) {
+        if (this.failure !== undefined) throw this.failure;
+        if (signal?.aborted === true) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'download stopped');
+        // Blocks whose request timed out go back to the wanted set; a timeout with no block since is a stall.
+        if (window.expire(Date.now(), transport.connected)) {
           throw new OutpostError(
             'DOWNLOAD_FAILED',
             `stream ${streamId}: no block arrived in ${this.options.maxStalls} requests of ${this.options.requestTimeoutMs} ms; ` +
@@ -159,14 +113,12 @@ export class StreamFetcher {
             { retryable: true, details: { streamId, topic: dataTopic } },
           );
         }
-        if (transport.connected) await this.request(missing, perRequest, token);
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, Math.min(this.options.requestTimeoutMs, 250));
-        });
+        if (transport.connected) await this.request(window);
+        const deadline = window.nextDeadline();
+        await this.wake.wait(deadline === undefined ? undefined : Math.max(0, deadline - Date.now()), signal);
       }
-      await chain;
-      if (failure !== undefined) throw failure;
+      await this.arrivals;
+      if (this.failure !== undefined) throw this.failure;
     } finally {
       off();
       offConnection();
@@ -174,23 +126,60 @@ export class StreamFetcher {
     }
   }
 
-  /** Asks for missing blocks not already in flight, up to the in-flight cap, a GetStream per `perRequest` blocks. */
-  private async request(missing: Set<number>, perRequest: number, token: string): Promise<void> {
-    const { transport, thing, document, encoding } = this.options;
-    const room = this.options.maxInFlightBlocks - this.pending.size;
-    if (room <= 0) return;
-    const wanted: number[] = [];
-    for (const block of missing) {
-      if (this.pending.has(block)) continue;
-      wanted.push(block);
-      if (wanted.length >= room) break;
+  private fail(error: OutpostError): void {
+    this.failure ??= error;
+    this.wake.notify();
+  }
+
+  private onRejected(payload: Buffer): void {
+    const rejected = decodeStreamRejected(this.options.encoding, payload);
+    if (rejected.c !== undefined && rejected.c !== this.token) return;
+    // InternalError may pass (the service's own trouble); anything else is about our request or the stream.
+    if (rejected.o === 'InternalError' && ++this.internalErrors < MAX_INTERNAL_ERRORS) return;
+    const streamId = this.options.document.artifact.streamId;
+    this.fail(
+      new OutpostError('DOWNLOAD_FAILED', `stream ${streamId} rejected our request: ${rejected.o} ${rejected.m}`, {
+        details: { code: rejected.o },
+      }),
+    );
+  }
+
+  private async onData(
+    window: BlockWindow,
+    payload: Buffer,
+    accept: (block: number, bytes: Uint8Array) => Promise<boolean>,
+    onArrival: (bytes: number) => Promise<void>,
+  ): Promise<void> {
+    let data;
+    try {
+      data = decodeDataBlock(this.options.encoding, payload);
+    } catch (error) {
+      log.warn({ error: messageOf(error) }, 'malformed data message ignored');
+      return;
     }
-    wanted.sort((a, b) => a - b);
-    for (let i = 0; i < wanted.length; i += perRequest) {
-      const batch = wanted.slice(i, i + perRequest);
+    if (data.f !== this.fileId || (data.c !== undefined && data.c !== this.token)) return;
+    await onArrival(data.p.length);
+    if (!window.wants(data.i)) return; // a duplicate: counted, not needed
+    if (await accept(data.i, data.p)) window.accepted(data.i);
+    else if (window.rejected(data.i) === 'give-up') {
+      throw new OutpostError(
+        'DOWNLOAD_FAILED',
+        `stream ${this.options.document.artifact.streamId}: block ${data.i} of file ${this.fileId} failed its hash ` +
+          `${window.badArrivals(data.i)} times`,
+      );
+    } else log.warn({ block: data.i, failures: window.badArrivals(data.i) }, 'block failed its hash: asking again');
+    this.wake.notify();
+  }
+
+  /** Asks for the window's next blocks, a GetStream per batch. */
+  private async request(window: BlockWindow): Promise<void> {
+    const { transport, thing, document, encoding } = this.options;
+    const topic = streamTopics.get(thing, document.artifact.streamId, encoding);
+    const batches = window.nextRequests(Date.now());
+    for (const [i, batch] of batches.entries()) {
       const { offset, bitmap } = bitmapForBlocks(batch);
       const request = {
-        c: token,
+        c: this.token,
         ...(document.artifact.streamVersion === undefined ? {} : { s: document.artifact.streamVersion }),
         f: this.fileId,
         l: this.blockSize,
@@ -198,16 +187,14 @@ export class StreamFetcher {
         n: batch.length,
         b: bitmap,
       };
-      const deadline = Date.now() + this.options.requestTimeoutMs;
-      for (const block of batch) this.pending.set(block, deadline);
-      const topic = streamTopics.get(thing, document.artifact.streamId, encoding);
       try {
         // The first request of a fetch goes at QoS 1: its PUBACK says whether the broker lets us ask at all (MQTT 5
         // brokers answer 0x87 Not authorized); the rest at QoS 0, as the guide's GetStream examples.
         await transport.publish(topic, encodeStreamMessage(encoding, request), { qos: this.asked ? 0 : 1 });
         this.asked = true;
       } catch (error) {
-        for (const block of batch) this.pending.delete(block);
+        // This batch and the ones after it were not asked for.
+        for (const unsent of batches.slice(i)) window.unsent(unsent, Date.now());
         // A refusal will not change by asking again; anything else is the connection: asked again on reconnect.
         if (errorCategory(error) === 'fatal' && isOutpostError(error)) {
           throw new OutpostError(error.code, `GetStream on ${topic}: ${error.message}`, {
