@@ -55,6 +55,8 @@ export class Model {
   private readonly specs: readonly TensorSpec[];
   private readonly dispose: (() => Promise<void>) | undefined;
   private inflight = 0;
+  /** Set while `release` waits for in-flight calls: the last one to finish calls it. */
+  private drained: (() => void) | undefined;
   private releasing: Promise<void> | undefined;
 
   constructor(init: ModelInit) {
@@ -103,12 +105,12 @@ export class Model {
   }
 
   private readonly succeeded = (outputs: Outputs): Outputs => {
-    this.inflight--;
+    if (--this.inflight === 0) this.drained?.();
     return outputs;
   };
 
   private readonly failed = (error: unknown): never => {
-    this.inflight--;
+    if (--this.inflight === 0) this.drained?.();
     throw new OutpostError('INFERENCE_FAILED', `${this.backend} inference failed: ${messageOf(error)}`, {
       cause: error,
     });
@@ -123,7 +125,9 @@ export class Model {
   private async doRelease(): Promise<void> {
     const session = this.session;
     this.session = undefined;
-    while (this.inflight > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    // No call starts once the session is gone, so the count only falls: wait for the last one to finish.
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    this.drained = undefined;
     await session?.release();
     await this.dispose?.();
   }

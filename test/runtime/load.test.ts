@@ -246,3 +246,30 @@ describe('Model.infer', () => {
     await rejectsWith(model.infer({}), 'MODEL_RELEASED');
   });
 });
+
+describe('Model.release', () => {
+  it('waits for in-flight calls to finish, refuses new ones at once, and frees the session after the last', async () => {
+    const model = await loadModel(REAL_MODELS.wakeWord, { warmup: 0 });
+    const name = 'onnx::Flatten_0';
+    const feeds = { [name]: { data: new Float32Array(2400), dims: [1, 25, 96] } };
+    const order: string[] = [];
+    const calls = Array.from({ length: 4 }, async () => {
+      const out = await model.infer(feeds);
+      order.push('infer');
+      return out['39']?.dims;
+    });
+    const released = model.release().then(() => order.push('release'));
+    await expect(model.infer(feeds)).rejects.toMatchObject({ code: 'MODEL_RELEASED' });
+    const outputs = await Promise.all(calls);
+    await released;
+    expect(outputs).toEqual([
+      [1, 1],
+      [1, 1],
+      [1, 1],
+      [1, 1],
+    ]);
+    expect(order).toEqual(['infer', 'infer', 'infer', 'infer', 'release']);
+    expect(model.released).toBe(true);
+    await model.release(); // idempotent
+  });
+});
