@@ -39,7 +39,6 @@ export const ERROR_CODES = Object.freeze({
   KEY_INVALID: false,
   // Runtime
   BACKEND_UNAVAILABLE: false,
-  BACKEND_FAILED: true,
   SESSION_CREATE_FAILED: false,
   VARIANT_NOT_FOUND: false,
   INPUT_NAME_UNKNOWN: false,

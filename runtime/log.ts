@@ -55,7 +55,3 @@ export function setLogLevel(level: LevelWithSilent): void {
   root.level = level;
   for (const child of children.values()) child.level = level;
 }
-
-export function logLevel(): string {
-  return root.level;
-}

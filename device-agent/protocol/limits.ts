@@ -42,12 +42,6 @@ export function maxBlocksPerRequest(blockSize: number, budgetBytes: number = MAX
  */
 export const MAX_DATA_FRAMING_BYTES = 256; // bytes
 
-/**
- * Largest block whose JSON data message fits IoT Core's 128 KB: `p` is base64, 4 characters per 3 bytes, so
- * 4·⌈l/3⌉ + framing ≤ 131,072 → l ≤ 98,112; rounded down to whole KiB.
- */
-export const MAX_JSON_BLOCK_SIZE = 95 * 1024; // bytes (97,280 → 129,708-byte message)
-
 /** Largest block whose CBOR data message (raw bytes in `p`) fits IoT Core's 128 KB. */
 export const MAX_CBOR_BLOCK_SIZE = IOT_CORE_MAX_MESSAGE_BYTES - MAX_DATA_FRAMING_BYTES; // bytes (130,816)
 
@@ -57,9 +51,3 @@ export const MAX_CBOR_BLOCK_SIZE = IOT_CORE_MAX_MESSAGE_BYTES - MAX_DATA_FRAMING
  * fetch again. A CBOR-only fleet may go up to MAX_CBOR_BLOCK_SIZE for half the requests.
  */
 export const DEFAULT_BLOCK_SIZE = 64 * 1024; // bytes
-
-/** The encoded size of a data message for a block of `blockSize` bytes, at most. */
-export function maxDataMessageBytes(blockSize: number, encoding: 'json' | 'cbor'): number {
-  const payload = encoding === 'json' ? 4 * Math.ceil(blockSize / 3) : blockSize;
-  return payload + MAX_DATA_FRAMING_BYTES;
-}

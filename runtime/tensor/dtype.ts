@@ -47,10 +47,6 @@ export function dtypeFromOnnx(elemType: number): DType | undefined {
   return byOnnx.get(elemType);
 }
 
-export function onnxFromDtype(dtype: DType): number {
-  return DTYPES[dtype].onnx;
-}
-
 /** Bytes needed to store `count` elements (sub-byte types round up); strings have no fixed size. */
 export function byteLength(dtype: DType, count: number): number {
   return Math.ceil((DTYPES[dtype].bits * count) / 8);
