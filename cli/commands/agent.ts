@@ -4,7 +4,6 @@ import {
   Agent,
   parseAgentConfig,
   readAgentConfig,
-  type AgentConfigInput,
   DeploymentStore,
   deploymentSummary,
   readStatus,
@@ -18,7 +17,7 @@ import { formatBytes, print, printJson, table } from '../output.js';
 
 const log = logger('cli.agent');
 
-interface AgentFlags {
+export interface AgentFlags {
   config?: string;
   thing?: string;
   broker?: string;
@@ -37,45 +36,52 @@ interface AgentFlags {
   backend?: 'auto' | 'native' | 'wasm';
 }
 
-/** Every setting as a flag too; flags win over the file, and the result is validated by the same schema. */
+type Settings = Record<string, unknown>;
+
+/**
+ * Each flag and the config path it sets: every setting is a flag too. A flag given wins over the file at its path
+ * and leaves the file's other settings (siblings included: `--http-port` keeps the file's `http.socket`) in place.
+ */
+export const FLAG_PATHS: readonly (readonly [Exclude<keyof AgentFlags, 'config'>, readonly string[]])[] = Object.freeze(
+  [
+    ['thing', ['thing']],
+    ['broker', ['broker', 'url']],
+    ['transport', ['broker', 'transport']],
+    ['ca', ['broker', 'ca']],
+    ['cert', ['broker', 'cert']],
+    ['key', ['broker', 'key']],
+    ['dataDir', ['dataDir']],
+    ['trustKey', ['trustKeys']],
+    ['allowUnsigned', ['allowUnsigned']],
+    ['model', ['models']],
+    ['httpHost', ['http', 'host']],
+    ['httpPort', ['http', 'port']],
+    ['keepVersions', ['keepVersions']],
+    ['statusInterval', ['statusIntervalSeconds']],
+    ['backend', ['backend']],
+  ],
+);
+
+function isSettings(value: unknown): value is Settings {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `base` with `value` at `path`, copying each object on the way (the file's own objects are not changed). */
+function withPath(base: Settings, path: readonly string[], value: unknown): Settings {
+  const [head, ...rest] = path;
+  if (head === undefined) return base;
+  const inner = base[head];
+  return { ...base, [head]: rest.length === 0 ? value : withPath(isSettings(inner) ? inner : {}, rest, value) };
+}
+
+/** The file's settings with the given flags laid over them, validated by the config schema. */
 export async function agentConfig(flags: AgentFlags) {
-  const file: AgentConfigInput =
-    flags.config === undefined ? ({} as AgentConfigInput) : await readAgentConfig(flags.config);
-  const broker =
-    flags.broker !== undefined || file.broker !== undefined
-      ? {
-          ...file.broker,
-          ...(flags.broker === undefined ? {} : { url: flags.broker }),
-          ...(flags.transport === undefined ? {} : { transport: flags.transport }),
-          ...(flags.ca === undefined ? {} : { ca: flags.ca }),
-          ...(flags.cert === undefined ? {} : { cert: flags.cert }),
-          ...(flags.key === undefined ? {} : { key: flags.key }),
-        }
-      : undefined;
-  return parseAgentConfig(
-    {
-      ...file,
-      ...(flags.thing === undefined ? {} : { thing: flags.thing }),
-      ...(broker === undefined ? {} : { broker }),
-      ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
-      ...(flags.trustKey === undefined ? {} : { trustKeys: flags.trustKey }),
-      ...(flags.allowUnsigned === undefined ? {} : { allowUnsigned: flags.allowUnsigned }),
-      ...(flags.model === undefined ? {} : { models: flags.model }),
-      ...(flags.httpHost === undefined && flags.httpPort === undefined
-        ? {}
-        : {
-            http: {
-              ...file.http,
-              ...(flags.httpHost === undefined ? {} : { host: flags.httpHost }),
-              ...(flags.httpPort === undefined ? {} : { port: flags.httpPort }),
-            },
-          }),
-      ...(flags.keepVersions === undefined ? {} : { keepVersions: flags.keepVersions }),
-      ...(flags.statusInterval === undefined ? {} : { statusIntervalSeconds: flags.statusInterval }),
-      ...(flags.backend === undefined ? {} : { backend: flags.backend }),
-    },
-    flags.config ?? 'agent flags',
-  );
+  let settings: Settings = flags.config === undefined ? {} : { ...(await readAgentConfig(flags.config)) };
+  for (const [flag, path] of FLAG_PATHS) {
+    const value = flags[flag];
+    if (value !== undefined) settings = withPath(settings, path, value);
+  }
+  return parseAgentConfig(settings, flags.config ?? 'agent flags');
 }
 
 /** Stale beyond this many status intervals: the pid in the file may since belong to another process. */
