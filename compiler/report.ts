@@ -1,7 +1,7 @@
 import type { Precision } from '../runtime/artifact/index.js';
 import type { AccuracyFigures } from './evaluate/budget.js';
 
-/** One variant in the compile report (DESIGN.md, "CLI contract": `compile --json`). */
+/** One variant in the compile report (docs/architecture.md, "CLI contract": `compile --json`). */
 export interface VariantReport {
   id: string;
   precision: Precision;

@@ -50,7 +50,7 @@ export interface EmbeddedBroker {
 /**
  * The zero-infrastructure broker (aedes, in this process): one machine, demos, tests. It speaks MQTT 3.1.1 (aedes
  * has no MQTT 5), which the MQTT.js transport falls back to by itself; fleets beyond one machine use Mosquitto,
- * EMQX or AWS IoT Core (DESIGN.md: Outpost never implements its own broker cluster).
+ * EMQX or AWS IoT Core (docs/architecture.md, "Protocols": Outpost never implements its own broker cluster).
  *
  * On the mTLS listener a client's identity is its certificate's CN: the client id must equal it, and a device may use
  * only `$aws/things/{CN}/…` and `outpost/things/{CN}/…` — the policy of docs/mosquitto-acl.md. The plain TCP and

@@ -1,6 +1,7 @@
 /**
  * Mulberry32, seeded: sample weights are the same bytes on every machine. (models/ may use only compiler/onnx,
- * per DESIGN.md, so it keeps its own copy of this six-line generator rather than reaching into runtime/.)
+ * per docs/architecture.md, "Who may import whom", so it keeps its own copy of this six-line generator rather than
+ * reaching into runtime/.)
  */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;

@@ -1,7 +1,8 @@
 /**
- * The protocol's one error class. `device-agent/protocol/` imports nothing of ours (DESIGN.md), so it cannot throw
- * `OutpostError`; it throws this, with the same shape (`code`, `retryable`, `details`), and every code here is also a
- * key of `ERROR_CODES` in runtime/errors.ts, so the agent and the fleet re-throw it as an `OutpostError` unchanged.
+ * The protocol's one error class. `device-agent/protocol/` imports nothing of ours (docs/architecture.md, "Who may
+ * import whom"), so it cannot throw `OutpostError`; it throws this, with the same shape (`code`, `retryable`,
+ * `details`), and every code here is also a key of `ERROR_CODES` in runtime/errors.ts, so the agent and the fleet
+ * re-throw it as an `OutpostError` unchanged.
  */
 export const PROTOCOL_ERROR_CODES = Object.freeze([
   'PROTOCOL_ID_INVALID',

@@ -6,9 +6,9 @@ import { syncDir } from '../../runtime/artifact/index.js';
 import { OutpostError, fromFsError, messageOf } from '../../runtime/errors.js';
 
 /**
- * DESIGN.md, "On the device": every state change is a new file renamed over the old one. Write to a temp file in
- * the same directory, fsync it, rename, fsync the directory: after a crash at any instant the path holds either
- * the old content or the new, never a torn mix.
+ * docs/architecture.md, "On the device": every state change is a new file renamed over the old one. Write to a
+ * temp file in the same directory, fsync it, rename, fsync the directory: after a crash at any instant the path
+ * holds either the old content or the new, never a torn mix.
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const dir = dirname(path);

@@ -7,8 +7,8 @@ import { servingPlanSchema } from './model-store.js';
 
 /**
  * A deployment's steps, in order. The state is persisted before each step starts, and every step is idempotent,
- * so after SIGKILL the agent re-enters the persisted step and finishes it (DESIGN.md: "after a kill -9 at any
- * instant the agent restarts into a state it can explain and finish").
+ * so after SIGKILL the agent re-enters the persisted step and finishes it (docs/architecture.md, "On the device":
+ * "after a kill -9 at any instant the agent restarts into a state it can explain and finish").
  *
  *   downloading → verifying → staging → self-testing → activating → validating → [baking] → reporting → done
  *        └──────────── any failure ────────────┴→ rolling-back (if activated) → reporting (FAILED) → done

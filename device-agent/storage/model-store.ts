@@ -30,7 +30,7 @@ const CURRENT = 'current';
 const PLAN = 'serving.json';
 
 /**
- * Installed models (DESIGN.md, "On the device"):
+ * Installed models (docs/architecture.md, "On the device"):
  *
  *   store/<model>/<version>/          immutable once written: a verified artifact
  *   store/<model>/<version>.selection.json

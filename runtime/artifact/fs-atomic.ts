@@ -6,8 +6,8 @@ import { logger } from '../log.js';
 
 /**
  * Build-then-rename (docs/architecture.md, "On the device": every state change is a new file renamed over the old
- * one). A directory is assembled under a hidden name next to its destination, so the final rename(2) stays on one filesystem
- * and is atomic: readers see either nothing, the old directory, or the complete new one.
+ * one). A directory is assembled under a hidden name next to its destination, so the final rename(2) stays on one
+ * filesystem and is atomic: readers see either nothing, the old directory, or the complete new one.
  */
 
 const log = logger('artifact');

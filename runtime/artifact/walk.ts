@@ -12,9 +12,9 @@ export const DEFAULT_MAX_ENTRIES = 10_000; // entries: far above any real artifa
 
 /**
  * Every regular file under `dir`, as sorted artifact-relative paths with forward slashes. Symlinks are refused,
- * wherever they point (docs/architecture.md: nothing may resolve outside the artifact, and a link inside today can be
- * re-pointed tomorrow); so are sockets, FIFOs and devices, which cannot be artifact content and could block a reader.
- * Directories are not files: an empty one is allowed and ignored.
+ * wherever they point (docs/architecture.md, "The artifact": nothing may resolve outside the artifact, and a link
+ * inside today can be re-pointed tomorrow); so are sockets, FIFOs and devices, which cannot be artifact content and
+ * could block a reader. Directories are not files: an empty one is allowed and ignored.
  */
 export async function listArtifactFiles(dir: string, limits: WalkLimits = {}): Promise<string[]> {
   const maxEntries = limits.maxEntries ?? DEFAULT_MAX_ENTRIES;

@@ -1,7 +1,7 @@
 /**
  * The model the native-backend probe runs in a child process (probe.ts). It is hand-made bytes rather than a
- * builder call because the runtime may not import the compiler (docs/architecture.md, "Folders and who may import
- * whom"); `test/runtime/probe.test.ts` decodes it, checks it field by field against the description below, and runs it.
+ * builder call because the runtime may not import the compiler (docs/architecture.md, "Who may import whom");
+ * `test/runtime/probe.test.ts` decodes it, checks it field by field against the description below, and runs it.
  *
  * ModelProto (ir_version 7, producer "outpost", opset "" 13) with one graph "outpost-probe":
  *   y[1,4] = MatMul(x[1,4], W[4,4]), W a float32 initializer (raw_data, little-endian).

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/models.js';
 
 /**
- * docs/architecture.md's import table, enforced by lint: a wrong arrow must fail, a right one must pass; across layers
- * only a public entry may be imported (a deep import fails), while tests and benches may reach any module.
+ * The import table (docs/architecture.md, "Who may import whom"), enforced by lint: a wrong arrow must fail, a right
+ * one must pass.
  */
 // The snippets are not files the TypeScript project knows, so lint them without type information.
 const eslint = new ESLint({ cwd: ROOT, overrideConfig: [tseslint.configs.disableTypeChecked] });
