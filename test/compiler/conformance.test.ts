@@ -2,10 +2,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Evaluator } from '../../compiler/evaluate/evaluator.js';
-import { TESTDATA_ROOT, runCase } from '../../bench/conformance-cases.js';
+import { TESTDATA_ROOT, runCase } from '../../bench/conformance/cases.js';
 
 /**
- * A fast slice of `npx tsx bench/conformance.ts` (README, "ONNX conformance"): ONNX backend tests from Debian's
+ * A fast slice of `npx tsx bench/conformance/conformance.ts` (README, "ONNX conformance"): ONNX backend tests from Debian's
  * libonnx-testdata that raw onnxruntime-node passes, through `compile --target host --precision fp32`, then raw ORT
  * on the compiled variant against the expected outputs. One or more per way compiles used to fail: synthetic inputs
  * the op rejects (Dropout ratio, Expand, MelWeightMatrix, Pad, Split), NaN on both sides (Acosh, Log, Sqrt,

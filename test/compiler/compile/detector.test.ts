@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../../../compiler/compile.js';
-import { writeTextPages } from '../../../bench/text-pages.js';
+import { writeTextPages } from '../../../bench/compiler/text-pages.js';
 import { verifyArtifact } from '../../../runtime/artifact/index.js';
 import { ROOT } from '../../helpers/models.js';
 import { tmpDir } from '../../helpers/tmp.js';

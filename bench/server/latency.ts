@@ -1,13 +1,13 @@
 /**
- * bench/server.ts, part 1: HTTP latency added over in-process on a tiny model (the sample MLP), same process, same
+ * server.ts, part 1: HTTP latency added over in-process on a tiny model (the sample MLP), same process, same
  * model: Model.infer and ModelService.infer against POST /infer over a keep-alive agent, TCP 127.0.0.1 and a unix
  * socket, subjects interleaved round by round, with a bare node:http server as the floor.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { loadModel } from '../runtime/model/load.js';
-import type { Feeds } from '../runtime/model/model.js';
+import { loadModel } from '../../runtime/model/load.js';
+import type { Feeds } from '../../runtime/model/model.js';
 import {
   binaryCall,
   brief,
@@ -22,8 +22,8 @@ import {
   target,
   type RoundPlan,
   type Target,
-} from './server-client.js';
-import { serve, type BatchingConfig } from './server-child.js';
+} from './client.js';
+import { serve, type BatchingConfig } from './child.js';
 
 /**
  * The floor: a bare node:http server on 127.0.0.1 that reads the body and answers with fixed bytes (Outpost's own

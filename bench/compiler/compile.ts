@@ -1,5 +1,5 @@
 /**
- * The compiler's numbers in README.md ("Compiler"):  npx tsx bench/compile.ts [--json]
+ * The compiler's numbers in README.md ("Compiler"):  npx tsx bench/compiler/compile.ts [--json]
  * For each model: compile for this CPU's profile (cross-compile mode, so every variant ships), then in one process
  * compare the int8 variant against the fp32-optimised variant: size, native p50 (interleaved), and accuracy from the
  * compile report. Compile time is wall time for the whole `compile()`.
@@ -8,17 +8,17 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compile } from '../compiler/compile.js';
-import { detectHost } from '../compiler/targets/index.js';
-import { benchmark } from '../runtime/tuning/harness.js';
-import { buildSamples } from '../models/build.js';
+import { compile } from '../../compiler/compile.js';
+import { detectHost } from '../../compiler/targets/index.js';
+import { benchmark } from '../../runtime/tuning/harness.js';
+import { buildSamples } from '../../models/build.js';
 import { writeTextLines } from './text-lines.js';
 import { writeTextPages } from './text-pages.js';
 
 const { values } = parseArgs({
   options: { json: { type: 'boolean', default: false }, iterations: { type: 'string', default: '400' } },
 });
-const assets = join(import.meta.dirname, '..', 'node_modules', '@gutenye', 'ocr-models', 'assets');
+const assets = join(import.meta.dirname, '..', '..', 'node_modules', '@gutenye', 'ocr-models', 'assets');
 const dir = await mkdtemp(join(tmpdir(), 'outpost-bench-compile-'));
 const target = detectHost().profile.key;
 
@@ -68,7 +68,7 @@ try {
     },
     {
       label: 'openWakeWord head (dense)',
-      model: join(import.meta.dirname, '..', 'node_modules', 'openwakeword-js', 'models', 'hello_deepa.onnx'),
+      model: join(import.meta.dirname, '..', '..', 'node_modules', 'openwakeword-js', 'models', 'hello_deepa.onnx'),
       calibration: 'synthetic',
     },
   ];

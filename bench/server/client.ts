@@ -1,10 +1,10 @@
 /**
- * bench/server.ts's HTTP client and measurement: node:http over keep-alive agents (TCP or unix socket), prepared
+ * bench/server/server.ts's HTTP client and measurement: node:http over keep-alive agents (TCP or unix socket), prepared
  * Open Inference Protocol requests (JSON and binary), interleaved latency rounds and closed-loop load.
  */
 import { Agent, request } from 'node:http';
-import { latencyStats, type LatencyStats } from '../runtime/tuning/stats.js';
-import { seededRandom } from '../runtime/tensor/tensor.js';
+import { latencyStats, type LatencyStats } from '../../runtime/tuning/stats.js';
+import { seededRandom } from '../../runtime/tensor/tensor.js';
 
 export interface Target {
   readonly agent: Agent;

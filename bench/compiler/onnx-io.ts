@@ -1,5 +1,5 @@
 /**
- * ONNX model IO benchmark: `npx tsx bench/onnx-io.ts [--iterations N] [--json]`.
+ * ONNX model IO benchmark: `npx tsx bench/compiler/onnx-io.ts [--iterations N] [--json]`.
  *
  * 1. protobuf codecs: decode and encode of each real model and a generated ~10 MB model with onnx-buf
  *    (@bufbuild/protobuf v2, what compiler/onnx uses) and onnx-proto (protobufjs 6, the baseline), plus whether
@@ -24,7 +24,7 @@ import {
   float32ToFloat16,
   loadModel,
   saveModel,
-} from '../compiler/onnx/index.js';
+} from '../../compiler/onnx/index.js';
 
 const { onnx } = onnxProto;
 const args = process.argv.slice(2);

@@ -1,10 +1,10 @@
 /**
- * bench/server.ts, part 4: a load test with autocannon on a child server (bench/server-child.ts) with the batching
+ * server.ts, part 4: a load test with autocannon on a child server (child.ts) with the batching
  * scheduler, as `outpost serve` runs it: errors, latency, and the server's RSS before, during (peak) and after.
  */
 import { createRequire } from 'node:module';
-import { ok, round3, scrape, target, type Call } from './server-client.js';
-import { startChild, type BatchingConfig } from './server-child.js';
+import { ok, round3, scrape, target, type Call } from './client.js';
+import { startChild, type BatchingConfig } from './child.js';
 
 export interface LoadPlan {
   readonly connections: number;

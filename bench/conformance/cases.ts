@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { fromBinary } from '@bufbuild/protobuf';
 import { TensorProtoSchema } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
-import { compile } from '../compiler/compile.js';
-import type { Evaluator } from '../compiler/evaluate/evaluator.js';
-import { tensorToArray } from '../compiler/onnx/index.js';
-import { verifyArtifact } from '../runtime/artifact/index.js';
-import { isOutpostError, messageOf } from '../runtime/errors.js';
-import type { TensorData } from '../runtime/tensor/dtype.js';
+import { compile } from '../../compiler/compile.js';
+import type { Evaluator } from '../../compiler/evaluate/evaluator.js';
+import { tensorToArray } from '../../compiler/onnx/index.js';
+import { verifyArtifact } from '../../runtime/artifact/index.js';
+import { isOutpostError, messageOf } from '../../runtime/errors.js';
+import type { TensorData } from '../../runtime/tensor/dtype.js';
 
 /**
  * The ONNX backend test data (onnx/backend/test/data, packaged by Debian as libonnx-testdata) through

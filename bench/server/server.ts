@@ -1,5 +1,5 @@
 /**
- * The inference server's numbers ("Measured in a benchmark"):  npx tsx bench/server.ts [--quick] [--json]
+ * The inference server's numbers ("Measured in a benchmark"):  npx tsx bench/server/server.ts [--quick] [--json]
  *   1. HTTP JSON latency added over in-process on a tiny model (the sample MLP), same process, same model:
  *      Model.infer and ModelService.infer against POST /infer over a keep-alive agent, TCP 127.0.0.1 and a unix
  *      socket, subjects interleaved round by round. Goal: added p50 ≤ 0.15 ms.
@@ -10,29 +10,29 @@
  *      slices; mean batch size from the server's own metrics (GET /metrics).
  *   4. A load test with autocannon: 64 connections, 30 s, MLP JSON, batching as `outpost serve` runs it. Goal: 0
  *      errors; RSS of the server before, during (peak) and after.
- * Benches 1–2 run the server in this process; 3–4 run it in a child process (bench/server-child.ts) so that the
+ * Benches 1–2 run the server in this process; 3–4 run it in a child process (bench/server/child.ts) so that the
  * load generator and the server each get a core and the RSS is the server's alone. `--quick` (or BENCH_QUICK=1)
  * shortens every part. Exits non-zero only when requests fail; missed goals are reported, not fatal.
  *
  * This file is the entry: arguments, plan, the run in order, exit status. Each part is its own module
- * (server-latency, server-binary, server-throughput, server-load); server-report.ts judges the goals and
- * server-print.ts prints the tables; server-client.ts and server-child.ts are the HTTP client and server they share.
+ * (latency.ts, binary.ts, throughput.ts, load.ts); report.ts judges the goals and print.ts prints the tables;
+ * client.ts and child.ts are the HTTP client and server they share.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { saveModel } from '../compiler/onnx/index.js';
-import { buildCnn, buildMlp } from '../models/samples.js';
-import { setLogLevel } from '../runtime/log.js';
-import { binaryVsJson, probeModel } from './server-binary.js';
-import type { BatchingConfig } from './server-child.js';
-import { binaryCall, floats, jsonCall, round3 } from './server-client.js';
-import { tinyLatency } from './server-latency.js';
-import { loadTest } from './server-load.js';
-import { printTables } from './server-print.js';
-import { failedRequests, verdicts, type Measured, type Plan } from './server-report.js';
-import { throughput, type ThroughputRow } from './server-throughput.js';
+import { saveModel } from '../../compiler/onnx/index.js';
+import { buildCnn, buildMlp } from '../../models/samples.js';
+import { setLogLevel } from '../../runtime/log.js';
+import { binaryVsJson, probeModel } from './binary.js';
+import type { BatchingConfig } from './child.js';
+import { binaryCall, floats, jsonCall, round3 } from './client.js';
+import { tinyLatency } from './latency.js';
+import { loadTest } from './load.js';
+import { printTables } from './print.js';
+import { failedRequests, verdicts, type Measured, type Plan } from './report.js';
+import { throughput, type ThroughputRow } from './throughput.js';
 
 const { values } = parseArgs({
   options: {
@@ -95,6 +95,6 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 if (failures.length > 0) {
-  process.stderr.write(`bench/server.ts: requests failed:\n  ${failures.join('\n  ')}\n`);
+  process.stderr.write(`bench/server/server.ts: requests failed:\n  ${failures.join('\n  ')}\n`);
   process.exitCode = 1;
 }

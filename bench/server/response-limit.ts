@@ -1,5 +1,5 @@
 /**
- * The response limit's figures in README.md ("Local serving"):  npx tsx bench/response-limit.ts [--query '?…']
+ * The response limit's figures in README.md ("Local serving"):  npx tsx bench/server/response-limit.ts [--query '?…']
  * One image body to an in-process server for a model with 12 large outputs (12 × [1, 3, 512, 512] FP32, ~38 MB of
  * tensors, ~174 MB as JSON): status, response size, time, and this process's peak RSS (VmHWM) before and after.
  * The peak is process-wide, so each query is its own run: the default answer (refused over the limit), then e.g.
@@ -9,12 +9,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
-import { writeArtifact, type ManifestDraft } from '../runtime/artifact/index.js';
-import { loadModel } from '../runtime/model/load.js';
-import { StaticRepository } from '../runtime/server/serving/model-repository.js';
-import { InferenceServer } from '../runtime/server/http/server.js';
-import { suiteTmpDir } from '../test/helpers/tmp.js';
+import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
+import { writeArtifact, type ManifestDraft } from '../../runtime/artifact/index.js';
+import { loadModel } from '../../runtime/model/load.js';
+import { StaticRepository } from '../../runtime/server/serving/model-repository.js';
+import { InferenceServer } from '../../runtime/server/http/server.js';
+import { suiteTmpDir } from '../../test/helpers/tmp.js';
 
 const OUTPUTS = 12;
 const { values } = parseArgs({ options: { query: { type: 'string', default: '' } } });

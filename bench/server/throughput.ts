@@ -1,10 +1,10 @@
 /**
- * bench/server.ts, part 3: throughput with closed-loop clients, direct scheduler against dynamic batching, each in
- * its own child server (bench/server-child.ts); mean batch size from the server's own metrics (GET /metrics).
+ * server.ts, part 3: throughput with closed-loop clients, direct scheduler against dynamic batching, each in
+ * its own child server (child.ts); mean batch size from the server's own metrics (GET /metrics).
  */
-import { latencyStats } from '../runtime/tuning/stats.js';
-import { brief, closedLoop, round3, scrape, target, type Call, type Scrape } from './server-client.js';
-import { startChild, type BatchingConfig, type SchedulerKind } from './server-child.js';
+import { latencyStats } from '../../runtime/tuning/stats.js';
+import { brief, closedLoop, round3, scrape, target, type Call, type Scrape } from './client.js';
+import { startChild, type BatchingConfig, type SchedulerKind } from './child.js';
 
 export interface ThroughputPlan {
   readonly clients: number;

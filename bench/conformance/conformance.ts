@@ -1,17 +1,17 @@
 /**
  * ONNX conformance of `outpost compile --target host --precision fp32`, the README's figure:
  *
- *   npx tsx bench/conformance.ts [--root /usr/share/libonnx-testdata/data] [--family node,…] [--filter regex]
- *                                [--budget 20] [--json]
+ *   npx tsx bench/conformance/conformance.ts [--root /usr/share/libonnx-testdata/data] [--family node,…]
+ *                                            [--filter regex] [--budget 20] [--json]
  *
  * Counts only tests raw onnxruntime-node passes on the original model; reports how many compile and match, how many
  * are refused with a typed error (by code, with the constructs named), crash, or give a different answer.
- * Progress goes to stderr; the table (or --json) to stdout. See bench/conformance-cases.ts.
+ * Progress goes to stderr; the table (or --json) to stdout. See bench/conformance/cases.ts.
  */
 import { parseArgs } from 'node:util';
-import { Evaluator } from '../compiler/evaluate/evaluator.js';
-import { setLogLevel } from '../runtime/log.js';
-import { FAMILIES, TESTDATA_ROOT, listCases, runCase, type Outcome } from './conformance-cases.js';
+import { Evaluator } from '../../compiler/evaluate/evaluator.js';
+import { setLogLevel } from '../../runtime/log.js';
+import { FAMILIES, TESTDATA_ROOT, listCases, runCase, type Outcome } from './cases.js';
 
 const { values } = parseArgs({
   options: {

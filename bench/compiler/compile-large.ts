@@ -1,11 +1,11 @@
 /**
  * Compile time and peak memory for a large model, the README's "large model" row:
  *
- *   npx tsx bench/compile-large.ts [--size 1024] [--width 40] [--images 4] [--target host] [--precision int8]
- *                                  [--cli dist/cli/main.js] [--json]
+ *   npx tsx bench/compiler/compile-large.ts [--size 1024] [--width 40] [--images 4] [--target host] [--precision int8]
+ *                                           [--cli dist/cli/main.js] [--json]
  *
  * Builds the fp16-exported segmentation net (models/segmentation.ts: 1×3×1024×1024 in, ≈24 MB of float16 weights),
- * renders `--images` calibration pages (bench/text-pages.ts, float16 .npy), runs `outpost compile` on it in a child
+ * renders `--images` calibration pages (text-pages.ts, float16 .npy), runs `outpost compile` on it in a child
  * process and samples the resident memory of that process and every process it starts (the evaluator) every
  * 100 ms: the peak of the sum is the machine's cost. `--cli` runs another build (e.g. an older checkout's) the same
  * way, for a before/after pair.
@@ -15,8 +15,8 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { saveModel } from '../compiler/onnx/index.js';
-import { buildSegmentationFp16 } from '../models/segmentation.js';
+import { saveModel } from '../../compiler/onnx/index.js';
+import { buildSegmentationFp16 } from '../../models/segmentation.js';
 import { writeTextPages } from './text-pages.js';
 
 const { values } = parseArgs({
@@ -64,7 +64,7 @@ try {
   const model = join(dir, 'seg-fp16.onnx');
   await saveModel(buildSegmentationFp16({ size, width: Number(values.width) }), model);
   const pages = await writeTextPages(join(dir, 'pages'), Number(values.images), size, 'float16');
-  const entry = values.cli ?? join(import.meta.dirname, '..', 'cli', 'main.ts');
+  const entry = values.cli ?? join(import.meta.dirname, '..', '..', 'cli', 'main.ts');
   const cli = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [entry];
   const args = [
     ...cli,

@@ -1,5 +1,5 @@
-/** bench/server.ts's human output: one Markdown table per part, then the goals and the host. */
-import type { Report } from './server-report.js';
+/** bench/server/server.ts's human output: one Markdown table per part, then the goals and the host. */
+import type { Report } from './report.js';
 
 function table(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => ' --- ').join('|')}|`];

@@ -1,5 +1,5 @@
 /**
- * The inference server as bench/server.ts runs it, wired the way `outpost serve` wires it: one ServerMetrics, its
+ * The inference server as server.ts runs it, wired the way `outpost serve` wires it: one ServerMetrics, its
  * observer on every service, its batch observer on the batching scheduler, the repository watched for the gauges,
  * and `GET /metrics` served from it. `serve()` is used in-process by the latency benches; run as a child process
  * (`fork`, config as the one argument) it serves one model for the throughput and load benches, so that the load
@@ -11,14 +11,14 @@
  * exiting.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { batchingScheduler } from '../runtime/server/scheduling/batching.js';
-import { ServerMetrics } from '../runtime/server/metrics/prometheus.js';
-import { StaticRepository } from '../runtime/server/serving/model-repository.js';
-import { directScheduler } from '../runtime/server/scheduling/direct.js';
-import { InferenceServer } from '../runtime/server/http/server.js';
-import { loadModel } from '../runtime/model/load.js';
-import type { Model } from '../runtime/model/model.js';
-import { setLogLevel } from '../runtime/log.js';
+import { batchingScheduler } from '../../runtime/server/scheduling/batching.js';
+import { ServerMetrics } from '../../runtime/server/metrics/prometheus.js';
+import { StaticRepository } from '../../runtime/server/serving/model-repository.js';
+import { directScheduler } from '../../runtime/server/scheduling/direct.js';
+import { InferenceServer } from '../../runtime/server/http/server.js';
+import { loadModel } from '../../runtime/model/load.js';
+import type { Model } from '../../runtime/model/model.js';
+import { setLogLevel } from '../../runtime/log.js';
 
 export type SchedulerKind = 'direct' | 'batching';
 

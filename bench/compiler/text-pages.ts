@@ -1,9 +1,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { float32ToFloat16 } from '../runtime/tensor/float16.js';
-import { encodeNpy } from '../runtime/tensor/npy.js';
-import { seededRandom } from '../runtime/tensor/tensor.js';
+import { float32ToFloat16 } from '../../runtime/tensor/float16.js';
+import { encodeNpy } from '../../runtime/tensor/npy.js';
+import { seededRandom } from '../../runtime/tensor/tensor.js';
 
 /**
  * Rendered document pages for calibrating and grading PaddleOCR's detector without a dataset: several lines of real

@@ -1,13 +1,13 @@
 /**
- * bench/server.ts, part 2: the binary tensor extension against JSON on a 1×3×224×224 FP32 input (a ReduceMean model,
+ * server.ts, part 2: the binary tensor extension against JSON on a 1×3×224×224 FP32 input (a ReduceMean model,
  * so the model's own time is small and reported): end-to-end request latency with the bodies encoded beforehand, and
  * the encoding itself apart.
  */
 import { join } from 'node:path';
-import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
-import { OPSET } from '../models/samples.js';
-import { loadModel } from '../runtime/model/load.js';
-import type { Feeds } from '../runtime/model/model.js';
+import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
+import { OPSET } from '../../models/samples.js';
+import { loadModel } from '../../runtime/model/load.js';
+import type { Feeds } from '../../runtime/model/model.js';
 import {
   binaryCall,
   brief,
@@ -21,8 +21,8 @@ import {
   stat,
   target,
   type RoundPlan,
-} from './server-client.js';
-import { serve, type BatchingConfig } from './server-child.js';
+} from './client.js';
+import { serve, type BatchingConfig } from './child.js';
 
 /** x FP32 [batch, 3, 224, 224] → mean FP32 [batch, 3]: an ImageNet-sized input, a cheap op. */
 export async function probeModel(dir: string): Promise<string> {

@@ -1,13 +1,13 @@
 /**
- * bench/server.ts's report: what one run measured (the shape --json prints), the verdict on each goal, and the
- * requests that failed. The tables printed without --json are bench/server-print.ts.
+ * bench/server/server.ts's report: what one run measured (the shape --json prints), the verdict on each goal, and the
+ * requests that failed. The tables printed without --json are bench/server/print.ts.
  */
-import type { BinaryVsJson } from './server-binary.js';
-import type { BatchingConfig } from './server-child.js';
-import { round3, type RoundPlan } from './server-client.js';
-import type { TinyLatency } from './server-latency.js';
-import type { LoadPlan, LoadResult } from './server-load.js';
-import type { ThroughputPlan, ThroughputRow } from './server-throughput.js';
+import type { BinaryVsJson } from './binary.js';
+import type { BatchingConfig } from './child.js';
+import { round3, type RoundPlan } from './client.js';
+import type { TinyLatency } from './latency.js';
+import type { LoadPlan, LoadResult } from './load.js';
+import type { ThroughputPlan, ThroughputRow } from './throughput.js';
 
 export const GOALS = Object.freeze({ addedP50Ms: 0.15, binarySpeedup: 5, loadErrors: 0 });
 
