@@ -7,24 +7,12 @@ import { compile } from '../../../compiler/compile.js';
 import { parseBudget } from '../../../compiler/evaluate/budget.js';
 import { GraphBuilder, loadModel as loadOnnx, mainGraph, saveModel } from '../../../compiler/onnx/index.js';
 import { generateSigningKeys, verifyArtifact } from '../../../runtime/artifact/index.js';
-import { isOutpostError, type ErrorCode } from '../../../runtime/errors.js';
 import { loadModel } from '../../../runtime/model/load.js';
 import { readTestVectors } from '../../../runtime/model/test-vectors.js';
 import { encodeNpy } from '../../../runtime/tensor/npy.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { tmpDir } from '../../helpers/tmp.js';
 import { sampleCnn, sensitiveMlp } from './fixtures.js';
-
-async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(isOutpostError(error), String(error)).toBe(true);
-    expect((error as { code: string }).code).toBe(code);
-    return error as Error;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 /** Every shipped variant loads on each backend it lists and passes the artifact's own test vectors. */
 async function selfTest(dir: string): Promise<void> {
@@ -119,7 +107,7 @@ describe('compile: the accuracy gate', () => {
   it('refuses to ship int8 that misses the budget, and writes nothing', async () => {
     const dir = await tmpDir();
     const out = join(dir, 'strict');
-    const error = await expectCode(
+    await expect(
       compile({
         model: await sampleCnn(dir),
         target: 'x86_64:avx2',
@@ -127,9 +115,10 @@ describe('compile: the accuracy gate', () => {
         precision: 'int8',
         budget: parseBudget('cosine=0.99999999'),
       }),
-      'ACCURACY_BUDGET_MISSED',
-    );
-    expect(error.message).toMatch(/int8: logits: cosine 0\.9\d+ < 0\.99999999/);
+    ).rejects.toMatchObject({
+      code: 'ACCURACY_BUDGET_MISSED',
+      message: expect.stringMatching(/int8: logits: cosine 0\.9\d+ < 0\.99999999/) as unknown,
+    });
     expect(existsSync(out)).toBe(false);
   });
 
@@ -205,12 +194,15 @@ describe('compile: calibration data', () => {
       join(data, 'bad.npy'),
       encodeNpy({ dtype: 'float32', shape: [1, 3, 32, 32], data: new Float32Array(3 * 32 * 32) }),
     );
-    const error = await expectCode(
-      compile({ model: await sampleCnn(dir), target: 'arm64', output: join(dir, 'o'), calibration: data }),
-      'CALIBRATION_INVALID',
-    );
-    expect(error.message).toContain('bad.npy');
-    expect(error.message).toContain('"image"');
+    const refused = compile({
+      model: await sampleCnn(dir),
+      target: 'arm64',
+      output: join(dir, 'o'),
+      calibration: data,
+    });
+    await expect(refused).rejects.toMatchObject({ code: 'CALIBRATION_INVALID' });
+    await expect(refused).rejects.toThrow('bad.npy');
+    await expect(refused).rejects.toThrow('"image"');
   });
 });
 
@@ -219,33 +211,37 @@ describe('compile: bad input', () => {
     const dir = await tmpDir();
     const truncated = join(dir, 'truncated.onnx');
     await writeFile(truncated, (await readFile(await sampleCnn(dir))).subarray(0, 500));
-    await expectCode(compile({ model: truncated, target: 'arm64', output: join(dir, 'o') }), 'MODEL_INVALID');
+    await expect(compile({ model: truncated, target: 'arm64', output: join(dir, 'o') })).rejects.toMatchObject({
+      code: 'MODEL_INVALID',
+    });
     await writeFile(join(dir, 'text.onnx'), 'hello');
-    await expectCode(
+    await expect(
       compile({ model: join(dir, 'text.onnx'), target: 'arm64', output: join(dir, 'o') }),
-      'MODEL_INVALID',
-    );
+    ).rejects.toMatchObject({ code: 'MODEL_INVALID' });
   });
 
   it('lists valid targets for an unknown target or cpu', async () => {
     const dir = await tmpDir();
     const model = await sampleCnn(dir);
-    expect(
-      (await expectCode(compile({ model, target: 'riscv64', output: join(dir, 'o') }), 'UNKNOWN_TARGET')).message,
-    ).toContain('arm64:cortex-a72');
-    expect(
-      (await expectCode(compile({ model, target: 'arm64:m1', output: join(dir, 'o') }), 'UNKNOWN_TARGET')).message,
-    ).toContain('cortex-a76');
+    await expect(compile({ model, target: 'riscv64', output: join(dir, 'o') })).rejects.toMatchObject({
+      code: 'UNKNOWN_TARGET',
+      message: expect.stringContaining('arm64:cortex-a72') as unknown,
+    });
+    await expect(compile({ model, target: 'arm64:m1', output: join(dir, 'o') })).rejects.toMatchObject({
+      code: 'UNKNOWN_TARGET',
+      message: expect.stringContaining('cortex-a76') as unknown,
+    });
   });
 
   it('asks for --input-shape when a dimension it must know is symbolic', async () => {
     const dir = await tmpDir();
     const { REAL_MODELS } = await import('../../helpers/models.js');
-    const error = await expectCode(
+    await expect(
       compile({ model: REAL_MODELS.sileroV5, target: 'arm64', output: join(dir, 'o') }),
-      'SYMBOLIC_DIM_UNBOUND',
-    );
-    expect(error.message).toContain('--input-shape input=');
+    ).rejects.toMatchObject({
+      code: 'SYMBOLIC_DIM_UNBOUND',
+      message: expect.stringContaining('--input-shape input=') as unknown,
+    });
   });
 
   it('skips a node it cannot quantise with a warning, or fails naming it when int8 was required for it', async () => {
@@ -271,7 +267,7 @@ describe('compile: bad input', () => {
       allowAccuracyLoss: true,
     });
     expect(report.warnings.some((w) => w.includes('"scores"'))).toBe(true);
-    const error = await expectCode(
+    await expect(
       compile({
         model: path,
         target: 'arm64',
@@ -280,9 +276,7 @@ describe('compile: bad input', () => {
         precision: 'int8',
         requireQuantized: ['scores'],
       }),
-      'QUANTIZATION_FAILED',
-    );
-    expect(error.message).toContain('scores');
+    ).rejects.toMatchObject({ code: 'QUANTIZATION_FAILED', message: expect.stringContaining('scores') as unknown });
     expect(existsSync(join(dir, 'no'))).toBe(false);
   });
 
@@ -294,20 +288,20 @@ describe('compile: bad input', () => {
       join(data, 'f64.npy'),
       encodeNpy({ dtype: 'float64', shape: [1, 3, 64, 64], data: new Float64Array(3 * 64 * 64) }),
     );
-    const error = await expectCode(
+    await expect(
       compile({ model: await sampleCnn(dir), target: 'arm64', output: join(dir, 'o'), calibration: data }),
-      'CALIBRATION_INVALID',
-    );
-    expect(error.message).toMatch(/f64\.npy.*float32/);
+    ).rejects.toMatchObject({
+      code: 'CALIBRATION_INVALID',
+      message: expect.stringMatching(/f64\.npy.*float32/) as unknown,
+    });
   });
 
   it('refuses an unwritable output before doing any work', async () => {
     const dir = await tmpDir();
     await writeFile(join(dir, 'file'), '');
-    await expectCode(
+    await expect(
       compile({ model: await sampleCnn(dir), target: 'arm64', output: join(dir, 'file', 'artifact') }),
-      'OUTPUT_UNWRITABLE',
-    );
+    ).rejects.toMatchObject({ code: 'OUTPUT_UNWRITABLE' });
   });
 });
 
@@ -327,18 +321,16 @@ describe('compile: a variant called int8 is int8', () => {
     expect(rejected?.reason).toMatch(/quantised 0\.0% of the weights .* not an int8 model/);
     expect(rejected?.reason).toMatch(/inside If\/Loop\/Scan subgraphs/);
     // Static quantisation asked for explicitly: no ORT call with an empty fetch list, a typed refusal instead.
-    const error = await expectCode(
-      compile({
-        model: REAL_MODELS.sileroLegacy,
-        target: 'arm64',
-        output: join(dir, 'static'),
-        inputShapes: { input: [1, 512] },
-        precision: 'int8',
-        quantization: 'static',
-      }),
-      'QUANTIZATION_FAILED',
-    );
-    expect(error.message).toMatch(/int8: quantised 0\.0% of the weights/);
-    expect(error.message).not.toMatch(/fetches/);
+    const refused = compile({
+      model: REAL_MODELS.sileroLegacy,
+      target: 'arm64',
+      output: join(dir, 'static'),
+      inputShapes: { input: [1, 512] },
+      precision: 'int8',
+      quantization: 'static',
+    });
+    await expect(refused).rejects.toMatchObject({ code: 'QUANTIZATION_FAILED' });
+    await expect(refused).rejects.toThrow(/int8: quantised 0\.0% of the weights/);
+    await expect(refused).rejects.not.toThrow(/fetches/);
   });
 });

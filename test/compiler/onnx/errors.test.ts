@@ -14,7 +14,6 @@ import {
   type OnnxModel,
   type TensorProto,
 } from '../../../compiler/onnx/index.js';
-import { isOutpostError, type ErrorCode } from '../../../runtime/errors.js';
 import { REAL_MODELS } from '../../helpers/models.js';
 import { tmpDir } from '../../helpers/tmp.js';
 import { mlpModel, prng } from './helpers.js';
@@ -23,20 +22,6 @@ function named(model: ModelProto, name: string): TensorProto {
   const site = [...modelTensors(model)].find((s) => s.tensor.name === name);
   if (site === undefined) throw new Error(`no tensor ${name}`);
   return site.tensor;
-}
-
-/** Asserts the promise rejects with an OutpostError of `code` whose message matches every pattern. */
-async function expectError(
-  promise: Promise<unknown>,
-  code: ErrorCode,
-  ...patterns: (string | RegExp)[]
-): Promise<void> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isOutpostError(error, code), `expected ${code}, got ${String(error)}`).toBe(true);
-  for (const pattern of patterns) expect((error as Error).message).toMatch(pattern);
 }
 
 /** Saves the generated MLP with external data, then lets the test corrupt the w1 reference and re-encode. */
@@ -60,7 +45,10 @@ describe('unreadable models', () => {
     const bytes = await readFile(REAL_MODELS.sileroLegacy);
     for (const keep of [bytes.length / 2, 100, bytes.length - 1]) {
       await writeFile(path, bytes.subarray(0, Math.floor(keep)));
-      await expectError(loadModel(path), 'MODEL_INVALID', path);
+      await expect(loadModel(path)).rejects.toMatchObject({
+        code: 'MODEL_INVALID',
+        message: expect.stringContaining(path) as unknown,
+      });
     }
   });
 
@@ -75,7 +63,10 @@ describe('unreadable models', () => {
     for (const [name, content] of Object.entries(cases)) {
       const path = join(dir, name);
       await writeFile(path, content);
-      await expectError(loadModel(path), 'MODEL_INVALID', path);
+      await expect(loadModel(path)).rejects.toMatchObject({
+        code: 'MODEL_INVALID',
+        message: expect.stringContaining(path) as unknown,
+      });
     }
   });
 
@@ -93,8 +84,14 @@ describe('unreadable models', () => {
 
   it('a missing file and a directory are FILE_NOT_FOUND and FILE_UNREADABLE', async () => {
     const dir = await tmpDir();
-    await expectError(loadModel(join(dir, 'nope.onnx')), 'FILE_NOT_FOUND', 'nope.onnx');
-    await expectError(loadModel(dir), 'FILE_UNREADABLE', 'is a directory');
+    await expect(loadModel(join(dir, 'nope.onnx'))).rejects.toMatchObject({
+      code: 'FILE_NOT_FOUND',
+      message: expect.stringContaining('nope.onnx') as unknown,
+    });
+    await expect(loadModel(dir)).rejects.toMatchObject({
+      code: 'FILE_UNREADABLE',
+      message: expect.stringContaining('is a directory') as unknown,
+    });
   });
 });
 
@@ -103,7 +100,9 @@ describe('broken external data', () => {
     const dir = await tmpDir();
     const path = await modelWithBrokenReference(dir, () => undefined);
     await rm(join(dir, 'm.data'));
-    await expectError(loadModel(path), 'MODEL_EXTERNAL_DATA_MISSING', join(dir, 'm.data'), 'tensor "w1"');
+    const refused = loadModel(path);
+    await expect(refused).rejects.toMatchObject({ code: 'MODEL_EXTERNAL_DATA_MISSING' });
+    for (const part of [join(dir, 'm.data'), 'tensor "w1"']) await expect(refused).rejects.toThrow(part);
   });
 
   it('a data file deleted after a lazy load fails the read the same way', async () => {
@@ -111,7 +110,10 @@ describe('broken external data', () => {
     const path = await modelWithBrokenReference(dir, () => undefined);
     const model = await loadModel(path);
     await rm(join(dir, 'm.data'));
-    await expectError(readTensor(model, named(model.proto, 'w2')), 'MODEL_EXTERNAL_DATA_MISSING', 'tensor "w2"');
+    await expect(readTensor(model, named(model.proto, 'w2'))).rejects.toMatchObject({
+      code: 'MODEL_EXTERNAL_DATA_MISSING',
+      message: expect.stringContaining('tensor "w2"') as unknown,
+    });
   });
 
   it.each([
@@ -122,7 +124,9 @@ describe('broken external data', () => {
   ])('$what is MODEL_INVALID', async ({ location }) => {
     const dir = await tmpDir();
     const path = await modelWithBrokenReference(dir, (entries) => entries.set('location', location));
-    await expectError(loadModel(path), 'MODEL_INVALID', 'tensor "w1"', location);
+    const refused = loadModel(path);
+    await expect(refused).rejects.toMatchObject({ code: 'MODEL_INVALID' });
+    for (const part of ['tensor "w1"', location]) await expect(refused).rejects.toThrow(part);
   });
 
   it('a symlink that leads out of the model directory is MODEL_INVALID', async () => {
@@ -134,28 +138,37 @@ describe('broken external data', () => {
     await saveModel(model, join(outside, 'm.onnx'), { externalData: { location: 'm.data' } });
     await writeFile(join(modelDir, 'm.onnx'), await readFile(join(outside, 'm.onnx')));
     await symlink(join(outside, 'm.data'), join(modelDir, 'm.data'));
-    await expectError(loadModel(join(modelDir, 'm.onnx')), 'MODEL_INVALID', "outside the model's directory");
+    await expect(loadModel(join(modelDir, 'm.onnx'))).rejects.toMatchObject({
+      code: 'MODEL_INVALID',
+      message: expect.stringContaining("outside the model's directory") as unknown,
+    });
   });
 
   it('offsets past the end, bad numbers and wrong lengths are MODEL_INVALID', async () => {
     const dir = await tmpDir();
     let path = await modelWithBrokenReference(dir, () => undefined);
     await truncate(join(dir, 'm.data'), 1000);
-    await expectError(loadModel(path), 'MODEL_INVALID', 'tensor "w1"', 'which has 1000');
+    const refused = loadModel(path);
+    await expect(refused).rejects.toMatchObject({ code: 'MODEL_INVALID' });
+    for (const part of ['tensor "w1"', 'which has 1000']) await expect(refused).rejects.toThrow(part);
     path = await modelWithBrokenReference(dir, (entries) => entries.set('offset', '-4'));
-    await expectError(loadModel(path), 'MODEL_INVALID', 'offset="-4"');
+    await expect(loadModel(path)).rejects.toMatchObject({
+      code: 'MODEL_INVALID',
+      message: expect.stringContaining('offset="-4"') as unknown,
+    });
     path = await modelWithBrokenReference(dir, (entries) => entries.set('length', '12'));
-    await expectError(loadModel(path), 'MODEL_INVALID', 'length 12', '262144 bytes');
+    const tooLong = loadModel(path);
+    await expect(tooLong).rejects.toMatchObject({ code: 'MODEL_INVALID' });
+    for (const part of ['length 12', '262144 bytes']) await expect(tooLong).rejects.toThrow(part);
   });
 
   it('a bare ModelProto with external tensors has no directory to read them from', async () => {
     const dir = await tmpDir();
     const path = await modelWithBrokenReference(dir, () => undefined);
     const bare = decodeModel(await readFile(path));
-    await expectError(
-      readTensor(bare, named(bare.proto, 'w1')),
-      'MODEL_EXTERNAL_DATA_MISSING',
-      'not loaded from a directory',
-    );
+    await expect(readTensor(bare, named(bare.proto, 'w1'))).rejects.toMatchObject({
+      code: 'MODEL_EXTERNAL_DATA_MISSING',
+      message: expect.stringContaining('not loaded from a directory') as unknown,
+    });
   });
 });

@@ -10,7 +10,6 @@ import {
 } from '../../../compiler/onnx/index.js';
 import { fixInputShapes, requireStaticInputs, symbolicInputs } from '../../../compiler/passes/fix-input-shapes.js';
 import { inferValueTypes } from '../../../compiler/passes/shapes.js';
-import { isOutpostError } from '../../../runtime/errors.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { buildCnn, buildMlp } from '../../../models/samples.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
@@ -32,10 +31,6 @@ function twoInputs(): OnnxModel {
   g.valueInfo(sum, 'float32', ['batch', 4]);
   g.output(g.node('Relu', [sum]), 'float32', ['batch', 4]);
   return asOnnxModel(g.build({ opsets: { '': 17 } }));
-}
-
-async function expectError(promise: Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  await expect(promise).rejects.toSatisfy((e) => isOutpostError(e) && e.code === code && message.test(e.message));
 }
 
 describe('fixInputShapes', () => {
@@ -95,41 +90,48 @@ describe('fixInputShapes', () => {
   });
 
   it('names an unknown input and lists the real ones (initializers are not inputs)', async () => {
-    await expectError(
+    await expect(
       fixInputShapes(asOnnxModel(buildCnn().proto), passContext('x86_64', workDir), {
         shapes: { img: [1, 3, 64, 64] },
       }),
-      'INPUT_NAME_UNKNOWN',
-      /--input-shape names "img", which is not an input of .*; inputs: image \[batch, 3, 64, 64\]$/,
-    );
+    ).rejects.toMatchObject({
+      code: 'INPUT_NAME_UNKNOWN',
+      message: expect.stringMatching(
+        /--input-shape names "img", which is not an input of .*; inputs: image \[batch, 3, 64, 64\]$/,
+      ) as unknown,
+    });
   });
 
   it('refuses a wrong rank, a conflicting fixed dimension and two sizes for one symbol', async () => {
     const context = passContext('x86_64', workDir);
-    await expectError(
+    await expect(
       fixInputShapes(asOnnxModel(buildCnn().proto), context, { shapes: { image: [1, 3, 64] } }),
-      'INPUT_SHAPE_MISMATCH',
-      /image: 3 dimensions \[1, 3, 64\] given, the model declares rank 4 \[batch, 3, 64, 64\]/,
-    );
-    await expectError(
+    ).rejects.toMatchObject({
+      code: 'INPUT_SHAPE_MISMATCH',
+      message: expect.stringMatching(
+        /image: 3 dimensions \[1, 3, 64\] given, the model declares rank 4 \[batch, 3, 64, 64\]/,
+      ) as unknown,
+    });
+    await expect(
       fixInputShapes(asOnnxModel(buildCnn().proto), context, { shapes: { image: [1, 4, 64, 64] } }),
-      'INPUT_SHAPE_MISMATCH',
-      /image: dimension 1 is fixed at 3 in the model, 4 given/,
-    );
-    await expectError(
-      fixInputShapes(twoInputs(), context, { shapes: { a: [2, 4], b: [5, 4] } }),
-      'INPUT_SHAPE_MISMATCH',
-      /b: dimension 0 is "batch", which a already binds to 2; 5 given/,
-    );
+    ).rejects.toMatchObject({
+      code: 'INPUT_SHAPE_MISMATCH',
+      message: expect.stringMatching(/image: dimension 1 is fixed at 3 in the model, 4 given/) as unknown,
+    });
+    await expect(fixInputShapes(twoInputs(), context, { shapes: { a: [2, 4], b: [5, 4] } })).rejects.toMatchObject({
+      code: 'INPUT_SHAPE_MISMATCH',
+      message: expect.stringMatching(/b: dimension 0 is "batch", which a already binds to 2; 5 given/) as unknown,
+    });
   });
 
   it('refuses sizes that are not positive integers', async () => {
     for (const dims of [[0, 16], [-1, 16], [1.5, 16], []]) {
-      await expectError(
+      await expect(
         fixInputShapes(asOnnxModel(buildMlp().proto), passContext('x86_64', workDir), { shapes: { x: dims } }),
-        'INVALID_ARGUMENT',
-        /expected one or more positive integers/,
-      );
+      ).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(/expected one or more positive integers/) as unknown,
+      });
     }
   });
 });

@@ -6,15 +6,6 @@ import { storeKinds } from './stores.js';
 
 const T0 = 1_700_000_000_000; // ms
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (error: unknown) => error,
-  );
-}
-
 describe.each(storeKinds())('FleetStore on $name', (kind) => {
   const open = async (label: string): Promise<FleetStore> => kind.open(label);
 
@@ -81,8 +72,11 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
         createdMs: T0,
       });
       expect((await store.listGroups()).map((g) => g.name)).toEqual(['line-1', 'pis']);
-      const again = await rejection(store.createGroup({ name: 'pis', kind: 'static', things: [], createdMs: T0 }));
-      expect(isOutpostError(again, 'ALREADY_EXISTS')).toBe(true);
+      await expect(store.createGroup({ name: 'pis', kind: 'static', things: [], createdMs: T0 })).rejects.toMatchObject(
+        {
+          code: 'ALREADY_EXISTS',
+        },
+      );
       expect(await store.getGroup('nope')).toBeUndefined();
     } finally {
       await store.close();
@@ -133,9 +127,9 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
       });
       expect(await store.countExecutions('d-1')).toEqual({ QUEUED: 2, REJECTED: 1 });
       expect((await store.thingExecutions('c', { pending: true })).length).toBe(0);
-      expect(
-        isOutpostError(await rejection(store.createDeployment(newDeployment('d-1', [x86]), [])), 'ALREADY_EXISTS'),
-      ).toBe(true);
+      await expect(store.createDeployment(newDeployment('d-1', [x86]), [])).rejects.toMatchObject({
+        code: 'ALREADY_EXISTS',
+      });
       const events = await store.eventsAfter(0, 10);
       expect(events.map((e) => e.type)).toEqual(['deployment.created']);
       // Late joiners: an existing (deployment, thing) is left alone.
@@ -182,17 +176,15 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
           startedMs: T0 + 1,
           deadlineMs: T0 + 60_000,
         });
-        const stale = await rejection(
+        await expect(
           store.transitionExecution(queued.executionNumber, 1, {
             status: 'SUCCEEDED',
             statusDetails: {},
             nowMs: T0 + 2,
           }),
-        );
-        expect(isOutpostError(stale, 'STORE_CONFLICT')).toBe(true);
-        expect((stale as { details: { current: unknown } }).details.current).toMatchObject({
-          status: 'IN_PROGRESS',
-          versionNumber: 2,
+        ).rejects.toMatchObject({
+          code: 'STORE_CONFLICT',
+          details: { current: { status: 'IN_PROGRESS', versionNumber: 2 } },
         });
         expect(await store.dueExecutions(T0 + 59_999, 10)).toEqual([]);
         expect((await store.dueExecutions(T0 + 60_000, 10)).map((e) => e.thing)).toEqual(['a']);
@@ -228,12 +220,12 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
       await store.createDeployment(newDeployment('d-3', [artifact]), []);
       const done = await store.setDeploymentState('d-3', 1, 'COMPLETED', T0 + 10);
       expect(done).toMatchObject({ state: 'COMPLETED', versionNumber: 2, updatedMs: T0 + 10 });
-      expect(
-        isOutpostError(await rejection(store.setDeploymentState('d-3', 1, 'CANCELED', T0)), 'STORE_CONFLICT'),
-      ).toBe(true);
-      expect(
-        isOutpostError(await rejection(store.setDeploymentState('nope', 1, 'CANCELED', T0)), 'DEPLOYMENT_NOT_FOUND'),
-      ).toBe(true);
+      await expect(store.setDeploymentState('d-3', 1, 'CANCELED', T0)).rejects.toMatchObject({
+        code: 'STORE_CONFLICT',
+      });
+      await expect(store.setDeploymentState('nope', 1, 'CANCELED', T0)).rejects.toMatchObject({
+        code: 'DEPLOYMENT_NOT_FOUND',
+      });
       expect((await store.listDeployments({ state: 'ACTIVE' })).length).toBe(0);
       expect((await store.listDeployments()).map((d) => d.id)).toEqual(['d-3']);
     } finally {

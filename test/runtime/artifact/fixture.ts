@@ -2,9 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Header, Pax, type HeaderData } from 'tar';
-import { expect } from 'vitest';
 import { tmpDir } from '../../helpers/tmp.js';
-import { isOutpostError, type ErrorCode, type OutpostError } from '../../../runtime/errors.js';
 import {
   generateSigningKeys,
   packArtifact,
@@ -84,17 +82,6 @@ export async function packedArtifact(
   const tgz = join(root, 'artifact.tar.gz');
   await packArtifact(dir, tgz);
   return { tgz, keys };
-}
-
-/** Awaits a rejection and asserts it is an OutpostError with `code`; returns it for further checks. */
-export async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<OutpostError> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, `expected a rejection with ${code}`).toBeDefined();
-  expect(isOutpostError(error) ? error.code : error).toBe(code);
-  return error as OutpostError;
 }
 
 /** Every path under `dir`, relative, sorted (for "nothing was left behind" assertions). */

@@ -12,7 +12,6 @@ import {
   writeSigningKeys,
 } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { expectCode } from './fixture.js';
 
 describe('signing keys', () => {
   it('generates ed25519 PEM keys whose id is the first 16 hex chars of sha256(SPKI DER)', async () => {
@@ -41,8 +40,10 @@ describe('signing keys', () => {
     const dir = await tmpDir();
     const first = await writeSigningKeys(dir);
     const before = await readFile(first.privateKeyPath, 'utf8');
-    const error = await expectCode(writeSigningKeys(dir), 'OUTPUT_UNWRITABLE');
-    expect(error.message).toContain(PRIVATE_KEY_FILE);
+    await expect(writeSigningKeys(dir)).rejects.toMatchObject({
+      code: 'OUTPUT_UNWRITABLE',
+      message: expect.stringContaining(PRIVATE_KEY_FILE) as unknown,
+    });
     expect(await readFile(first.privateKeyPath, 'utf8')).toBe(before);
     const second = await writeSigningKeys(dir, { overwrite: true });
     expect(second.keyId).not.toBe(first.keyId);
@@ -53,26 +54,34 @@ describe('signing keys', () => {
     const dir = await tmpDir();
     const path = join(dir, 'bad.pem');
     await writeFile(path, '-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n');
-    const error = await expectCode(loadPrivateKey(path), 'KEY_INVALID');
-    expect(error.message).toContain(path);
+    await expect(loadPrivateKey(path)).rejects.toMatchObject({
+      code: 'KEY_INVALID',
+      message: expect.stringContaining(path) as unknown,
+    });
     await writeFile(path, 'hello');
-    expect((await expectCode(loadPublicKey(path), 'KEY_INVALID')).message).toContain(path);
+    await expect(loadPublicKey(path)).rejects.toMatchObject({
+      code: 'KEY_INVALID',
+      message: expect.stringContaining(path) as unknown,
+    });
   });
 
   it('refuses non-ed25519 keys', async () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const pem = rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    expect((await expectCode(loadPrivateKey(pem), 'KEY_INVALID')).message).toContain('rsa');
-    await expectCode(loadPublicKey(rsa.publicKey), 'KEY_INVALID');
+    await expect(loadPrivateKey(pem)).rejects.toMatchObject({
+      code: 'KEY_INVALID',
+      message: expect.stringContaining('rsa') as unknown,
+    });
+    await expect(loadPublicKey(rsa.publicKey)).rejects.toMatchObject({ code: 'KEY_INVALID' });
   });
 
   it('refuses a private key where a public (trusted) key is expected', async () => {
     const keys = generateSigningKeys();
-    await expectCode(loadPublicKey(keys.privateKeyPem), 'KEY_INVALID');
+    await expect(loadPublicKey(keys.privateKeyPem)).rejects.toMatchObject({ code: 'KEY_INVALID' });
   });
 
   it('reports a missing key file as FILE_NOT_FOUND', async () => {
     const dir = await tmpDir();
-    await expectCode(loadPrivateKey(join(dir, 'nope.key')), 'FILE_NOT_FOUND');
+    await expect(loadPrivateKey(join(dir, 'nope.key'))).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });
 });

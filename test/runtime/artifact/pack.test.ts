@@ -18,7 +18,6 @@ import { tmpDir } from '../../helpers/tmp.js';
 import {
   VARIANT_BYTES,
   VARIANT_FILE,
-  expectCode,
   listTree,
   makeArtifact,
   packedArtifact,
@@ -85,7 +84,7 @@ describe('packArtifact / unpackArtifact', () => {
     const tgz = join(root, 'a.tgz');
     const result = await packArtifact(dir, tgz);
     expect(result).toEqual({ path: tgz, sha256: sha256Bytes(await readFile(tgz)), bytes: (await stat(tgz)).size });
-    await expectCode(packArtifact(dir, tgz), 'OUTPUT_UNWRITABLE');
+    await expect(packArtifact(dir, tgz)).rejects.toMatchObject({ code: 'OUTPUT_UNWRITABLE' });
     await packArtifact(dir, tgz, { overwrite: true });
   });
 
@@ -93,7 +92,7 @@ describe('packArtifact / unpackArtifact', () => {
     const root = await tmpDir();
     const dir = await makeArtifact(root);
     await writeFile(join(dir, VARIANT_FILE), 'tampered');
-    await expectCode(packArtifact(dir, join(root, 'a.tgz')), 'ARTIFACT_HASH_MISMATCH');
+    await expect(packArtifact(dir, join(root, 'a.tgz'))).rejects.toMatchObject({ code: 'ARTIFACT_HASH_MISMATCH' });
     expect(await readdir(root)).toEqual(['artifact']);
   });
 
@@ -110,7 +109,7 @@ describe('packArtifact / unpackArtifact', () => {
   it('refuses an existing destination', async () => {
     const { tgz } = await packedArtifact();
     const dest = await tmpDir();
-    await expectCode(unpackArtifact(tgz, dest), 'OUTPUT_UNWRITABLE');
+    await expect(unpackArtifact(tgz, dest)).rejects.toMatchObject({ code: 'OUTPUT_UNWRITABLE' });
   });
 });
 
@@ -138,10 +137,9 @@ describe('openArtifact', () => {
   it('leaves nothing behind when the unpacked artifact fails verification', async () => {
     const { tgz } = await packedArtifact();
     const workDir = await tmpDir();
-    await expectCode(
+    await expect(
       openArtifact(tgz, { workDir, trustedKeys: [generateSigningKeys().publicKeyPem] }),
-      'ARTIFACT_SIGNATURE_MISSING',
-    );
+    ).rejects.toMatchObject({ code: 'ARTIFACT_SIGNATURE_MISSING' });
     expect(await readdir(workDir)).toEqual([]);
   });
 
@@ -151,15 +149,15 @@ describe('openArtifact', () => {
     await writeFile(tgz, rawTarGz([{ path: '../x', body }]));
     const workDir = join(root, 'work');
     await mkdir(workDir);
-    await expectCode(openArtifact(tgz, { workDir }), 'ARTIFACT_PATH_ESCAPE');
+    await expect(openArtifact(tgz, { workDir })).rejects.toMatchObject({ code: 'ARTIFACT_PATH_ESCAPE' });
     expect(await listTree(root)).toEqual(['evil.tgz', 'work']);
   });
 
   it('refuses a file that is neither a directory nor a .tar.gz', async () => {
     const root = await tmpDir();
     await writeFile(join(root, 'model.zip'), 'x');
-    await expectCode(openArtifact(join(root, 'model.zip')), 'INVALID_ARGUMENT');
+    await expect(openArtifact(join(root, 'model.zip'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await rm(join(root, 'model.zip'));
-    await expectCode(openArtifact(join(root, 'model.zip')), 'FILE_NOT_FOUND');
+    await expect(openArtifact(join(root, 'model.zip'))).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });
 });

@@ -9,7 +9,7 @@ import {
   verifyArtifact,
 } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { VARIANT_FILE, expectCode, makeArtifact, packedArtifact } from './fixture.js';
+import { VARIANT_FILE, makeArtifact, packedArtifact } from './fixture.js';
 
 describe('signArtifact (outpost sign)', () => {
   it('signs an unsigned directory: only manifest.sig appears, and it verifies under the new key', async () => {
@@ -27,7 +27,9 @@ describe('signArtifact (outpost sign)', () => {
     const dir = await makeArtifact(await tmpDir(), { signingKey: old.privateKeyPem });
     const next = generateSigningKeys();
     expect((await signArtifact(dir, next.privateKeyPem)).previousKeyId).toBe(old.keyId);
-    await expectCode(verifyArtifact(dir, { trustedKeys: [old.publicKeyPem] }), 'ARTIFACT_SIGNATURE_UNTRUSTED');
+    await expect(verifyArtifact(dir, { trustedKeys: [old.publicKeyPem] })).rejects.toMatchObject({
+      code: 'ARTIFACT_SIGNATURE_UNTRUSTED',
+    });
     expect((await verifyArtifact(dir, { trustedKeys: [next.publicKeyPem] })).signer).toBe(next.keyId);
   });
 
@@ -49,19 +51,22 @@ describe('signArtifact (outpost sign)', () => {
     const dir = await makeArtifact(await tmpDir(), { signingKey: keys.privateKeyPem });
     const before = await readFile(join(dir, SIGNATURE_FILE));
     await writeFile(join(dir, VARIANT_FILE), 'tampered');
-    await expectCode(signArtifact(dir, generateSigningKeys().privateKeyPem), 'ARTIFACT_HASH_MISMATCH');
+    await expect(signArtifact(dir, generateSigningKeys().privateKeyPem)).rejects.toMatchObject({
+      code: 'ARTIFACT_HASH_MISMATCH',
+    });
     expect(await readFile(join(dir, SIGNATURE_FILE))).toEqual(before);
   });
 
   it('refuses a key that is not an ed25519 private key, and a path that is not an artifact', async () => {
     const root = await tmpDir();
     const dir = await makeArtifact(root);
-    await expectCode(signArtifact(dir, generateSigningKeys().publicKeyPem), 'KEY_INVALID');
+    await expect(signArtifact(dir, generateSigningKeys().publicKeyPem)).rejects.toMatchObject({ code: 'KEY_INVALID' });
     await writeFile(join(root, 'not.tar.gz'), 'hello');
-    await expectCode(
-      signArtifact(join(root, 'not.tar.gz'), generateSigningKeys().privateKeyPem),
-      'ARTIFACT_ARCHIVE_INVALID',
-    );
-    await expectCode(signArtifact(join(root, 'missing'), generateSigningKeys().privateKeyPem), 'FILE_NOT_FOUND');
+    await expect(signArtifact(join(root, 'not.tar.gz'), generateSigningKeys().privateKeyPem)).rejects.toMatchObject({
+      code: 'ARTIFACT_ARCHIVE_INVALID',
+    });
+    await expect(signArtifact(join(root, 'missing'), generateSigningKeys().privateKeyPem)).rejects.toMatchObject({
+      code: 'FILE_NOT_FOUND',
+    });
   });
 });

@@ -4,7 +4,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { unpackArtifact } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { expectCode, listTree, packedArtifact, rawTarGz, type RawEntry } from './fixture.js';
+import { listTree, packedArtifact, rawTarGz, type RawEntry } from './fixture.js';
 
 /**
  * Hostile archives, crafted block by block. Each must be refused with its code, and leave nothing anywhere: not at
@@ -13,30 +13,32 @@ import { expectCode, listTree, packedArtifact, rawTarGz, type RawEntry } from '.
 async function expectRefused(
   entries: RawEntry[],
   code: 'ARTIFACT_PATH_ESCAPE' | 'ARTIFACT_ARCHIVE_INVALID',
-): Promise<string> {
+  mentioning = '',
+): Promise<void> {
   const archiveDir = await tmpDir();
   const root = await tmpDir();
   const tgz = join(archiveDir, 'evil.tar.gz');
   await writeFile(tgz, rawTarGz(entries));
-  const error = await expectCode(unpackArtifact(tgz, join(root, 'dest')), code);
+  await expect(unpackArtifact(tgz, join(root, 'dest'))).rejects.toMatchObject({
+    code,
+    message: expect.stringContaining(mentioning) as unknown,
+  });
   expect(await listTree(root)).toEqual([]);
   expect(await readdir(archiveDir)).toEqual(['evil.tar.gz']);
-  return error.message;
 }
 
 const body = Buffer.from('payload');
 
 describe('unpackArtifact refuses, writing nothing anywhere', () => {
   it('a ".." entry', async () => {
-    expect(
-      await expectRefused(
-        [
-          { path: 'ok.txt', body },
-          { path: '../escaped.txt', body },
-        ],
-        'ARTIFACT_PATH_ESCAPE',
-      ),
-    ).toContain('../escaped.txt');
+    await expectRefused(
+      [
+        { path: 'ok.txt', body },
+        { path: '../escaped.txt', body },
+      ],
+      'ARTIFACT_PATH_ESCAPE',
+      '../escaped.txt',
+    );
   });
 
   it('a ".." hidden in the middle of a path', async () => {
@@ -50,14 +52,14 @@ describe('unpackArtifact refuses, writing nothing anywhere', () => {
   });
 
   it('a symlink pointing out, and the file written through it', async () => {
-    const message = await expectRefused(
+    await expectRefused(
       [
         { path: 'link', type: 'SymbolicLink', linkpath: '/etc' },
         { path: 'link/evil.conf', body },
       ],
       'ARTIFACT_PATH_ESCAPE',
+      'SymbolicLink',
     );
-    expect(message).toContain('SymbolicLink');
   });
 
   it('a symlink even pointing inside', async () => {
@@ -112,7 +114,9 @@ describe('unpackArtifact refuses, writing nothing anywhere', () => {
     const root = await tmpDir();
     const tgz = join(root, 'big.tgz');
     await writeFile(tgz, rawTarGz([{ path: 'zeros.bin', body: Buffer.alloc(64 * 1024) }]));
-    await expectCode(unpackArtifact(tgz, join(root, 'dest'), { maxBytes: 1024 }), 'ARTIFACT_ARCHIVE_INVALID');
+    await expect(unpackArtifact(tgz, join(root, 'dest'), { maxBytes: 1024 })).rejects.toMatchObject({
+      code: 'ARTIFACT_ARCHIVE_INVALID',
+    });
     expect(await readdir(root)).toEqual(['big.tgz']);
   });
 
@@ -120,7 +124,9 @@ describe('unpackArtifact refuses, writing nothing anywhere', () => {
     const root = await tmpDir();
     const tgz = join(root, 'many.tgz');
     await writeFile(tgz, rawTarGz(Array.from({ length: 5 }, (_, i) => ({ path: `f${i}`, body }))));
-    await expectCode(unpackArtifact(tgz, join(root, 'dest'), { maxEntries: 3 }), 'ARTIFACT_ARCHIVE_INVALID');
+    await expect(unpackArtifact(tgz, join(root, 'dest'), { maxEntries: 3 })).rejects.toMatchObject({
+      code: 'ARTIFACT_ARCHIVE_INVALID',
+    });
     expect(await readdir(root)).toEqual(['many.tgz']);
   });
 
@@ -129,7 +135,7 @@ describe('unpackArtifact refuses, writing nothing anywhere', () => {
     const bytes = await readFile(tgz);
     await writeFile(tgz, bytes.subarray(0, Math.floor(bytes.length / 2)));
     const root = await tmpDir();
-    await expectCode(unpackArtifact(tgz, join(root, 'dest')), 'ARTIFACT_ARCHIVE_INVALID');
+    await expect(unpackArtifact(tgz, join(root, 'dest'))).rejects.toMatchObject({ code: 'ARTIFACT_ARCHIVE_INVALID' });
     expect(await readdir(root)).toEqual([]);
   });
 
@@ -138,16 +144,20 @@ describe('unpackArtifact refuses, writing nothing anywhere', () => {
     const tgz = join(root, 'cut.tgz');
     const full = rawTarGz([{ path: 'a.bin', body: Buffer.alloc(4096, 7) }], { endBlocks: false });
     await writeFile(tgz, gzipSync(gunzipSync(full).subarray(0, 512 + 1000)));
-    await expectCode(unpackArtifact(tgz, join(root, 'dest')), 'ARTIFACT_ARCHIVE_INVALID');
+    await expect(unpackArtifact(tgz, join(root, 'dest'))).rejects.toMatchObject({ code: 'ARTIFACT_ARCHIVE_INVALID' });
     expect(await readdir(root)).toEqual(['cut.tgz']);
   });
 
   it('a file that is not gzip, or gzip that is not tar', async () => {
     const root = await tmpDir();
     await writeFile(join(root, 'plain.tgz'), 'just text, not an archive');
-    await expectCode(unpackArtifact(join(root, 'plain.tgz'), join(root, 'dest')), 'ARTIFACT_ARCHIVE_INVALID');
+    await expect(unpackArtifact(join(root, 'plain.tgz'), join(root, 'dest'))).rejects.toMatchObject({
+      code: 'ARTIFACT_ARCHIVE_INVALID',
+    });
     await writeFile(join(root, 'text.tgz'), gzipSync(Buffer.from('x'.repeat(2000))));
-    await expectCode(unpackArtifact(join(root, 'text.tgz'), join(root, 'dest')), 'ARTIFACT_ARCHIVE_INVALID');
+    await expect(unpackArtifact(join(root, 'text.tgz'), join(root, 'dest'))).rejects.toMatchObject({
+      code: 'ARTIFACT_ARCHIVE_INVALID',
+    });
     expect((await readdir(root)).sort()).toEqual(['plain.tgz', 'text.tgz']);
   });
 });

@@ -12,15 +12,7 @@ import {
   writeArtifact,
 } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import {
-  VARIANT_BYTES,
-  VARIANT_FILE,
-  expectCode,
-  listTree,
-  makeArtifact,
-  sampleDraft,
-  sampleFiles,
-} from './fixture.js';
+import { VARIANT_BYTES, VARIANT_FILE, listTree, makeArtifact, sampleDraft, sampleFiles } from './fixture.js';
 
 describe('writeArtifact', () => {
   it('writes every file, measures hashes and sizes, and produces a manifest a device accepts', async () => {
@@ -87,11 +79,10 @@ describe('writeArtifact', () => {
       { path: 'extra.bin', from: join(root, 'does-not-exist') },
       ...sampleFiles().slice(2),
     ];
-    const error = await expectCode(
-      writeArtifact(join(root, 'out'), { manifest: sampleDraft(), files }),
-      'FILE_NOT_FOUND',
-    );
-    expect(error.message).toContain('does-not-exist');
+    await expect(writeArtifact(join(root, 'out'), { manifest: sampleDraft(), files })).rejects.toMatchObject({
+      code: 'FILE_NOT_FOUND',
+      message: expect.stringContaining('does-not-exist') as unknown,
+    });
     expect(await listTree(root)).toEqual([]);
   });
 
@@ -100,11 +91,10 @@ describe('writeArtifact', () => {
     const dir = join(root, 'out');
     await mkdir(dir);
     await writeFile(join(dir, 'old.txt'), 'old');
-    const error = await expectCode(
-      writeArtifact(dir, { manifest: sampleDraft(), files: sampleFiles() }),
-      'OUTPUT_UNWRITABLE',
-    );
-    expect(error.message).toContain(dir);
+    await expect(writeArtifact(dir, { manifest: sampleDraft(), files: sampleFiles() })).rejects.toMatchObject({
+      code: 'OUTPUT_UNWRITABLE',
+      message: expect.stringContaining(dir) as unknown,
+    });
     expect(await listTree(root)).toEqual(['out', 'out/old.txt']);
 
     await writeArtifact(dir, { manifest: sampleDraft(), files: sampleFiles(), overwrite: true });
@@ -116,21 +106,19 @@ describe('writeArtifact', () => {
   it('validates the manifest as a device would, naming the field', async () => {
     const root = await tmpDir();
     const manifest = { ...sampleDraft(), name: 'has spaces' };
-    const error = await expectCode(
-      writeArtifact(join(root, 'out'), { manifest, files: sampleFiles() }),
-      'ARTIFACT_MANIFEST_INVALID',
-    );
-    expect(error.message).toContain('name');
+    await expect(writeArtifact(join(root, 'out'), { manifest, files: sampleFiles() })).rejects.toMatchObject({
+      code: 'ARTIFACT_MANIFEST_INVALID',
+      message: expect.stringContaining('name') as unknown,
+    });
     expect(await listTree(root)).toEqual([]);
   });
 
   it('refuses an unsupported schemaVersion', async () => {
     const root = await tmpDir();
     const manifest = { ...sampleDraft(), schemaVersion: 99 };
-    await expectCode(
-      writeArtifact(join(root, 'out'), { manifest, files: sampleFiles() }),
-      'ARTIFACT_SCHEMA_UNSUPPORTED',
-    );
+    await expect(writeArtifact(join(root, 'out'), { manifest, files: sampleFiles() })).rejects.toMatchObject({
+      code: 'ARTIFACT_SCHEMA_UNSUPPORTED',
+    });
     expect(await listTree(root)).toEqual([]);
   });
 
@@ -141,18 +129,19 @@ describe('writeArtifact', () => {
   ])('refuses a file path that %s', async (_what, path) => {
     const root = await tmpDir();
     const files = [...sampleFiles(), { path, from: new Uint8Array([1]) }];
-    await expectCode(writeArtifact(join(root, 'out'), { manifest: sampleDraft(), files }), 'INVALID_ARGUMENT');
+    await expect(writeArtifact(join(root, 'out'), { manifest: sampleDraft(), files })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     expect(await listTree(root)).toEqual([]);
   });
 
   it('refuses a variant whose file is not among the files', async () => {
     const root = await tmpDir();
     const files = sampleFiles().filter((f) => f.path !== VARIANT_FILE);
-    const error = await expectCode(
-      writeArtifact(join(root, 'out'), { manifest: sampleDraft(), files }),
-      'INVALID_ARGUMENT',
-    );
-    expect(error.message).toContain('variants[0].file');
+    await expect(writeArtifact(join(root, 'out'), { manifest: sampleDraft(), files })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('variants[0].file') as unknown,
+    });
     expect(await listTree(root)).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isOutpostError, OutpostError } from '../../../runtime/errors.js';
+import { OutpostError } from '../../../runtime/errors.js';
 import type { Feeds, Outputs } from '../../../runtime/model/model.js';
 import { splitRows } from '../../../runtime/server/scheduling/rows.js';
 import {
@@ -39,15 +39,6 @@ function batching(model = models.mlp, options: Partial<BatchingOptions> = {}) {
   const batches: BatchEvent[] = [];
   const scheduler = batchingScheduler({ ...options, observer: { onBatch: (event) => batches.push(event) } })(model);
   return { scheduler, batches };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<OutpostError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isOutpostError(error)) throw new Error(`expected an OutpostError, got ${String(error)}`);
-  return error;
 }
 
 const data = (outputs: Outputs, name: string) => (outputs[name]?.data ?? new Float32Array(0)) as Float32Array;
@@ -120,14 +111,16 @@ describe('BatchingScheduler', () => {
     const abandoned = scheduler.run(mlpFeeds(2, 2), leaving.signal); // waits behind it, with the next one
     const next = scheduler.run(mlpFeeds(1, 3));
     leaving.abort();
-    expect((await rejection(abandoned)).code).toBe('REQUEST_CANCELLED');
+    await expect(abandoned).rejects.toMatchObject({ code: 'REQUEST_CANCELLED' });
     await Promise.all([first, next]);
     expect(batches.map((b) => [b.rows, b.requests])).toEqual([
       [1, 1],
       [1, 1], // the abandoned request's two rows never ran
     ]);
     expect(scheduler.queued).toBe(0);
-    expect((await rejection(scheduler.run(mlpFeeds(1, 4), AbortSignal.abort()))).code).toBe('REQUEST_CANCELLED');
+    await expect(scheduler.run(mlpFeeds(1, 4), AbortSignal.abort())).rejects.toMatchObject({
+      code: 'REQUEST_CANCELLED',
+    });
     await scheduler.close();
   });
 
@@ -137,8 +130,8 @@ describe('BatchingScheduler', () => {
     const wrongShape = scheduler.run({ x: { data: new Float32Array(15), dims: [1, 15] } });
     const wrongType = scheduler.run({ x: { data: new Float64Array(16), dims: [1, 16] } });
     good.push(scheduler.run(mlpFeeds(2, 3)));
-    expect((await rejection(wrongShape)).code).toBe('INPUT_SHAPE_MISMATCH');
-    expect((await rejection(wrongType)).code).toBe('INPUT_DTYPE_MISMATCH');
+    await expect(wrongShape).rejects.toMatchObject({ code: 'INPUT_SHAPE_MISMATCH' });
+    await expect(wrongType).rejects.toMatchObject({ code: 'INPUT_DTYPE_MISMATCH' });
     const outputs = await Promise.all(good);
     expect(outputs.map((o) => o.logits?.dims)).toEqual([
       [1, 10],
@@ -180,11 +173,13 @@ describe('BatchingScheduler', () => {
     expect(scheduler.queued).toBe(4);
     if (!(scheduler instanceof BatchingScheduler)) throw new Error('mlp should be batched');
     expect(scheduler.queuedRows).toBe(4);
-    const error = await rejection(scheduler.run(mlpFeeds(1, 99)));
-    expect(error.code).toBe('OVERLOADED');
-    expect(error.retryable).toBe(true);
-    expect(error.details).toMatchObject({ queuedRows: 4, maxQueueRows: 4, retryAfterSeconds: RETRY_AFTER_SECONDS });
-    expect(errorResponse(error)).toMatchObject({
+    const refused = scheduler.run(mlpFeeds(1, 99));
+    await expect(refused).rejects.toMatchObject({
+      code: 'OVERLOADED',
+      retryable: true,
+      details: { queuedRows: 4, maxQueueRows: 4, retryAfterSeconds: RETRY_AFTER_SECONDS },
+    });
+    expect(errorResponse(await refused.catch((e: unknown) => e))).toMatchObject({
       status: 503,
       headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
     });
@@ -197,25 +192,24 @@ describe('BatchingScheduler', () => {
     const model = await models.loadMlp();
     const { scheduler } = batching(model, { maxBatchSize: 3, maxQueueDelayMs: NEVER_MS });
     await model.release(); // feeds still validate; the run itself fails
-    const errors = await Promise.all([1, 2, 3].map((seed) => rejection(scheduler.run(mlpFeeds(1, seed)))));
-    expect(errors.map((e) => e.code)).toEqual(['MODEL_RELEASED', 'MODEL_RELEASED', 'MODEL_RELEASED']);
-    expect(new Set(errors).size).toBe(1);
+    const runs = [1, 2, 3].map((seed) => scheduler.run(mlpFeeds(1, seed)));
+    for (const run of runs) await expect(run).rejects.toMatchObject({ code: 'MODEL_RELEASED' });
+    expect(new Set(await Promise.all(runs.map((run) => run.catch((e: unknown) => e)))).size).toBe(1);
   });
 
   it('closes by finishing running batches and rejecting queued requests with MODEL_RELEASED', async () => {
     const { scheduler } = batching(models.mlp, { maxBatchSize: 2, maxQueueDelayMs: NEVER_MS, concurrency: 1 });
     const running = [scheduler.run(mlpFeeds(1, 1)), scheduler.run(mlpFeeds(1, 2))];
     // One full batch due and one forming; their rejections are awaited from the start, so none goes unhandled.
-    const queued = [3, 4, 5].map((seed) => rejection(scheduler.run(mlpFeeds(1, seed))));
+    const queued = [3, 4, 5].map((seed) =>
+      expect(scheduler.run(mlpFeeds(1, seed))).rejects.toMatchObject({ code: 'MODEL_RELEASED', retryable: true }),
+    );
     let finished = 0;
     for (const p of running) void p.then(() => finished++);
     await scheduler.close();
     expect(finished).toBe(2); // close() resolved only after the running batch answered
-    for (const error of await Promise.all(queued)) {
-      expect(error.code).toBe('MODEL_RELEASED');
-      expect(error.retryable).toBe(true);
-    }
-    expect((await rejection(scheduler.run(mlpFeeds(1, 6)))).code).toBe('MODEL_RELEASED');
+    await Promise.all(queued);
+    await expect(scheduler.run(mlpFeeds(1, 6))).rejects.toMatchObject({ code: 'MODEL_RELEASED' });
     expect([scheduler.running, scheduler.queued]).toEqual([0, 0]);
     await scheduler.close(); // idempotent
   });

@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { lstat, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isOutpostError } from '../../../runtime/errors.js';
 import type { Model } from '../../../runtime/model/model.js';
 import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
 import { InferenceServer } from '../../../runtime/server/http/server.js';
@@ -34,13 +33,6 @@ const BODY = JSON.stringify({
 async function serve(socket: string): Promise<{ server: InferenceServer; url: string }> {
   const server = new InferenceServer({ repository, socket });
   return { server, url: (await server.listen()).url };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
 }
 
 /** A unix socket left behind by a process that died without closing it (SIGKILL). */
@@ -93,9 +85,10 @@ describe('unix socket', () => {
     const path = join(await tmpDir(), 'busy.sock');
     const first = await serve(path);
     try {
-      const error = await rejection(new InferenceServer({ repository, socket: path }).listen());
-      expect(isOutpostError(error) && error.code).toBe('INVALID_ARGUMENT');
-      expect(String(error)).toContain('in use');
+      await expect(new InferenceServer({ repository, socket: path }).listen()).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringContaining('in use') as unknown,
+      });
       expect((await call(first.url, '/v2/models/mlp/infer', { body: BODY })).status).toBe(200);
     } finally {
       await first.server.close();
@@ -105,8 +98,9 @@ describe('unix socket', () => {
   it('refuses to replace a file that is not a socket, and leaves it as it was', async () => {
     const path = join(await tmpDir(), 'not-a-socket');
     await writeFile(path, 'precious');
-    const error = await rejection(new InferenceServer({ repository, socket: path }).listen());
-    expect(isOutpostError(error) && error.code).toBe('INVALID_ARGUMENT');
+    await expect(new InferenceServer({ repository, socket: path }).listen()).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     expect(await readFile(path, 'utf8')).toBe('precious');
   });
 });
