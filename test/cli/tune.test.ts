@@ -2,10 +2,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveModel } from '../../compiler/onnx/index.js';
 import { buildMlp } from '../../models/samples.js';
-import { writeArtifact, type ManifestDraft } from '../../runtime/artifact/index.js';
+import { writeArtifact } from '../../runtime/artifact/index.js';
 import { readTuneChoices } from '../../runtime/tuning/choice.js';
 import type { TuneReport } from '../../runtime/tuning/tune.js';
 import { runCli } from '../helpers/cli.js';
+import { manifestDraft } from '../helpers/manifest-draft.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
 
 /** Two WASM sweeps in child processes (tsx start-up each) besides the parent's own start-up. */
@@ -29,24 +30,12 @@ beforeAll(async () => {
   ({ dir, dispose } = await suiteTmpDir());
   const model = join(dir, 'mlp.onnx');
   await saveModel(buildMlp().proto, model);
-  const manifest: ManifestDraft = {
+  const manifest = manifestDraft({
     name: 'mlp',
     version: '1.0.0',
-    target: { profile: 'any', arch: 'any' },
     inputs: [{ name: 'x', dtype: 'float32', shape: ['batch', 16] }],
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
-    variants: [
-      {
-        id: 'fp32',
-        file: 'variants/mlp.onnx',
-        precision: 'fp32',
-        format: 'onnx',
-        backends: ['native', 'wasm'],
-        rank: 1,
-      },
-    ],
-    producer: { outpost: 'test' },
-  };
+  });
   artifact = join(dir, 'artifact');
   await writeArtifact(artifact, { manifest, files: [{ path: 'variants/mlp.onnx', from: model }] });
 });

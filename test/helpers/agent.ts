@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { vi } from 'vitest';
 import { ROOT } from './models.js';
 
 export const AGENT_START_TIMEOUT_MS = 20_000; // ms: tsx transpiles the CLI on first start
@@ -77,19 +78,20 @@ async function readJson(path: string): Promise<Record<string, unknown> | undefin
   }
 }
 
-/** Polls `probe` until it returns a value (not undefined) or the time is up. */
+/** Polls `probe` (`vi.waitFor`) until it returns a value (not undefined) or the time is up. */
 export async function waitFor<T>(
   probe: () => T | undefined | Promise<T | undefined>,
   timeoutMs: number,
   why: () => string = () => 'condition',
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${why()}`);
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
+  return vi.waitFor(
+    async () => {
+      const value = await probe();
+      if (value === undefined) throw new Error(`timed out after ${timeoutMs} ms waiting for ${why()}`);
+      return value;
+    },
+    { timeout: timeoutMs, interval: POLL_MS },
+  );
 }
 
 /** A deployment's persisted state, as the agent wrote it. */

@@ -1,16 +1,12 @@
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { saveModel } from '../../compiler/onnx/index.js';
-import {
-  generateSigningKeys,
-  writeArtifact,
-  type ArtifactFileSource,
-  type ManifestDraft,
-} from '../../runtime/artifact/index.js';
+import { generateSigningKeys, writeArtifact, type ArtifactFileSource } from '../../runtime/artifact/index.js';
 import type { BackendName } from '../../runtime/artifact/manifest.js';
 import { encodeNpy } from '../../runtime/tensor/npy.js';
 import { seededRandom } from '../../runtime/tensor/tensor.js';
 import { buildCnn } from '../../models/samples.js';
+import { fp32Variant, manifestDraft } from './manifest-draft.js';
 
 export interface SampleArtifact {
   readonly dir: string;
@@ -50,15 +46,15 @@ export async function sampleCnnArtifact(
     ['native', 'wasm'],
     ['native', 'wasm'],
   ];
-  const manifest: ManifestDraft = {
+  const manifest = manifestDraft({
     name: 'sample-cnn',
     version: options.version ?? '1.0.0',
-    target: options.target ?? { profile: 'any', arch: 'any' },
+    ...(options.target === undefined ? {} : { target: options.target }),
     inputs: [{ name: 'image', dtype: 'float32', shape: ['batch', 3, 64, 64] }],
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
     variants: [
-      { id: 'fp32', file: 'variants/cnn.fp32.onnx', precision: 'fp32', format: 'onnx', backends: first, rank: 1 },
-      { id: 'fp32-copy', file: 'variants/cnn.copy.onnx', precision: 'fp32', format: 'onnx', backends: second, rank: 2 },
+      fp32Variant('variants/cnn.fp32.onnx', { backends: first }),
+      fp32Variant('variants/cnn.copy.onnx', { id: 'fp32-copy', backends: second, rank: 2 }),
     ],
     pipeline: { postprocess: [{ op: 'softmax' }, { op: 'topk', k: 3 }], labels: 'labels.txt' },
     testVectors: {
@@ -71,8 +67,7 @@ export async function sampleCnnArtifact(
         },
       ],
     },
-    producer: { outpost: 'test' },
-  };
+  });
   const files: ArtifactFileSource[] = [
     { path: 'variants/cnn.fp32.onnx', from: modelPath },
     { path: 'variants/cnn.copy.onnx', from: modelPath },

@@ -1,16 +1,17 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connectAsync, type MqttClient } from 'mqtt';
+import { vi } from 'vitest';
 import type { IncomingMessage, Transport } from '../../device-agent/transport/types.js';
 
 export const POLL_MS = 10; // milliseconds between checks while waiting for a condition
 
-/** Waits until `check()` holds, or fails naming what did not happen. */
+/** Waits until `check()` holds (`vi.waitFor`), or fails naming what did not happen. */
 export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(POLL_MS);
-  }
+  await vi.waitFor(
+    () => {
+      if (!check()) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    },
+    { timeout: timeoutMs, interval: POLL_MS },
+  );
 }
 
 /** Everything a transport (or a plain MQTT.js client) receives, in order. */

@@ -2,6 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Header, Pax, type HeaderData } from 'tar';
+import { fp32Variant, manifestDraft } from '../../helpers/manifest-draft.js';
 import { tmpDir } from '../../helpers/tmp.js';
 import {
   generateSigningKeys,
@@ -17,23 +18,14 @@ export const VARIANT_BYTES = new Uint8Array(Buffer.from('not really an onnx mode
 export const VARIANT_FILE = 'variants/model.fp32.onnx';
 
 export function sampleDraft(): ManifestDraft {
-  return {
+  return manifestDraft({
     name: 'tiny-classifier',
     version: '1.0.0',
     createdAt: '2024-01-01T00:00:00.000Z',
     target: { profile: 'x86_64', arch: 'x86_64' },
     inputs: [{ name: 'input', dtype: 'float32', shape: ['batch', 4] }],
     outputs: [{ name: 'output', dtype: 'float32', shape: ['batch', 2] }],
-    variants: [
-      {
-        id: 'fp32',
-        file: VARIANT_FILE,
-        precision: 'fp32',
-        format: 'onnx',
-        backends: ['native', 'wasm'],
-        rank: 1,
-      },
-    ],
+    variants: [fp32Variant(VARIANT_FILE)],
     pipeline: { postprocess: [{ op: 'softmax' }], labels: 'labels.txt' },
     testVectors: {
       tolerance: { atol: 1e-5, rtol: 1e-4 },
@@ -46,7 +38,7 @@ export function sampleDraft(): ManifestDraft {
       ],
     },
     producer: { outpost: '0.1.0' },
-  };
+  });
 }
 
 export function sampleFiles(): ArtifactFileSource[] {

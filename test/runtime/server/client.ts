@@ -1,5 +1,6 @@
 import { request, type Agent, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { vi } from 'vitest';
 import { InferenceServer, type ServerOptions } from '../../../runtime/server/http/server.js';
 
 /** Per-request ceiling in tests: a hang fails the test instead of stalling the run. */
@@ -168,13 +169,17 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 /** Between checks while a test waits for the server to reach a state. */
 export const POLL_MS = 5; // ms
 
-/** Waits until `check()` holds; a state never reached fails the test naming it (after REQUEST_TIMEOUT_MS). */
+/**
+ * Waits until `check()` holds (`vi.waitFor`); a state never reached fails the test naming it (after
+ * REQUEST_TIMEOUT_MS).
+ */
 export async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(POLL_MS);
-  }
+  await vi.waitFor(
+    () => {
+      if (!check()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout: REQUEST_TIMEOUT_MS, interval: POLL_MS },
+  );
 }
 
 /** Writes a raw HTTP request head (CRLF line ends); `body` follows it in the same write. */

@@ -6,6 +6,7 @@ import { loadModel } from '../../../runtime/model/load.js';
 import type { Model } from '../../../runtime/model/model.js';
 import { seededRandom } from '../../../runtime/tensor/tensor.js';
 import { buildCnn, buildMlp, OPSET } from '../../../models/samples.js';
+import { fp32Variant, manifestDraft } from '../../helpers/manifest-draft.js';
 
 /** Ten labels, one per class of the sample classifiers. */
 export const LABELS = Object.freeze(Array.from({ length: 10 }, (_, i) => `class-${i}`));
@@ -54,29 +55,18 @@ const labelsFile = () => ({ path: 'labels.txt', from: Buffer.from(`${LABELS.join
 async function imageArtifact(dir: string, version: string): Promise<string> {
   const model = join(dir, `cnn-${version}.onnx`);
   await saveModel(buildCnn().proto, model);
-  const manifest: ManifestDraft = {
+  const manifest = manifestDraft({
     name: 'classifier',
     version,
-    target: { profile: 'any', arch: 'any' },
     inputs: [{ name: 'image', dtype: 'float32', shape: ['batch', 3, 64, 64] }],
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
-    variants: [
-      {
-        id: 'fp32',
-        file: 'variants/cnn.onnx',
-        precision: 'fp32',
-        format: 'onnx',
-        backends: ['native', 'wasm'],
-        rank: 1,
-      },
-    ],
+    variants: [fp32Variant('variants/cnn.onnx')],
     pipeline: {
       preprocess: IMAGE_PREPROCESS,
       postprocess: [{ op: 'softmax' }, { op: 'topk', k: TOP_K }],
       labels: 'labels.txt',
     },
-    producer: { outpost: 'test' },
-  };
+  });
   const out = join(dir, `classifier-${version}`);
   await writeArtifact(out, { manifest, files: [{ path: 'variants/cnn.onnx', from: model }, labelsFile()] });
   return out;
@@ -86,28 +76,15 @@ async function imageArtifact(dir: string, version: string): Promise<string> {
 async function mlpArtifact(dir: string): Promise<string> {
   const model = join(dir, 'mlp.onnx');
   await saveModel(buildMlp().proto, model);
-  const manifest: ManifestDraft = {
+  const manifest = manifestDraft({
     name: 'mlp',
-    version: '1',
-    target: { profile: 'any', arch: 'any' },
     inputs: [{ name: 'x', dtype: 'float32', shape: ['batch', 16] }],
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
-    variants: [
-      {
-        id: 'fp32',
-        file: 'variants/mlp.onnx',
-        precision: 'fp32',
-        format: 'onnx',
-        backends: ['native', 'wasm'],
-        rank: 1,
-      },
-    ],
     pipeline: {
       postprocess: [{ op: 'softmax' }, { op: 'argmax' }, { op: 'topk', k: TOP_K }],
       labels: 'labels.txt',
     },
-    producer: { outpost: 'test' },
-  };
+  });
   const out = join(dir, 'mlp-artifact');
   await writeArtifact(out, { manifest, files: [{ path: 'variants/mlp.onnx', from: model }, labelsFile()] });
   return out;
@@ -138,25 +115,12 @@ async function mosaicArtifact(dir: string): Promise<string> {
   }
   const model = join(dir, 'mosaic.onnx');
   await saveModel(g.build({ opsets: { '': OPSET } }), model);
-  const manifest: ManifestDraft = {
+  const manifest = manifestDraft({
     name: 'mosaic',
-    version: '1',
-    target: { profile: 'any', arch: 'any' },
     inputs: [{ name: 'image', dtype: 'float32', shape: [1, 3, 64, 64] }],
     outputs,
-    variants: [
-      {
-        id: 'fp32',
-        file: 'variants/mosaic.onnx',
-        precision: 'fp32',
-        format: 'onnx',
-        backends: ['native', 'wasm'],
-        rank: 1,
-      },
-    ],
     pipeline: { preprocess: IMAGE_PREPROCESS },
-    producer: { outpost: 'test' },
-  };
+  });
   const out = join(dir, 'mosaic-artifact');
   await writeArtifact(out, { manifest, files: [{ path: 'variants/mosaic.onnx', from: model }] });
   return out;

@@ -3,8 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, saveModel } from '../../../compiler/onnx/index.js';
 import { buildMlp, OPSET } from '../../../models/samples.js';
-import { writeArtifact, type ManifestDraft } from '../../../runtime/artifact/index.js';
-import type { BackendName } from '../../../runtime/backends/types.js';
+import { writeArtifact } from '../../../runtime/artifact/index.js';
 import { readTuneChoices, writeTuneChoice } from '../../../runtime/tuning/choice.js';
 import {
   pickBest,
@@ -16,6 +15,7 @@ import {
   type TuneRow,
 } from '../../../runtime/tuning/tune.js';
 import { isOutpostError } from '../../../runtime/errors.js';
+import { fp32Variant, manifestDraft } from '../../helpers/manifest-draft.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
 
 /** Few calls: these tests check the sweep's shape and rules, not the numbers. */
@@ -32,17 +32,16 @@ beforeAll(async () => {
   ({ dir, dispose } = await suiteTmpDir());
   const model = join(dir, 'mlp.onnx');
   await saveModel(buildMlp().proto, model);
-  const variant = (id: string, backends: BackendName[], rank: number) =>
-    ({ id, file: `variants/${id}.onnx`, precision: 'fp32', format: 'onnx', backends, rank }) as const;
-  const manifest: ManifestDraft = {
+  const manifest = manifestDraft({
     name: 'mlp',
     version: '1.2.3',
-    target: { profile: 'any', arch: 'any' },
     inputs: [{ name: 'x', dtype: 'float32', shape: ['batch', 16] }],
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', 10] }],
-    variants: [variant('fp32', ['native', 'wasm'], 1), variant('native-only', ['native'], 2)],
-    producer: { outpost: 'test' },
-  };
+    variants: [
+      fp32Variant('variants/fp32.onnx'),
+      fp32Variant('variants/native-only.onnx', { id: 'native-only', backends: ['native'], rank: 2 }),
+    ],
+  });
   mlp = join(dir, 'mlp-artifact');
   await writeArtifact(mlp, {
     manifest,
