@@ -15,7 +15,7 @@ import { deploy } from '../fleet/deploy.js';
 import { startBroker } from '../test/helpers/broker.js';
 import { deploymentState, startAgent, waitFor } from '../test/helpers/agent.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
-import { agentArgs, bigArtifact, fleetTls, signingKeys } from '../test/device-agent/fixtures.js';
+import { agentArgs, bigArtifact, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
 import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
 import { compile } from '../compiler/compile.js';
 

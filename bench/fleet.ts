@@ -16,7 +16,7 @@ import { connectAsync } from 'mqtt';
 import { createDeployment } from '../fleet/deployments/create.js';
 import { StoreExecutions } from '../fleet/service/jobs-store.js';
 import { type FleetStore, openStore } from '../fleet/store/index.js';
-import { artifactRecord } from '../test/fleet/store/fixtures.js';
+import { artifactRecord } from '../test/helpers/fleet-records.js';
 import { sampleCnnArtifact } from '../test/helpers/artifacts.js';
 import { startBroker } from '../test/helpers/broker.js';
 import { LightDevice } from '../test/helpers/fleet-device.js';

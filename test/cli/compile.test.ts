@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { sampleCnn } from '../compiler/compile/fixtures.js';
+import { sampleCnn } from '../helpers/compile-models.js';
 
 describe('outpost compile', () => {
   it('--json prints the compile report in the shape of the CLI contract', async () => {

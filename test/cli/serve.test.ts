@@ -7,8 +7,8 @@ import type { TuneChoiceFile } from '../../runtime/tuning/choice.js';
 import { runCli } from '../helpers/cli.js';
 import { ROOT } from '../helpers/models.js';
 import { suiteTmpDir, tmpDir } from '../helpers/tmp.js';
-import { call, json, type Reply } from '../runtime/server/client.js';
-import { buildFixture } from '../runtime/server/fixtures.js';
+import { call, json, type Reply } from '../helpers/http-client.js';
+import { buildFixture } from '../helpers/serving-artifacts.js';
 
 /** `outpost serve` as a real child process (from source, through tsx), spoken to over HTTP and a unix socket. */
 const CLI_START_TIMEOUT_MS = 30_000; // ms for tsx to load the CLI and the models to load

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { generateSigningKeys, verifyArtifact } from '../../runtime/artifact/index.js';
 import { runCli } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { makeArtifact } from '../runtime/artifact/fixture.js';
+import { makeArtifact } from '../helpers/fake-artifacts.js';
 
 describe('outpost sign', () => {
   it('signs an artifact directory with --sign-key, changing only manifest.sig, and says what it replaced', async () => {

@@ -5,7 +5,7 @@ import { deploy } from '../../fleet/deploy.js';
 import { startAgent, type AgentProcess } from '../helpers/agent.js';
 import { ACL_FILE, mosquittoPath, startBroker, type TestBroker } from '../helpers/broker.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
+import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from '../helpers/signed-artifacts.js';
 
 /**
  * A broker ACL that refuses a device its stream topics (docs/mosquitto-acl.md), through a real agent and Mosquitto:

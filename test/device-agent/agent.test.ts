@@ -6,7 +6,14 @@ import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
 import { startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys, inferCnnVersion } from './fixtures.js';
+import {
+  agentArgs,
+  cnnArtifact,
+  fleetTls,
+  signingKeys,
+  type Keys,
+  inferCnnVersion,
+} from '../helpers/signed-artifacts.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 

@@ -7,7 +7,14 @@ import { deploy } from '../../fleet/deploy.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { startAgent, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys, inferCnnVersion } from './fixtures.js';
+import {
+  agentArgs,
+  cnnArtifact,
+  fleetTls,
+  signingKeys,
+  type Keys,
+  inferCnnVersion,
+} from '../helpers/signed-artifacts.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 const DISK_BYTES = 16 * 1024 * 1024; // a small real filesystem: the agent's whole data directory lives on it

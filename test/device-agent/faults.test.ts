@@ -5,7 +5,7 @@ import { deploy, type Deployment } from '../../fleet/deploy.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, bigArtifact, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
+import { agentArgs, bigArtifact, cnnArtifact, fleetTls, signingKeys, type Keys } from '../helpers/signed-artifacts.js';
 
 const SETTLE_MS = 60_000; // ms for a deployment to reach a terminal status
 const BLOCK = 64 * 1024; // bytes: the fleet's default block size

@@ -17,7 +17,7 @@ import {
   signingKeys,
   type Keys,
   inferCnnVersion,
-} from './fixtures.js';
+} from '../helpers/signed-artifacts.js';
 
 const DEPLOY_TIMEOUT_MS = 60_000; // ms for one deployment to reach a terminal status
 

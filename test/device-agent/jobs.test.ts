@@ -16,8 +16,8 @@ import { StreamsServer } from '../../fleet/streams-server.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { rawTarGz } from '../runtime/artifact/fixture.js';
-import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from './fixtures.js';
+import { rawTarGz } from '../helpers/fake-artifacts.js';
+import { agentArgs, cnnArtifact, fleetTls, signingKeys, type Keys } from '../helpers/signed-artifacts.js';
 
 const TERMINAL_MS = 30_000; // ms for an execution to reach a terminal status
 const THING = 'jobs-dev';

@@ -6,7 +6,14 @@ import { manifestDigest } from '../../runtime/artifact/index.js';
 import { startAgent, type AgentProcess } from '../helpers/agent.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, inferCnnVersion, signingKeys, type Keys } from './fixtures.js';
+import {
+  agentArgs,
+  cnnArtifact,
+  fleetTls,
+  inferCnnVersion,
+  signingKeys,
+  type Keys,
+} from '../helpers/signed-artifacts.js';
 
 /**
  * An installed name@version is immutable and every artifact that arrives is verified first (device-agent/README.md,

@@ -12,7 +12,7 @@ import { readTestVectors } from '../../../runtime/model/test-vectors.js';
 import { encodeNpy } from '../../../runtime/tensor/npy.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { sampleCnn, sensitiveMlp } from './fixtures.js';
+import { sampleCnn, sensitiveMlp } from '../../helpers/compile-models.js';
 
 /** Every shipped variant loads on each backend it lists and passes the artifact's own test vectors. */
 async function selfTest(dir: string): Promise<void> {

@@ -10,7 +10,7 @@ import { loadModel as loadArtifact } from '../../../runtime/model/load.js';
 import { readTestVectors } from '../../../runtime/model/test-vectors.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, passContext } from '../passes/helpers.js';
+import { OCR_MODELS, passContext } from '../../helpers/pass-runs.js';
 
 /** Every variant passes the artifact's own test vectors on each backend it lists (float16 outputs as numbers). */
 async function selfTest(dir: string): Promise<void> {

@@ -13,7 +13,7 @@ import { inferValueTypes } from '../../../compiler/passes/shapes.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { buildCnn, buildMlp } from '../../../models/samples.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, floatFeed, floats, passContext, run } from './helpers.js';
+import { OCR_MODELS, floatFeed, floats, passContext, run } from '../../helpers/pass-runs.js';
 
 let workDir: string;
 let dispose: () => Promise<void>;

@@ -18,7 +18,7 @@ import { dtypeFromOnnx } from '../../../runtime/tensor/dtype.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { buildCnn, buildMlp } from '../../../models/samples.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, cosine, floatFeed, floats, passContext, randomFloats, run } from './helpers.js';
+import { OCR_MODELS, cosine, floatFeed, floats, passContext, randomFloats, run } from '../../helpers/pass-runs.js';
 
 /** The accuracy bar for fp16 against fp32 (cosine over each output), on CPU and in the fp16-storage simulation. */
 const MIN_COSINE = 0.999;

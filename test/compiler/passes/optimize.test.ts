@@ -17,7 +17,7 @@ import { isOutpostError } from '../../../runtime/errors.js';
 import { allClose } from '../../../runtime/tensor/tensor.js';
 import { buildCnn } from '../../../models/samples.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, floatFeed, floats, passContext, run } from './helpers.js';
+import { OCR_MODELS, floatFeed, floats, passContext, run } from '../../helpers/pass-runs.js';
 
 // The optimised graph computes what the original does; fusions reorder float arithmetic, hence a tolerance.
 const ATOL = 1e-5;

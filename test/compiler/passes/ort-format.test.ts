@@ -9,7 +9,7 @@ import { quantizeStatic } from '../../../compiler/passes/quantize-static.js';
 import { isOutpostError } from '../../../runtime/errors.js';
 import { buildCnn } from '../../../models/samples.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, passContext, randomFloats } from './helpers.js';
+import { OCR_MODELS, passContext, randomFloats } from '../../helpers/pass-runs.js';
 
 /** The .ort must reproduce the .onnx's outputs within this (fusions reorder float arithmetic). */
 const TOLERANCE = { atol: 1e-4, rtol: 1e-3 };

@@ -21,7 +21,7 @@ import { usesFloat16 } from '../../../compiler/passes/ort-offline.js';
 import { widenFloat16, widenFloat16Detailed } from '../../../compiler/passes/widen-fp16.js';
 import { buildSegmentationFp16 } from '../../../models/segmentation.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { OCR_MODELS, cosine, floatFeed, floats, passContext, randomFloats, run } from './helpers.js';
+import { OCR_MODELS, cosine, floatFeed, floats, passContext, randomFloats, run } from '../../helpers/pass-runs.js';
 
 let workDir: string;
 let dispose: () => Promise<void>;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { canChoose, chooseArtifact } from '../../../fleet/deployments/fit.js';
 import type { ThingTarget } from '../../../fleet/store/index.js';
-import { artifactRecord } from '../store/fixtures.js';
+import { artifactRecord } from '../../helpers/fleet-records.js';
 
 const offered = [
   artifactRecord(1, 'x86_64:avx2'),

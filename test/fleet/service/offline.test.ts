@@ -7,8 +7,8 @@ import { startBroker, type TestBroker } from '../../helpers/broker.js';
 import { runCli } from '../../helpers/cli.js';
 import { startFleet, type FleetProcess } from '../../helpers/fleet.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { agentArgs, cnnArtifact, inferCnnVersion, signingKeys, type Keys } from '../../device-agent/fixtures.js';
-import { storeKinds } from '../store/stores.js';
+import { agentArgs, cnnArtifact, inferCnnVersion, signingKeys, type Keys } from '../../helpers/signed-artifacts.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 const SETTLE_MS = 60_000; // ms for a real agent to download, self-test and switch
 const TOKEN = 'fleet-test-token';

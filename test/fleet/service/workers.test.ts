@@ -7,7 +7,7 @@ import { runCli } from '../../helpers/cli.js';
 import { LightDevice } from '../../helpers/fleet-device.js';
 import { startFleet, type FleetProcess } from '../../helpers/fleet.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { storeKinds } from '../store/stores.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 const DEVICES = 10;
 const PAD_BYTES = 4 * 1024 * 1024; // bytes: each download takes long enough to kill a worker in the middle of it

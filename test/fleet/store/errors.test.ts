@@ -2,8 +2,8 @@ import Sqlite from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../../fleet/store/index.js';
 import { freePort } from '../../helpers/net.js';
-import { artifactRecord, newDeployment } from './fixtures.js';
-import { storeKinds } from './stores.js';
+import { artifactRecord, newDeployment } from '../../helpers/fleet-records.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 const FAST_RETRY = Object.freeze({ attempts: 3, baseMs: 20, maxMs: 50 });
 

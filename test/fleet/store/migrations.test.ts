@@ -3,7 +3,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { MIGRATIONS, SCHEMA_VERSION, openStore } from '../../../fleet/store/index.js';
 import { isOutpostError } from '../../../runtime/errors.js';
-import { storeKinds } from './stores.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 /** Raw SQL against a database, outside the store: what an older release (or a newer one) would have written. */
 async function sqlOn(url: string, statements: readonly string[]): Promise<void> {

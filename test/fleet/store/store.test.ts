@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetStore } from '../../../fleet/store/index.js';
 import { isOutpostError } from '../../../runtime/errors.js';
-import { artifactRecord, newDeployment } from './fixtures.js';
-import { storeKinds } from './stores.js';
+import { artifactRecord, newDeployment } from '../../helpers/fleet-records.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 const T0 = 1_700_000_000_000; // ms
 

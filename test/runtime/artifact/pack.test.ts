@@ -23,7 +23,7 @@ import {
   packedArtifact,
   rawTarGz,
   sampleFiles,
-} from './fixture.js';
+} from '../../helpers/fake-artifacts.js';
 
 const body = Buffer.from('payload');
 

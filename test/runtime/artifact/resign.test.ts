@@ -9,7 +9,7 @@ import {
   verifyArtifact,
 } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { VARIANT_FILE, makeArtifact, packedArtifact } from './fixture.js';
+import { VARIANT_FILE, makeArtifact, packedArtifact } from '../../helpers/fake-artifacts.js';
 
 describe('signArtifact (outpost sign)', () => {
   it('signs an unsigned directory: only manifest.sig appears, and it verifies under the new key', async () => {

@@ -4,7 +4,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { unpackArtifact } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { listTree, packedArtifact, rawTarGz, type RawEntry } from './fixture.js';
+import { listTree, packedArtifact, rawTarGz, type RawEntry } from '../../helpers/fake-artifacts.js';
 
 /**
  * Hostile archives, crafted block by block. Each must be refused with its code, and leave nothing anywhere: not at

@@ -17,7 +17,7 @@ import {
   type VerifiedArtifact,
 } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { VARIANT_FILE, makeArtifact, sampleDraft } from './fixture.js';
+import { VARIANT_FILE, makeArtifact, sampleDraft } from '../../helpers/fake-artifacts.js';
 
 async function editManifest(dir: string, edit: (manifest: Record<string, unknown>) => void): Promise<void> {
   const path = join(dir, MANIFEST_FILE);

@@ -12,7 +12,14 @@ import {
   writeArtifact,
 } from '../../../runtime/artifact/index.js';
 import { tmpDir } from '../../helpers/tmp.js';
-import { VARIANT_BYTES, VARIANT_FILE, listTree, makeArtifact, sampleDraft, sampleFiles } from './fixture.js';
+import {
+  VARIANT_BYTES,
+  VARIANT_FILE,
+  listTree,
+  makeArtifact,
+  sampleDraft,
+  sampleFiles,
+} from '../../helpers/fake-artifacts.js';
 
 describe('writeArtifact', () => {
   it('writes every file, measures hashes and sizes, and produces a manifest a device accepts', async () => {

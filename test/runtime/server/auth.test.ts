@@ -8,8 +8,8 @@ import { ServerMetrics } from '../../../runtime/server/metrics/prometheus.js';
 import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
 import type { InferenceServer } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { call, json, startServer } from './client.js';
-import { loadFixtures } from './fixtures.js';
+import { call, json, startServer } from '../../helpers/http-client.js';
+import { loadFixtures } from '../../helpers/serving-artifacts.js';
 
 /** The optional bearer token: everything but the health checks needs it; a wrong or missing one is 401. */
 const TOKEN = 'edge-T0ken_with.all~the+chars/=';

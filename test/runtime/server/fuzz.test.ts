@@ -18,8 +18,8 @@ import {
   startServer,
   type Reply,
   until,
-} from './client.js';
-import { loadFixtures, testImage } from './fixtures.js';
+} from '../../helpers/http-client.js';
+import { loadFixtures, testImage } from '../../helpers/serving-artifacts.js';
 import { Mutator, type FuzzCase, type Seed } from './mutate.js';
 
 /**

@@ -4,8 +4,8 @@ import { imageToTensor } from '../../../runtime/pipeline/image.js';
 import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
 import type { InferenceServer } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { call, decodeInfer, inferReply, json, startServer, type CallOptions } from './client.js';
-import { MOSAIC_OUTPUTS, loadFixtures, testImage } from './fixtures.js';
+import { call, decodeInfer, inferReply, json, startServer, type CallOptions } from '../../helpers/http-client.js';
+import { MOSAIC_OUTPUTS, loadFixtures, testImage } from '../../helpers/serving-artifacts.js';
 
 /**
  * Image bodies choose their outputs and their encoding in the query string, and every answer is held to the

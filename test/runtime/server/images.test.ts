@@ -15,8 +15,8 @@ import {
   startServer,
   type CallOptions,
   type OutputJson,
-} from './client.js';
-import { LABELS, loadFixtures, testImage, TOP_K } from './fixtures.js';
+} from '../../helpers/http-client.js';
+import { LABELS, loadFixtures, testImage, TOP_K } from '../../helpers/serving-artifacts.js';
 
 /** Image pipelines: encoded images in (BYTES binary or base64, or an image/* body), post-processing outputs back. */
 let models: Awaited<ReturnType<typeof load>>;

@@ -7,8 +7,8 @@ import { directScheduler } from '../../../runtime/server/scheduling/direct.js';
 import type { InferenceServer } from '../../../runtime/server/http/server.js';
 import type { ModelService } from '../../../runtime/server/serving/service.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { call, json, startServer, until, type Reply } from './client.js';
-import { buildFixture } from './fixtures.js';
+import { call, json, startServer, until, type Reply } from '../../helpers/http-client.js';
+import { buildFixture } from '../../helpers/serving-artifacts.js';
 import { Gate, loadGated } from './gate.js';
 
 /**

@@ -16,8 +16,8 @@ import {
   json,
   startServer,
   type CallOptions,
-} from './client.js';
-import { loadFixtures } from './fixtures.js';
+} from '../../helpers/http-client.js';
+import { loadFixtures } from '../../helpers/serving-artifacts.js';
 
 /** The Open Inference Protocol over JSON and over the binary tensor data extension, against in-process inference. */
 let wake: Model;

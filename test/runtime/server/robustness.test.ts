@@ -17,8 +17,8 @@ import {
   startServer,
   until,
   type CallOptions,
-} from './client.js';
-import { loadFixtures } from './fixtures.js';
+} from '../../helpers/http-client.js';
+import { loadFixtures } from '../../helpers/serving-artifacts.js';
 
 /**
  * Bad input and rude clients: each case gets the right answer (status, code, a message naming the problem) and the

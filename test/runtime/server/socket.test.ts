@@ -6,8 +6,8 @@ import type { Model } from '../../../runtime/model/model.js';
 import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
 import { InferenceServer } from '../../../runtime/server/http/server.js';
 import { tmpDir, suiteTmpDir } from '../../helpers/tmp.js';
-import { call, json } from './client.js';
-import { loadFixtures } from './fixtures.js';
+import { call, json } from '../../helpers/http-client.js';
+import { loadFixtures } from '../../helpers/serving-artifacts.js';
 
 /** Serving on a unix socket: the same protocol, a path instead of a port, and care with what is at that path. */
 let model: Model;

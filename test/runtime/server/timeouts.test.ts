@@ -4,8 +4,18 @@ import type { Model } from '../../../runtime/model/model.js';
 import { StaticRepository } from '../../../runtime/server/serving/model-repository.js';
 import type { InferenceServer, ServerTimeouts } from '../../../runtime/server/http/server.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { call, head, rawJson, rawSocket, rawStatus, readUntilClose, sleep, startServer, until } from './client.js';
-import { buildFixture } from './fixtures.js';
+import {
+  call,
+  head,
+  rawJson,
+  rawSocket,
+  rawStatus,
+  readUntilClose,
+  sleep,
+  startServer,
+  until,
+} from '../../helpers/http-client.js';
+import { buildFixture } from '../../helpers/serving-artifacts.js';
 import { Gate, loadGated } from './gate.js';
 
 /**

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
-import { GraphBuilder, saveModel } from '../../../compiler/onnx/index.js';
-import { buildCnn } from '../../../models/samples.js';
-import { seededRandom } from '../../../runtime/tensor/tensor.js';
+import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
+import { buildCnn } from '../../models/samples.js';
+import { seededRandom } from '../../runtime/tensor/tensor.js';
 
 export async function sampleCnn(dir: string): Promise<string> {
   const path = join(dir, 'cnn.onnx');

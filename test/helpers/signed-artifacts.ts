@@ -5,7 +5,7 @@ import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
 import { buildCnn, OPSET } from '../../models/samples.js';
 import { generateSigningKeys } from '../../runtime/artifact/index.js';
 import { expect } from 'vitest';
-import { FLEET_IDENTITY, type TestBroker } from '../helpers/broker.js';
+import { FLEET_IDENTITY, type TestBroker } from './broker.js';
 
 export interface Keys {
   readonly privateKeyPem: string;

@@ -2,8 +2,8 @@ import { gzipSync } from 'node:zlib';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Header, Pax, type HeaderData } from 'tar';
-import { fp32Variant, manifestDraft } from '../../helpers/manifest-draft.js';
-import { tmpDir } from '../../helpers/tmp.js';
+import { fp32Variant, manifestDraft } from './manifest-draft.js';
+import { tmpDir } from './tmp.js';
 import {
   generateSigningKeys,
   packArtifact,
@@ -11,7 +11,7 @@ import {
   type ArtifactFileSource,
   type ManifestDraft,
   type WriteArtifactOptions,
-} from '../../../runtime/artifact/index.js';
+} from '../../runtime/artifact/index.js';
 
 /** A fake model: the artifact layer never looks inside a variant, so any bytes do. */
 export const VARIANT_BYTES = new Uint8Array(Buffer.from('not really an onnx model, but bytes are bytes\n'));

@@ -1,4 +1,4 @@
-import type { ArtifactRecord, NewDeployment } from '../../../fleet/store/index.js';
+import type { ArtifactRecord, NewDeployment } from '../../fleet/store/index.js';
 
 /** Records for store tests: an artifact and a deployment of it, as fleet/artifacts and fleet/deployments make them. */
 export function artifactRecord(n: number, profile = 'x86_64:avx2'): ArtifactRecord {

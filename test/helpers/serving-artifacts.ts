@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { GraphBuilder, saveModel } from '../../../compiler/onnx/index.js';
-import { writeArtifact, type ManifestDraft } from '../../../runtime/artifact/index.js';
-import { loadModel } from '../../../runtime/model/load.js';
-import type { Model } from '../../../runtime/model/model.js';
-import { seededRandom } from '../../../runtime/tensor/tensor.js';
-import { buildCnn, buildMlp, OPSET } from '../../../models/samples.js';
-import { fp32Variant, manifestDraft } from '../../helpers/manifest-draft.js';
+import { GraphBuilder, saveModel } from '../../compiler/onnx/index.js';
+import { writeArtifact, type ManifestDraft } from '../../runtime/artifact/index.js';
+import { loadModel } from '../../runtime/model/load.js';
+import type { Model } from '../../runtime/model/model.js';
+import { seededRandom } from '../../runtime/tensor/tensor.js';
+import { buildCnn, buildMlp, OPSET } from '../../models/samples.js';
+import { fp32Variant, manifestDraft } from './manifest-draft.js';
 
 /** Ten labels, one per class of the sample classifiers. */
 export const LABELS = Object.freeze(Array.from({ length: 10 }, (_, i) => `class-${i}`));

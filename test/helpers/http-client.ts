@@ -1,7 +1,7 @@
 import { request, type Agent, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { vi } from 'vitest';
-import { InferenceServer, type ServerOptions } from '../../../runtime/server/http/server.js';
+import { InferenceServer, type ServerOptions } from '../../runtime/server/http/server.js';
 
 /** Per-request ceiling in tests: a hang fails the test instead of stalling the run. */
 export const REQUEST_TIMEOUT_MS = 10_000;

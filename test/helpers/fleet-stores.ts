@@ -1,13 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { type KyselyStore, type OpenStoreOptions, openStore } from '../../../fleet/store/index.js';
-import {
-  noticePostgresSkipped,
-  postgresUnavailable,
-  startPostgres,
-  type TestPostgres,
-} from '../../helpers/postgres.js';
-import { suiteTmpDir } from '../../helpers/tmp.js';
+import { type KyselyStore, type OpenStoreOptions, openStore } from '../../fleet/store/index.js';
+import { noticePostgresSkipped, postgresUnavailable, startPostgres, type TestPostgres } from './postgres.js';
+import { suiteTmpDir } from './tmp.js';
 
 /**
  * Both store implementations for `describe.each` (MQTT.js's abstract_store pattern): SQLite in a file, and a real
