@@ -4,7 +4,7 @@ import importX from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 /**
- * docs/architecture.md, "Folders and who may import whom": each row lists what a folder may import (`may`) and the
+ * docs/architecture.md, "Who may import whom": each row lists what a folder may import (`may`) and the
  * modules through which other folders reach it (`entries`, relative to the folder); everything else of ours is
  * forbidden, and so is a deep import past an entry. A wrong arrow fails lint, not review. A sub-folder allowed on its
  * own (`compiler/onnx`) is entered through its `index.ts`. `test/`, `bench/` and `scripts/` have no row: tests exercise
