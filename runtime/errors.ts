@@ -96,6 +96,8 @@ export const ERROR_CODES = Object.freeze({
   ALREADY_EXISTS: false,
   // A deployment whose things (a group, a list) resolve to nobody
   TARGET_EMPTY: false,
+  // A rollout strategy, rate, abort or retry setting outside its grammar or AWS IoT Jobs' limits (fleet/rollouts/)
+  STRATEGY_INVALID: false,
   // The fleet's HTTP API (fleet/api/): a missing or wrong bearer token; the service not answering
   UNAUTHORIZED: false,
   FLEET_UNREACHABLE: true,

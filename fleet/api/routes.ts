@@ -7,6 +7,7 @@ import { matches, parseQuery } from '../registry/query.js';
 import type { FleetOperations } from '../service/operations.js';
 import type { ArtifactRecord, FleetStore } from '../store/index.js';
 import { readJson, readUpload } from './http.js';
+import { rolloutView } from './rollout-view.js';
 import { artifactView, deploymentView, groupView, thingView } from './views.js';
 
 /**
@@ -44,6 +45,15 @@ const deploymentBody = z.strictObject({
   group: groupNameSchema.optional(),
   things: z.array(thingNameSchema).max(10_000).optional(),
   id: jobIdSchema.optional(),
+  /** fleet/rollouts/: `all-at-once`, `canary:<N|P%>[,bake=<d>]`, `linear:<P%>,every=<d>`; `then` after a canary. */
+  strategy: z.string().max(256).optional(),
+  then: z.string().max(256).optional(),
+  seed: z.string().max(128).optional(),
+  /** IoT Jobs' CreateJob fields, validated with AWS's limits in fleet/rollouts/config.ts. */
+  jobExecutionsRolloutConfig: z.unknown().optional(),
+  abortConfig: z.unknown().optional(),
+  jobExecutionsRetryConfig: z.unknown().optional(),
+  timeoutConfig: z.strictObject({ inProgressTimeoutInMinutes: z.number().int().min(1).max(10_080) }).optional(),
   options: z
     .strictObject({
       rollout: z
@@ -78,15 +88,21 @@ async function artifactsOf(store: FleetStore, shas: readonly string[]): Promise<
   return map;
 }
 
-async function describeDeployment(store: FleetStore, id: string) {
+async function describeDeployment(store: FleetStore, id: string, nowMs = Date.now()) {
   const d = await store.getDeployment(id);
   if (d === undefined) throw new OutpostError('DEPLOYMENT_NOT_FOUND', `no deployment ${id}`, { details: { id } });
   const group = d.target.group === undefined ? undefined : await store.getGroup(d.target.group);
+  const executions = await store.listExecutions(id);
+  // A thing is rolled back once its execution of a rollback deployment SUCCEEDED.
+  const rolledBack = new Set<string>();
+  for (const rollbackId of Object.values(d.rollout.rollbacks ?? {}))
+    for (const e of await store.listExecutions(rollbackId)) if (e.status === 'SUCCEEDED') rolledBack.add(e.thing);
   return deploymentView(
     d,
-    await store.listExecutions(id),
+    executions,
     await artifactsOf(store, d.artifacts),
     group?.kind === 'dynamic',
+    rolloutView(d, executions, await store.listWaves(id), rolledBack, nowMs),
   );
 }
 
@@ -225,8 +241,21 @@ const ROUTES: ReadonlyArray<readonly [string, RegExp, Handler]> = Object.freeze(
     /^\/v1\/deployments$/,
     async ({ store, operations }, req) => {
       const body = parse(deploymentBody, await readJson(req));
-      const { inProgressTimeoutInMinutes, ...options } = body.options ?? {};
+      const { inProgressTimeoutInMinutes: optionTimeout, ...options } = body.options ?? {};
+      const inProgressTimeoutInMinutes = body.timeoutConfig?.inProgressTimeoutInMinutes ?? optionTimeout;
       const deployment = await operations.deploy({
+        rollout: {
+          ...(body.strategy === undefined ? {} : { strategy: body.strategy }),
+          ...(body.then === undefined ? {} : { then: body.then }),
+          ...(body.seed === undefined ? {} : { seed: body.seed }),
+          ...(body.jobExecutionsRolloutConfig === undefined
+            ? {}
+            : { jobExecutionsRolloutConfig: body.jobExecutionsRolloutConfig }),
+          ...(body.abortConfig === undefined ? {} : { abortConfig: body.abortConfig }),
+          ...(body.jobExecutionsRetryConfig === undefined
+            ? {}
+            : { jobExecutionsRetryConfig: body.jobExecutionsRetryConfig }),
+        },
         artifacts: body.artifacts,
         ...(body.group === undefined ? {} : { group: body.group }),
         ...(body.things === undefined ? {} : { things: body.things }),
@@ -249,9 +278,26 @@ const ROUTES: ReadonlyArray<readonly [string, RegExp, Handler]> = Object.freeze(
   [
     'POST',
     /^\/v1\/deployments\/(?<id>[^/]+)\/cancel$/,
-    async ({ store, operations }, _req, { id = '' }) => {
-      await operations.cancel(id);
+    async ({ store, operations }, _req, { id = '' }, query) => {
+      const rollback = query.get('rollback');
+      if (rollback !== null && rollback !== 'true' && rollback !== 'false')
+        throw new OutpostError('INVALID_ARGUMENT', 'rollback is true or false', { details: { field: 'rollback' } });
+      await operations.cancel(id, undefined, rollback === 'true');
       return [200, await describeDeployment(store, id)];
+    },
+  ],
+  [
+    'GET',
+    /^\/v1\/deployments\/(?<id>[^/]+)\/events$/,
+    async ({ store }, _req, { id = '' }, query) => {
+      if ((await store.getDeployment(id)) === undefined)
+        throw new OutpostError('DEPLOYMENT_NOT_FOUND', `no deployment ${id}`, { details: { id } });
+      const after = Number(query.get('after') ?? 0);
+      const limit = Math.min(1000, Number(query.get('limit') ?? 1000));
+      if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) {
+        throw new OutpostError('INVALID_ARGUMENT', 'after and limit are non-negative integers');
+      }
+      return [200, { events: await store.deploymentEvents(id, after, limit) }];
     },
   ],
   [

@@ -1,6 +1,7 @@
 import { epochNow, JOB_STATUSES, type JobStatus } from '../../device-agent/protocol/index.js';
 import type { ArtifactRecord, DeploymentRecord, ExecutionRecord, GroupRecord, ThingRecord } from '../store/index.js';
 import { formatQuery } from '../registry/query.js';
+import type { RolloutView } from './rollout-view.js';
 
 /**
  * The API's JSON. Where IoT Jobs has a name for a field it is used (DescribeJob's jobProcessDetails counters,
@@ -72,18 +73,27 @@ export function executionView(e: ExecutionRecord, artifacts: ReadonlyMap<string,
     fit: e.fit ?? null,
     previousVersion: e.previousVersion ?? null,
     wave: e.wave ?? null,
+    retry: e.retry,
+    released: e.releasedMs !== undefined,
     attempts: e.attempts,
   };
 }
 
 /** IoT Jobs' job status for our deployment state. */
-const JOB_STATUS = Object.freeze({ ACTIVE: 'IN_PROGRESS', COMPLETED: 'COMPLETED', CANCELED: 'CANCELED' });
+/** An aborted IoT job (abortConfig tripped) is CANCELED. */
+const JOB_STATUS = Object.freeze({
+  ACTIVE: 'IN_PROGRESS',
+  COMPLETED: 'COMPLETED',
+  CANCELED: 'CANCELED',
+  ABORTED: 'CANCELED',
+});
 
 export function deploymentView(
   d: DeploymentRecord,
   executions: readonly ExecutionRecord[],
   artifacts: ReadonlyMap<string, ArtifactRecord>,
   continuous = false,
+  rollout?: RolloutView,
 ) {
   const details: Record<string, number> = {};
   for (const status of JOB_STATUSES) details[COUNTER[status]] = executions.filter((e) => e.status === status).length;
@@ -108,11 +118,13 @@ export function deploymentView(
       return { sha256: sha, target: a?.target ?? null, streamId: a?.streamId ?? null, bytes: a?.bytes ?? null };
     }),
     jobProcessDetails: details,
+    rollout: rollout ?? null,
     executions: executions.map((e) => executionView(e, artifacts)),
   };
 }
 
 export type DeploymentView = ReturnType<typeof deploymentView>;
+export type { RolloutView, WaveView } from './rollout-view.js';
 export type ThingView = ReturnType<typeof thingView>;
 export type GroupView = ReturnType<typeof groupView>;
 export type ArtifactView = ReturnType<typeof artifactView>;

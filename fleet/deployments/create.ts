@@ -6,11 +6,11 @@ import type {
   ArtifactRecord,
   DeploymentDocumentOptions,
   DeploymentRecord,
-  DeploymentStrategy,
   FleetStore,
   NewExecution,
   ThingRecord,
 } from '../store/index.js';
+import { type RolloutRequest, type RolloutStrategy, buildRollout, isPaced, planWaves } from '../rollouts/plan.js';
 import { documentFor } from './document.js';
 import { canChoose, chooseArtifact } from './fit.js';
 
@@ -25,11 +25,11 @@ export interface DeploymentRequest {
   readonly group?: string;
   readonly things?: readonly string[];
   readonly id?: string;
-  readonly strategy?: DeploymentStrategy;
+  /** A rollout (strategy, rates, abort and retry settings; fleet/rollouts/); a stored strategy is taken as it is. */
+  readonly rollout?: RolloutRequest;
+  readonly strategy?: RolloutStrategy;
   readonly options?: DeploymentDocumentOptions;
 }
-
-export const ALL_AT_ONCE: DeploymentStrategy = Object.freeze({ type: 'all-at-once' });
 
 export async function createDeployment(
   store: FleetStore,
@@ -44,18 +44,37 @@ export async function createDeployment(
   const options = request.options ?? {};
   const documents: Record<string, Record<string, unknown>> = {};
   for (const artifact of artifacts) documents[artifact.sha256] = { ...(await documentFor(artifact, options)) };
-  const executions = things.map((thing) => newExecution(thing, artifacts));
+  const rollout = request.strategy ?? buildRollout(request.rollout ?? {}, id);
+  let executions = things.map((thing) => newExecution(thing, artifacts));
+  let waves: { size: number; bakeMs: number }[] | undefined;
+  if (isPaced(rollout)) {
+    // Waves over the things that can run it (a REJECTED one has ended already), spread by reported target; every
+    // execution is held until its wave is released by the rollout controller.
+    const runnable = executions.filter((e) => e.status === 'QUEUED');
+    const plan = planWaves(
+      rollout,
+      runnable.map((e) => ({
+        name: e.thing,
+        stratum: things.find((t) => t.name === e.thing)?.target.profile ?? 'unknown',
+      })),
+    );
+    waves = plan.waves.map((w) => ({ size: w.size, bakeMs: w.bakeMs }));
+    executions = executions.map((e) =>
+      e.status === 'QUEUED' ? { ...e, wave: plan.membership.get(e.thing) ?? 0, released: false } : e,
+    );
+  }
   return store.createDeployment(
     {
       id,
       model: first.name,
       version: first.version,
       target: request.group === undefined ? { things: things.map((t) => t.name) } : { group: request.group },
-      strategy: request.strategy ?? ALL_AT_ONCE,
+      strategy: rollout,
       options,
       artifacts: artifacts.map((a) => a.sha256),
       documents,
       nowMs,
+      ...(waves === undefined ? {} : { waves }),
     },
     executions,
   );

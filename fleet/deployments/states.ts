@@ -2,14 +2,17 @@ import { OutpostError } from '../../runtime/errors.js';
 import type { DeploymentState } from '../store/index.js';
 
 /**
- * A deployment's life, on one screen. ACTIVE: executions are being handed out; COMPLETED: every execution reached a
- * terminal status (IoT Jobs' job status COMPLETED); CANCELED: the operator stopped it, and what had not ended was
- * canceled. Rollouts (waves, bake, abort) add states between these; every move is a conditional update.
+ * A deployment's life, on one screen. ACTIVE: executions are being handed out (wave by wave under a rollout);
+ * COMPLETED: every execution reached a terminal status (IoT Jobs' job status COMPLETED); CANCELED: the operator
+ * stopped it, and what had not ended was canceled; ABORTED: its abort criteria tripped (or a wave ended unhealthy),
+ * what had not started was canceled, and the devices that had switched are rolled back. Every move is a conditional
+ * update.
  */
 export const DEPLOYMENT_TRANSITIONS: Readonly<Record<DeploymentState, readonly DeploymentState[]>> = Object.freeze({
-  ACTIVE: Object.freeze(['COMPLETED', 'CANCELED'] as const),
+  ACTIVE: Object.freeze(['COMPLETED', 'CANCELED', 'ABORTED'] as const),
   COMPLETED: Object.freeze([]),
   CANCELED: Object.freeze([]),
+  ABORTED: Object.freeze([]),
 });
 
 export function canMove(from: DeploymentState, to: DeploymentState): boolean {

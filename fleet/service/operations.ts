@@ -9,11 +9,14 @@ import { type DeploymentRequest, createDeployment } from '../deployments/create.
 import { checkMove } from '../deployments/states.js';
 import type { ArtifactRecord, DeploymentRecord, FleetStore } from '../store/index.js';
 import type { StoreExecutions } from './jobs-store.js';
+import type { RolloutController } from './rollout-controller.js';
 
 const log = logger('fleet.service');
 
 /** What the operator asks of `fleet serve` (through fleet/api/): store an artifact, deploy, cancel. */
 export class FleetOperations {
+  private rollouts: RolloutController | undefined;
+
   constructor(
     private readonly store: FleetStore,
     private readonly blobs: BlobStore,
@@ -23,6 +26,11 @@ export class FleetOperations {
     private readonly trustedKeys: readonly string[],
     private readonly now: () => number,
   ) {}
+
+  /** The controller that paces waves and makes rollbacks (set once by the service). */
+  onRollout(controller: RolloutController): void {
+    this.rollouts = controller;
+  }
 
   /** A scratch path on the data directory's filesystem for an upload (the API streams the body there). */
   async uploadPath(): Promise<string> {
@@ -50,13 +58,19 @@ export class FleetOperations {
     const executions = await this.store.listExecutions(deployment.id);
     log.info({ id: deployment.id, things: executions.length }, 'deployment created');
     await this.notifyAll(
-      executions.filter((e) => e.status === 'QUEUED' && e.artifact !== undefined).map((e) => e.thing),
+      executions
+        .filter((e) => e.status === 'QUEUED' && e.artifact !== undefined && e.releasedMs !== undefined)
+        .map((e) => e.thing),
     );
+    this.rollouts?.poke(); // a paced rollout's first wave starts now
     return deployment;
   }
 
-  /** CancelJob: what has not ended is CANCELED, then the deployment; devices are told. */
-  async cancel(id: string, reason = 'canceled by the operator'): Promise<DeploymentRecord> {
+  /**
+   * CancelJob: what has not ended is CANCELED, then the deployment; devices are told. With `rollback`, the devices
+   * that switched return to the version they ran before, as after an abort (rollback.ts).
+   */
+  async cancel(id: string, reason = 'canceled by the operator', rollback = false): Promise<DeploymentRecord> {
     const deployment = await this.store.getDeployment(id);
     if (deployment === undefined)
       throw new OutpostError('DEPLOYMENT_NOT_FOUND', `no deployment ${id}`, { details: { id } });
@@ -67,8 +81,26 @@ export class FleetOperations {
       const moved = await this.executions.end(execution, 'CANCELED', { reason });
       if (moved.ok) things.push(execution.thing);
     }
-    const canceled = await this.store.setDeploymentState(id, deployment.versionNumber, 'CANCELED', this.now(), reason);
+    const canceled = await this.store.setDeploymentState(
+      id,
+      deployment.versionNumber,
+      'CANCELED',
+      this.now(),
+      reason,
+      rollback ? { ...deployment.rollout, rollback: true, abort: { scope: 'operator', reason } } : undefined,
+    );
+    for (const wave of await this.store.listWaves(id)) {
+      if (wave.state === 'DONE' || wave.state === 'CANCELED') continue;
+      await this.store
+        .transitionWave(id, wave.wave, wave.versionNumber, {
+          state: 'CANCELED',
+          nowMs: this.now(),
+          event: { type: 'wave.canceled', deploymentId: id, data: { wave: wave.wave, reason } },
+        })
+        .catch(() => undefined); // the controller moved it meanwhile: it stops at CANCELED deployments anyway
+    }
     await this.notifyAll(things);
+    this.rollouts?.poke();
     return canceled;
   }
 

@@ -2,6 +2,7 @@ import { logger } from '../../runtime/log.js';
 import { newExecution } from '../deployments/create.js';
 import { canChoose, chooseArtifact } from '../deployments/fit.js';
 import { matches } from '../registry/query.js';
+import { isPaced, readRollout } from '../rollouts/plan.js';
 import { parseStatus } from '../registry/status.js';
 import type { ArtifactRecord, FleetStore, ThingRecord } from '../store/index.js';
 import type { StoreExecutions } from './jobs-store.js';
@@ -64,7 +65,15 @@ export class RegistryWorker {
         if (deployment.target.group === undefined) continue;
         const group = await this.store.getGroup(deployment.target.group);
         if (group?.kind !== 'dynamic' || !matches(thing, group.where)) continue;
-        const added = await this.store.addExecutions(deployment.id, [newExecution(thing, offered)], this.now());
+        // Under a paced rollout a joiner goes into the last wave, held until the controller releases it.
+        const paced = isPaced(readRollout(deployment.strategy, deployment.id));
+        const last = paced ? (await this.store.listWaves(deployment.id)).at(-1)?.wave : undefined;
+        const joining = newExecution(thing, offered);
+        const added = await this.store.addExecutions(
+          deployment.id,
+          [paced && joining.status === 'QUEUED' ? { ...joining, wave: last ?? 0, released: false } : joining],
+          this.now(),
+        );
         changed ||= added.some((e) => e.artifact !== undefined);
         log.info(
           { thing: thing.name, deployment: deployment.id },

@@ -27,7 +27,10 @@ import {
   type OwnershipOptions,
   sharedSubscriptionsDeliver,
 } from './ownership.js';
+import { readRollout, isPaced } from '../rollouts/plan.js';
 import { RegistryWorker } from './registry-worker.js';
+import { Rollbacks } from './rollback.js';
+import { DEFAULT_ROLLOUTS, RolloutController, type RolloutControllerOptions } from './rollout-controller.js';
 import { DEFAULT_SWEEPER, Sweeper, type SweeperOptions } from './sweeper.js';
 
 const log = logger('fleet.service');
@@ -54,6 +57,7 @@ export interface FleetServiceOptions {
   readonly workerId?: string;
   readonly sweeper?: SweeperOptions;
   readonly ownership?: OwnershipOptions;
+  readonly rollouts?: RolloutControllerOptions;
   readonly now?: () => number;
 }
 
@@ -73,6 +77,7 @@ export class FleetService {
   readonly operations: FleetOperations;
   readonly workerId: string;
   readonly ownership: Ownership;
+  readonly rollouts: RolloutController;
   private readonly executions: StoreExecutions;
   private readonly registry: RegistryWorker;
   private readonly sweeper: Sweeper;
@@ -111,6 +116,16 @@ export class FleetService {
       options.trustedKeys ?? [],
       this.now,
     );
+    const rollbacks = new Rollbacks(store, (request) => this.operations.deploy(request), notify, this.now);
+    this.rollouts = new RolloutController(
+      store,
+      this.executions,
+      rollbacks,
+      notify,
+      this.now,
+      options.rollouts ?? DEFAULT_ROLLOUTS,
+    );
+    this.operations.onRollout(this.rollouts);
     const share = (filter: string) =>
       mode === 'shared' ? `$share/${options.shareGroup ?? DEFAULT_SHARE_GROUP}/${filter}` : filter;
     this.filters = serviceFilters.jobRequests().map(share);
@@ -179,6 +194,7 @@ export class FleetService {
       await client.subscribeAsync([...service.filters, serviceFilters.status()], { qos: 1 });
       await service.streams.start();
       service.sweeper.start();
+      service.rollouts.start();
     } catch (error) {
       await closeBroker(client);
       throw error;
@@ -206,6 +222,7 @@ export class FleetService {
     this.closing ??= (async () => {
       this.client.removeListener('message', this.listener);
       await this.sweeper.stop();
+      await this.rollouts.stop();
       await this.inflight.settle();
       await this.ownership.stop();
       await this.streams.close();
@@ -254,6 +271,7 @@ export class FleetService {
       'execution changed',
     );
     if (!isTerminal(execution.status)) return;
+    this.rollouts.poke();
     this.inflight.track(this.completeIfDone(execution.jobId), (error) => {
       log.warn({ error: messageOf(error), jobId: execution.jobId }, 'completion check failed; the next change retries');
     });
@@ -265,6 +283,8 @@ export class FleetService {
     if ((counts.QUEUED ?? 0) + (counts.IN_PROGRESS ?? 0) > 0) return;
     const deployment = await store.getDeployment(jobId);
     if (deployment?.state !== 'ACTIVE') return;
+    // A paced rollout completes through its controller, once its last wave is DONE (its abort criteria judged it).
+    if (isPaced(readRollout(deployment.strategy, deployment.id))) return;
     // A dynamic group's deployment is continuous (IoT Jobs' targetSelection CONTINUOUS): things that join the group
     // later still get it, so it stays ACTIVE until canceled.
     if (deployment.target.group !== undefined && (await store.getGroup(deployment.target.group))?.kind === 'dynamic')

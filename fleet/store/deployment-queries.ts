@@ -8,6 +8,7 @@ import type {
   DeploymentRecord,
   DeploymentState,
   ExecutionChange,
+  RolloutState,
   ExecutionRecord,
   FleetEvent,
   NewDeployment,
@@ -54,7 +55,7 @@ function executionRow(jobId: string, e: NewExecution, nowMs: number): Insertable
   return {
     job_id: jobId,
     thing: e.thing,
-    retry: 0,
+    retry: e.retry ?? 0,
     artifact: e.artifact ?? null,
     fit: e.fit ?? null,
     status: e.status,
@@ -68,6 +69,7 @@ function executionRow(jobId: string, e: NewExecution, nowMs: number): Insertable
     previous_version: null,
     deadline_ms: null,
     step_deadline_ms: null,
+    released_ms: e.released === false ? null : nowMs,
   };
 }
 
@@ -113,13 +115,38 @@ export async function createDeployment(
       const chunk = executions.slice(i, i + INSERT_CHUNK).map((e) => executionRow(d.id, e, d.nowMs));
       await trx.insertInto('executions').values(chunk).execute();
     }
+    if (d.waves !== undefined && d.waves.length > 0) {
+      await trx
+        .insertInto('rollout_waves')
+        .values(
+          d.waves.map((w, wave) => ({
+            deployment_id: d.id,
+            wave,
+            size: w.size,
+            bake_ms: w.bakeMs,
+            state: 'PENDING',
+            version_number: 1,
+            started_ms: null,
+            ended_ms: null,
+            bake_until_ms: null,
+          })),
+        )
+        .execute();
+    }
     await appendEvent(
       trx,
       dialect,
       {
         type: 'deployment.created',
         deploymentId: d.id,
-        data: { model: d.model, version: d.version, things: executions.length, artifacts: d.artifacts },
+        data: {
+          model: d.model,
+          version: d.version,
+          things: executions.length,
+          artifacts: d.artifacts,
+          strategy: d.strategy,
+          waves: (d.waves ?? []).map((w) => w.size),
+        },
       },
       d.nowMs,
     );
@@ -148,11 +175,18 @@ export async function setDeploymentState(
   state: DeploymentState,
   nowMs: number,
   reason?: string,
+  rollout?: RolloutState,
 ): Promise<DeploymentRecord> {
   return db.transaction().execute(async (trx) => {
     const row = await trx
       .updateTable('deployments')
-      .set({ state, updated_ms: nowMs, version_number: expectedVersion + 1, reason: reason ?? null })
+      .set({
+        state,
+        updated_ms: nowMs,
+        version_number: expectedVersion + 1,
+        reason: reason ?? null,
+        ...(rollout === undefined ? {} : { rollout_json: JSON.stringify(rollout) }),
+      })
       .where('id', '=', id)
       .where('version_number', '=', expectedVersion)
       .returningAll()
@@ -171,14 +205,21 @@ export async function setDeploymentState(
     await appendEvent(
       trx,
       dialect,
-      { type: `deployment.${state.toLowerCase()}`, deploymentId: id, data: reason === undefined ? {} : { reason } },
+      {
+        type: `deployment.${state.toLowerCase()}`,
+        deploymentId: id,
+        data: {
+          ...(reason === undefined ? {} : { reason }),
+          ...(rollout?.abort === undefined ? {} : { abort: rollout.abort }),
+        },
+      },
       nowMs,
     );
     return toDeployment(row);
   });
 }
 
-function notFound(id: string): OutpostError {
+export function notFound(id: string): OutpostError {
   return new OutpostError('DEPLOYMENT_NOT_FOUND', `no deployment ${id}`, { details: { id } });
 }
 
@@ -240,7 +281,8 @@ export async function listExecutions(db: Db, jobId: string): Promise<ExecutionRe
 
 export async function thingExecutions(db: Db, thing: string, pending: boolean): Promise<ExecutionRecord[]> {
   let query = db.selectFrom('executions').selectAll().where('thing', '=', thing).orderBy('execution_number');
-  if (pending) query = query.where('status', 'in', [...PENDING]);
+  // A held execution (its wave not released yet) is not the thing's to see.
+  if (pending) query = query.where('status', 'in', [...PENDING]).where('released_ms', 'is not', null);
   return (await query.execute()).map(toExecution);
 }
 
@@ -329,6 +371,7 @@ export async function stalePending(db: Db, beforeMs: number, limit: number): Pro
     .selectAll()
     .where('status', '=', 'QUEUED')
     .where('artifact', 'is not', null)
+    .where('released_ms', 'is not', null)
     .where('last_updated_ms', '<', beforeMs)
     .orderBy('execution_number')
     .limit(limit)

@@ -5,6 +5,7 @@ import { storeError } from './errors.js';
 import { migrate, schemaVersion } from './migrate.js';
 import type { Dialect } from './migrations/index.js';
 import * as registry from './registry-queries.js';
+import * as rollouts from './rollout-queries.js';
 import { type StoreRetryPolicy, DEFAULT_STORE_RETRY, withStoreRetry } from './retry.js';
 import type { Database } from './schema.js';
 import type {
@@ -19,8 +20,11 @@ import type {
   NewDeployment,
   NewEvent,
   NewExecution,
+  RolloutState,
   ThingRecord,
   ThingStatusUpdate,
+  WaveChange,
+  WaveRecord,
 } from './types.js';
 
 /**
@@ -111,10 +115,42 @@ export class KyselyStore implements FleetStore {
   listDeployments(filter?: { readonly state?: DeploymentState }): Promise<DeploymentRecord[]> {
     return this.run('list deployments', (db) => deployments.listDeployments(db, filter?.state));
   }
-  setDeploymentState(id: string, expectedVersion: number, state: DeploymentState, nowMs: number, reason?: string) {
+  setDeploymentState(
+    id: string,
+    expectedVersion: number,
+    state: DeploymentState,
+    nowMs: number,
+    reason?: string,
+    rollout?: RolloutState,
+  ) {
     return this.run('update deployment', (db) =>
-      deployments.setDeploymentState(db, this.dialect, id, expectedVersion, state, nowMs, reason),
+      deployments.setDeploymentState(db, this.dialect, id, expectedVersion, state, nowMs, reason, rollout),
     );
+  }
+  setRolloutState(id: string, expectedVersion: number, rollout: RolloutState, nowMs: number) {
+    return this.run('update rollout', (db) => rollouts.setRolloutState(db, id, expectedVersion, rollout, nowMs));
+  }
+  listWaves(jobId: string): Promise<WaveRecord[]> {
+    return this.run('list waves', (db) => rollouts.listWaves(db, jobId));
+  }
+  transitionWave(jobId: string, wave: number, expectedVersion: number, change: WaveChange): Promise<WaveRecord> {
+    return this.run('update wave', (db) =>
+      rollouts.transitionWave(db, this.dialect, jobId, wave, expectedVersion, change),
+    );
+  }
+  releaseExecutions(jobId: string, executionNumbers: readonly number[], nowMs: number): Promise<ExecutionRecord[]> {
+    return this.run('release executions', (db) =>
+      rollouts.releaseExecutions(db, this.dialect, jobId, executionNumbers, nowMs),
+    );
+  }
+  addRetry(jobId: string, execution: NewExecution & { readonly retry: number }, nowMs: number) {
+    return this.run('add retry', (db) => rollouts.addRetry(db, this.dialect, jobId, execution, nowMs));
+  }
+  releasedSince(jobId: string, sinceMs: number): Promise<number> {
+    return this.run('count releases', (db) => rollouts.releasedSince(db, jobId, sinceMs));
+  }
+  rolloutsToDrive(): Promise<DeploymentRecord[]> {
+    return this.run('list rollouts', (db) => rollouts.rolloutsToDrive(db));
   }
   getDocument(jobId: string, artifact: string) {
     return this.run('read job document', (db) => deployments.getDocument(db, jobId, artifact));
@@ -158,6 +194,9 @@ export class KyselyStore implements FleetStore {
     return this.run('append event', (db) =>
       db.transaction().execute((trx) => deployments.appendEvent(trx, this.dialect, event, nowMs)),
     );
+  }
+  deploymentEvents(deploymentId: string, after: number, limit: number): Promise<FleetEvent[]> {
+    return this.run('read events', (db) => rollouts.deploymentEvents(db, deploymentId, after, limit));
   }
   eventsAfter(id: number, limit: number): Promise<FleetEvent[]> {
     return this.run('read events', (db) => deployments.eventsAfter(db, id, limit));

@@ -6,6 +6,7 @@ import type {
   EventsTable,
   ExecutionsTable,
   GroupsTable,
+  RolloutWavesTable,
   ThingsTable,
 } from './schema.js';
 import type {
@@ -18,6 +19,8 @@ import type {
   GroupClause,
   GroupRecord,
   ThingRecord,
+  WaveRecord,
+  WaveState,
 } from './types.js';
 
 /**
@@ -91,6 +94,25 @@ export function toDeployment(row: Selectable<DeploymentsTable>): DeploymentRecor
     createdMs: num(row.created_ms),
     updatedMs: num(row.updated_ms),
     versionNumber: num(row.version_number),
+    rollout: parseJson(row.rollout_json, {}),
+  };
+}
+
+export function toWave(row: Selectable<RolloutWavesTable>): WaveRecord {
+  const startedMs = optNum(row.started_ms);
+  const endedMs = optNum(row.ended_ms);
+  const bakeUntilMs = optNum(row.bake_until_ms);
+  return {
+    jobId: row.deployment_id,
+    wave: num(row.wave),
+    size: num(row.size),
+    bakeMs: num(row.bake_ms),
+    state: row.state as WaveState,
+    versionNumber: num(row.version_number),
+    ...(startedMs === undefined ? {} : { startedMs }),
+    ...(endedMs === undefined ? {} : { endedMs }),
+    ...(bakeUntilMs === undefined ? {} : { bakeUntilMs }),
+    figures: parseJson(row.figures_json, {}),
   };
 }
 
@@ -99,6 +121,7 @@ export function toExecution(row: Selectable<ExecutionsTable>): ExecutionRecord {
   const wave = optNum(row.wave);
   const deadlineMs = optNum(row.deadline_ms);
   const stepDeadlineMs = optNum(row.step_deadline_ms);
+  const releasedMs = optNum(row.released_ms);
   return {
     executionNumber: num(row.execution_number),
     jobId: row.job_id,
@@ -116,6 +139,8 @@ export function toExecution(row: Selectable<ExecutionsTable>): ExecutionRecord {
     ...(row.previous_version === null ? {} : { previousVersion: row.previous_version }),
     ...(deadlineMs === undefined ? {} : { deadlineMs }),
     ...(stepDeadlineMs === undefined ? {} : { stepDeadlineMs }),
+    retry: num(row.retry),
+    ...(releasedMs === undefined ? {} : { releasedMs }),
   };
 }
 

@@ -66,6 +66,21 @@ export interface DeploymentsTable {
   created_ms: number;
   updated_ms: number;
   version_number: number;
+  /** The rollout's state: abort figures, rollback deployments (fleet/rollouts/). */
+  rollout_json: Generated<string>;
+}
+
+export interface RolloutWavesTable {
+  deployment_id: string;
+  wave: number;
+  size: number;
+  bake_ms: number;
+  state: string;
+  version_number: number;
+  started_ms: number | null;
+  ended_ms: number | null;
+  bake_until_ms: number | null;
+  figures_json: Generated<string>;
 }
 
 export interface DeploymentDocumentsTable {
@@ -93,6 +108,8 @@ export interface ExecutionsTable {
   previous_version: string | null;
   deadline_ms: number | null;
   step_deadline_ms: number | null;
+  /** When its wave released it to its thing; NULL: not yet (the thing is never told of it). */
+  released_ms: number | null;
 }
 
 export interface EventsTable {
@@ -122,4 +139,5 @@ export interface Database {
   executions: ExecutionsTable;
   events: EventsTable;
   workers: WorkersTable;
+  rollout_waves: RolloutWavesTable;
 }

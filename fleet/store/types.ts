@@ -104,7 +104,7 @@ export interface ArtifactRecord {
 }
 
 /** Deployment states (deployments/states.ts holds the transition table). */
-export const DEPLOYMENT_STATES = Object.freeze(['ACTIVE', 'COMPLETED', 'CANCELED'] as const);
+export const DEPLOYMENT_STATES = Object.freeze(['ACTIVE', 'COMPLETED', 'CANCELED', 'ABORTED'] as const);
 export type DeploymentState = (typeof DEPLOYMENT_STATES)[number];
 
 /**
@@ -148,6 +148,54 @@ export interface DeploymentRecord {
   readonly createdMs: number;
   readonly updatedMs: number;
   readonly versionNumber: number;
+  /** The rollout controller's state: what tripped an abort, rollbacks created (fleet/rollouts/). */
+  readonly rollout: RolloutState;
+}
+
+export interface RolloutState {
+  /** The figures that tripped the abort (or the operator's cancel --rollback). */
+  readonly abort?: Readonly<Record<string, unknown>>;
+  /** Roll the switched devices back (abort, cancel --rollback). */
+  readonly rollback?: boolean;
+  /** Rollback deployments created, by the version they return to. */
+  readonly rollbacks?: Readonly<Record<string, string>>;
+  /** Every switched device has its rollback deployment (nothing of the deployment is still pending). */
+  readonly rollbackDone?: boolean;
+}
+
+/** Wave states (fleet/rollouts/waves.ts holds the transition table). */
+export const WAVE_STATES = Object.freeze(['PENDING', 'RELEASING', 'RUNNING', 'BAKING', 'DONE', 'CANCELED'] as const);
+export type WaveState = (typeof WAVE_STATES)[number];
+
+export interface WaveRecord {
+  readonly jobId: string;
+  readonly wave: number;
+  readonly size: number;
+  /** How long it bakes once every execution in it ended healthy; milliseconds. */
+  readonly bakeMs: number;
+  readonly state: WaveState;
+  readonly versionNumber: number;
+  readonly startedMs?: number;
+  readonly endedMs?: number;
+  /** Absolute: a restarted worker bakes only what is left. */
+  readonly bakeUntilMs?: number;
+  readonly figures: Readonly<Record<string, unknown>>;
+}
+
+export interface NewWave {
+  readonly size: number;
+  readonly bakeMs: number;
+}
+
+/** A conditional change to one wave: applied only if it is still at `expectedVersion`. */
+export interface WaveChange {
+  readonly state: WaveState;
+  readonly nowMs: number;
+  readonly startedMs?: number;
+  readonly endedMs?: number;
+  readonly bakeUntilMs?: number;
+  readonly figures?: Readonly<Record<string, unknown>>;
+  readonly event?: NewEvent;
 }
 
 /** How an artifact was chosen for a thing (deployments/fit.ts). */
@@ -177,6 +225,10 @@ export interface ExecutionRecord {
   /** When IN_PROGRESS ends as TIMED_OUT: the earlier of the job's in-progress timeout and the step timeout. */
   readonly deadlineMs?: number;
   readonly stepDeadlineMs?: number;
+  /** 0 for the first execution of a job on a thing; each retry (jobExecutionsRetryConfig) is a new row, 1, 2, … */
+  readonly retry: number;
+  /** When its wave released it; undefined: not yet, and its thing is never told of it. */
+  readonly releasedMs?: number;
 }
 
 export interface NewExecution {
@@ -187,6 +239,10 @@ export interface NewExecution {
   readonly status: 'QUEUED' | 'REJECTED';
   readonly statusDetails?: StatusDetails;
   readonly wave?: number;
+  /** Default true; false: held until its wave is released. */
+  readonly released?: boolean;
+  /** Default 0. */
+  readonly retry?: number;
 }
 
 /** A conditional change to one execution: applied only if it is still at `expectedVersion`. */
@@ -231,6 +287,8 @@ export interface NewDeployment {
   /** Job document per artifact sha256, fixed at creation. */
   readonly documents: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   readonly nowMs: number;
+  /** Rollout waves, in order (none: all-at-once, nothing held). */
+  readonly waves?: readonly NewWave[];
 }
 
 export interface FleetStore {
@@ -268,7 +326,23 @@ export interface FleetStore {
     state: DeploymentState,
     nowMs: number,
     reason?: string,
+    rollout?: RolloutState,
   ): Promise<DeploymentRecord>;
+  /** The rollout state alone, conditional on `expectedVersion` like a state change. */
+  setRolloutState(id: string, expectedVersion: number, rollout: RolloutState, nowMs: number): Promise<DeploymentRecord>;
+  listWaves(jobId: string): Promise<WaveRecord[]>;
+  /** Conditional on the wave's version; STORE_CONFLICT when another worker moved it first. */
+  transitionWave(jobId: string, wave: number, expectedVersion: number, change: WaveChange): Promise<WaveRecord>;
+  /** Marks these executions released (those not released yet: the rest are left alone), with one event. */
+  releaseExecutions(jobId: string, executionNumbers: readonly number[], nowMs: number): Promise<ExecutionRecord[]>;
+  /** A retry of a thing's execution (a new row, `retry` one higher, released); undefined when it exists already. */
+  addRetry(
+    jobId: string,
+    execution: NewExecution & { readonly retry: number },
+    nowMs: number,
+  ): Promise<ExecutionRecord | undefined>;
+  /** Executions of `jobId` released at or after `sinceMs` (rate controls). */
+  releasedSince(jobId: string, sinceMs: number): Promise<number>;
   /** The job document of one artifact in one deployment. */
   getDocument(jobId: string, artifact: string): Promise<Readonly<Record<string, unknown>> | undefined>;
   /** Executions for things that joined later (dynamic groups): an existing (deployment, thing) is left alone. */
@@ -287,6 +361,8 @@ export interface FleetStore {
     expectedVersion: number,
     change: ExecutionChange,
   ): Promise<ExecutionRecord>;
+  /** Deployments that are ACTIVE with waves not all DONE, or ABORTED with rollbacks to make (the controller's work). */
+  rolloutsToDrive(): Promise<DeploymentRecord[]>;
   /** QUEUED executions with a chosen artifact, unchanged since before `beforeMs` (their thing may need a nudge). */
   stalePending(beforeMs: number, limit: number): Promise<ExecutionRecord[]>;
   /** IN_PROGRESS executions whose deadline has passed. */
@@ -304,4 +380,6 @@ export interface FleetStore {
   // Events
   appendEvent(event: NewEvent, nowMs: number): Promise<FleetEvent>;
   eventsAfter(id: number, limit: number): Promise<FleetEvent[]>;
+  /** One deployment's events after id `after`, oldest first (`fleet events <deployment>`). */
+  deploymentEvents(deploymentId: string, after: number, limit: number): Promise<FleetEvent[]>;
 }

@@ -43,6 +43,12 @@ const SEEDS: Readonly<Record<number, readonly string[]>> = Object.freeze({
   3: [
     `INSERT INTO workers (id, started_ms, heartbeat_ms, info_json) VALUES ('w-1', 1700000000000, 1700000001000, '{}')`,
   ],
+  4: [
+    `INSERT INTO rollout_waves (deployment_id, wave, size, bake_ms, state, version_number, started_ms, bake_until_ms)
+     VALUES ('d-1', 0, 1, 60000, 'BAKING', 3, 1700000000000, 1700000060000)`,
+    `INSERT INTO executions (job_id, thing, retry, artifact, status, status_details_json, version_number, queued_ms, last_updated_ms, attempts, wave, released_ms)
+     VALUES ('d-1', 'pi-1', 1, '${'a'.repeat(64)}', 'QUEUED', '{}', 1, 1700000000000, 1700000000000, 0, 0, NULL)`,
+  ],
 });
 
 describe('migrations', () => {
@@ -81,6 +87,14 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
       try {
         expect(await store.schemaVersion()).toBe(version);
         if (version === 3) expect((await store.listExecutions('d-1')).map((e) => e.thing)).toEqual(['pi-1']);
+        if (version === 4) {
+          // Executions from before rollouts were visible to their things: released as of when they were queued.
+          expect(await store.listExecutions('d-1')).toMatchObject([
+            { thing: 'pi-1', retry: 0, releasedMs: 1_700_000_000_000 },
+          ]);
+          expect(await store.getDeployment('d-1')).toMatchObject({ rollout: {} });
+          expect(await store.listWaves('d-1')).toEqual([]);
+        }
         if (version >= 2) {
           // What version 1 held survives, readable through today's store, and the new tables work.
           expect(await store.getThing('pi-1')).toMatchObject({ connected: true, attributes: { site: 'plant-3' } });
@@ -97,6 +111,13 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
       const latest = await openStore({ url });
       try {
         if (version === 2) expect((await latest.listExecutions('d-1')).map((e) => e.status)).toEqual(['QUEUED']);
+        if (version === 4) {
+          expect(await latest.listWaves('d-1')).toMatchObject([
+            { wave: 0, state: 'BAKING', bakeUntilMs: 1_700_000_060_000 },
+          ]);
+          // A held retry is not the thing's to see.
+          expect((await latest.thingExecutions('pi-1', { pending: true })).map((e) => e.retry)).toEqual([0]);
+        }
       } finally {
         await latest.close();
       }
