@@ -9,6 +9,8 @@ import { OutpostError, fromFsError } from '../../../runtime/errors.js';
 import { collect, parsePositiveInt } from '../../options.js';
 import { formatBytes, printJson } from '../../output.js';
 import { type ClientOptions, FleetClient, addClientOptions, splitList } from './client.js';
+import { parseAbort, parseRate, parseRetry } from '../../../fleet/rollouts/config.js';
+import { parseStrategy } from '../../../fleet/rollouts/strategy.js';
 import { printDeployment } from './print.js';
 import { isSettled, waitForDeployment } from './status.js';
 
@@ -23,6 +25,26 @@ interface DeployOptions extends ClientOptions {
   shadow?: number;
   bakeSeconds?: number;
   wait?: boolean;
+  strategy?: string;
+  then?: string;
+  seed?: string;
+  rate?: string;
+  abort?: string[];
+  retry?: string[];
+}
+
+/** The rollout fields of the request (fleet/rollouts/), checked here first so a typo fails before any upload. */
+function rolloutBody(opts: DeployOptions): Record<string, unknown> {
+  if (opts.strategy !== undefined) parseStrategy(opts.strategy, opts.then);
+  else if (opts.then !== undefined) throw new OutpostError('STRATEGY_INVALID', '--then follows a --strategy canary:…');
+  return {
+    ...(opts.strategy === undefined ? {} : { strategy: opts.strategy }),
+    ...(opts.then === undefined ? {} : { then: opts.then }),
+    ...(opts.seed === undefined ? {} : { seed: opts.seed }),
+    ...(opts.rate === undefined ? {} : { jobExecutionsRolloutConfig: parseRate(opts.rate) }),
+    ...(opts.abort === undefined ? {} : { abortConfig: parseAbort(opts.abort) }),
+    ...(opts.retry === undefined ? {} : { jobExecutionsRetryConfig: parseRetry(opts.retry) }),
+  };
 }
 
 /**
@@ -34,6 +56,7 @@ async function run(artifacts: string[], opts: DeployOptions): Promise<void> {
   if ((opts.group === undefined) === (opts.thing === undefined)) {
     throw new OutpostError('INVALID_ARGUMENT', 'give either --group <name> or --thing a,b');
   }
+  const waves = rolloutBody(opts);
   const client = await FleetClient.from(opts);
   const scratch = await mkdtemp(join(tmpdir(), 'outpost-fleet-deploy-'));
   try {
@@ -57,6 +80,7 @@ async function run(artifacts: string[], opts: DeployOptions): Promise<void> {
       artifacts: stored.map((a) => a.sha256),
       ...(opts.group === undefined ? { things: splitList(opts.thing) } : { group: opts.group }),
       ...(opts.jobId === undefined ? {} : { id: opts.jobId }),
+      ...waves,
       options: {
         ...(rollout === undefined
           ? {}
@@ -114,6 +138,26 @@ export function register(fleet: Command): void {
     .option('--canary <percent>', 'on each device, serve the new version beside the current one', Number)
     .option('--shadow <percent>', 'on each device, mirror traffic to the new version without answering', Number)
     .option('--bake-seconds <s>', "each device's guardrail window for this deployment", Number)
+    .option(
+      '--strategy <s>',
+      'rollout waves: all-at-once (default), canary:<N|P%>[,bake=<duration>], linear:<P%>,every=<duration> (docs/rollouts.md)',
+    )
+    .option('--then <s>', 'after a canary: linear:<P%>,every=<duration> (or all-at-once)')
+    .option('--seed <text>', 'seed of the wave membership (default the deployment id)')
+    .option(
+      '--rate <settings>',
+      'IoT Jobs rollout rate: maximumPerMinute=N, or baseRatePerMinute=N,incrementFactor=F,numberOfNotifiedThings|numberOfSucceededThings=N[,maximumPerMinute=N]',
+    )
+    .option(
+      '--abort <criteria>',
+      'IoT Jobs abort criteria (repeatable): failureType=FAILED|REJECTED|TIMED_OUT|ALL,thresholdPercentage=P,minNumberOfExecutedThings=N',
+      collect,
+    )
+    .option(
+      '--retry <criteria>',
+      'IoT Jobs retries (repeatable): failureType=FAILED|TIMED_OUT|ALL,numberOfRetries=0..10',
+      collect,
+    )
     .option('--wait', 'wait until every execution ended; exit non-zero unless all SUCCEEDED')
     .action(run);
 }

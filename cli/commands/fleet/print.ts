@@ -88,17 +88,86 @@ export function printGroups(groups: readonly GroupView[]): void {
   );
 }
 
+/** `3m 20s`, `45s`, `-` for a bake left. */
+export function remaining(ms: number | null): string {
+  if (ms === null) return '-';
+  const s = Math.ceil(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+export function strategyText(d: DeploymentView): string {
+  const r = d.rollout;
+  if (r === null) return d.strategy.type;
+  return [r.strategy, ...(r.then === null ? [] : [`then ${r.then}`])].join(' ');
+}
+
+/** The waves as a table: wave, devices, queued / in progress / succeeded / failed / rolled back, bake remaining. */
+export function wavesTable(d: DeploymentView): string | undefined {
+  const waves = d.rollout?.waves ?? [];
+  if (waves.length === 0) return undefined;
+  return table(
+    [
+      'WAVE',
+      'STATE',
+      'DEVICES',
+      'QUEUED',
+      'IN PROGRESS',
+      'SUCCEEDED',
+      'FAILED',
+      'CANCELED',
+      'ROLLED BACK',
+      'BAKE LEFT',
+    ],
+    waves.map((w) => [
+      w.wave,
+      w.state,
+      w.devices,
+      w.queued,
+      w.inProgress,
+      w.succeeded,
+      w.failed,
+      w.canceled,
+      w.rolledBack,
+      w.state === 'BAKING'
+        ? remaining(w.bakeRemainingMs)
+        : w.bakeMs > 0 && w.state === 'PENDING'
+          ? `(${remaining(w.bakeMs)})`
+          : '-',
+    ]),
+  );
+}
+
+/** One plain line for the waves (`status --watch` when stdout is not a terminal). */
+export function wavesLine(d: DeploymentView): string {
+  const waves = (d.rollout?.waves ?? []).map(
+    (w) =>
+      `wave ${w.wave} ${w.state} ${w.succeeded}/${w.devices} succeeded ${w.failed} failed${w.rolledBack > 0 ? ` ${w.rolledBack} rolled back` : ''}${w.state === 'BAKING' ? ` bake ${remaining(w.bakeRemainingMs)} left` : ''}`,
+  );
+  const c = d.jobProcessDetails;
+  const summary = `${c.numberOfSucceededThings ?? 0}/${d.executions.length} succeeded`;
+  return `${new Date().toISOString()} ${d.id} ${d.state} ${waves.length > 0 ? waves.join(' | ') : summary}`;
+}
+
 export function printDeployment(d: DeploymentView): void {
   const c = d.jobProcessDetails;
   print(
-    `deployment ${d.id}  ${d.state}  ${d.model}@${d.version}  strategy ${d.strategy.type}${d.reason === null ? '' : `  (${d.reason})`}`,
+    `deployment ${d.id}  ${d.state}  ${d.model}@${d.version}  strategy ${strategyText(d)}${d.reason === null ? '' : `  (${d.reason})`}`,
   );
+  if (d.rollout?.rollbackOf !== null && d.rollout?.rollbackOf !== undefined)
+    print(`rollback of ${d.rollout.rollbackOf}`);
+  const rollbacks = Object.entries(d.rollout?.rollbacks ?? {});
+  if (rollbacks.length > 0) print(`rollbacks ${rollbacks.map(([v, id]) => `${id} (to ${v})`).join(', ')}`);
   print(
     `targets ${d.target.group !== undefined ? `group ${d.target.group}` : (d.target.things ?? []).join(',')}  artifacts ${d.artifacts.map((a) => a.target?.profile ?? '?').join(', ')}`,
   );
   print(
     `queued ${c.numberOfQueuedThings ?? 0}  in progress ${c.numberOfInProgressThings ?? 0}  succeeded ${c.numberOfSucceededThings ?? 0}  failed ${c.numberOfFailedThings ?? 0}  rejected ${c.numberOfRejectedThings ?? 0}  canceled ${c.numberOfCanceledThings ?? 0}  timed out ${c.numberOfTimedOutThings ?? 0}`,
   );
+  const waves = wavesTable(d);
+  if (waves !== undefined) {
+    print('');
+    print(waves);
+  }
   print('');
   print(
     table(

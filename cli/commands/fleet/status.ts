@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { DeploymentView } from '../../../fleet/index.js';
 import { print, printJson, table } from '../../output.js';
 import { type ClientOptions, FleetClient, addClientOptions } from './client.js';
-import { printDeployment } from './print.js';
+import { printDeployment, wavesLine } from './print.js';
 
 export const WATCH_INTERVAL_MS = 1_000; // milliseconds between redraws of --watch and checks of --wait
 
@@ -30,6 +30,14 @@ export async function waitForDeployment(client: FleetClient, id: string, progres
     }
     await sleep(WATCH_INTERVAL_MS);
   }
+}
+
+interface FleetEventView {
+  readonly id: number;
+  readonly atMs: number;
+  readonly type: string;
+  readonly thing?: string;
+  readonly data?: Readonly<Record<string, unknown>>;
 }
 
 interface StatusOptions extends ClientOptions {
@@ -72,11 +80,29 @@ async function run(id: string | undefined, opts: StatusOptions): Promise<void> {
   const path = `/v1/deployments/${encodeURIComponent(id)}`;
   for (let last = ''; ;) {
     const d = await client.get<DeploymentView>(path);
-    const text = JSON.stringify(d);
+    const text = JSON.stringify({
+      ...d,
+      rollout:
+        d.rollout === null
+          ? null
+          : {
+              ...d.rollout,
+              waves: d.rollout.waves.map((w) => ({
+                ...w,
+                bakeRemainingMs: Math.ceil((w.bakeRemainingMs ?? 0) / 1000),
+              })),
+            },
+    });
     if (text !== last) {
-      if (opts.watch === true && opts.json !== true && stdout.isTTY) stdout.write('\x1b[H\x1b[2J');
+      const tty = stdout.isTTY;
       if (opts.json === true) printJson(d);
-      else printDeployment(d);
+      else if (opts.watch === true && !tty)
+        print(wavesLine(d)); // plain lines for logs and pipes
+      else {
+        // On a terminal the table is redrawn in place: home, draw, clear what is left of the last frame.
+        if (opts.watch === true) stdout.write('\x1b[H\x1b[2J');
+        printDeployment(d);
+      }
       last = text;
     }
     if (opts.watch !== true || isSettled(d)) return;
@@ -91,11 +117,35 @@ export function register(fleet: Command): void {
     .action(run);
   addClientOptions(fleet.command('cancel').description('cancel a deployment: what has not ended is CANCELED'))
     .argument('<deployment>')
-    .action(async (id: string, opts: ClientOptions) => {
+    .option('--rollback', 'also roll the devices that switched back to the version each ran before')
+    .action(async (id: string, opts: ClientOptions & { rollback?: boolean }) => {
       const d = await (
         await FleetClient.from(opts)
-      ).post<DeploymentView>(`/v1/deployments/${encodeURIComponent(id)}/cancel`);
+      ).post<DeploymentView>(
+        `/v1/deployments/${encodeURIComponent(id)}/cancel${opts.rollback === true ? '?rollback=true' : ''}`,
+      );
       if (opts.json === true) printJson(d);
       else printDeployment(d);
+    });
+  addClientOptions(fleet.command('events').description("a deployment's events, oldest first"))
+    .argument('<deployment>')
+    .option('--follow', 'keep printing new events until the deployment ends')
+    .action(async (id: string, opts: ClientOptions & { follow?: boolean }) => {
+      const client = await FleetClient.from(opts);
+      const path = `/v1/deployments/${encodeURIComponent(id)}`;
+      for (let after = 0; ;) {
+        const { events } = await client.get<{ events: FleetEventView[] }>(`${path}/events?after=${after}`);
+        for (const e of events) {
+          if (opts.json === true) print(JSON.stringify(e));
+          else
+            print(
+              `${new Date(e.atMs).toISOString()}  ${e.type.padEnd(22)}  ${e.thing ?? '-'}  ${JSON.stringify(e.data ?? {})}`,
+            );
+          after = e.id;
+        }
+        if (events.length > 0) continue;
+        if (opts.follow !== true || (await client.get<DeploymentView>(path)).state !== 'ACTIVE') return;
+        await sleep(WATCH_INTERVAL_MS);
+      }
     });
 }
