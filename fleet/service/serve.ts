@@ -17,6 +17,9 @@ export interface ServeFleetOptions {
   readonly shareGroup?: string;
   readonly workerId?: string;
   readonly sweeper?: FleetServiceOptions['sweeper'];
+  readonly rollouts?: FleetServiceOptions['rollouts'];
+  /** The service's clock (tests move it past timeouts); default Date.now. */
+  readonly now?: () => number;
 }
 
 export interface RunningFleet {
@@ -44,6 +47,8 @@ export async function serveFleet(options: ServeFleetOptions): Promise<RunningFle
       ...(options.shareGroup === undefined ? {} : { shareGroup: options.shareGroup }),
       ...(options.workerId === undefined ? {} : { workerId: options.workerId }),
       ...(options.sweeper === undefined ? {} : { sweeper: options.sweeper }),
+      ...(options.rollouts === undefined ? {} : { rollouts: options.rollouts }),
+      ...(options.now === undefined ? {} : { now: options.now }),
     });
   } catch (error) {
     await store.close();
@@ -53,7 +58,7 @@ export async function serveFleet(options: ServeFleetOptions): Promise<RunningFle
     {
       store,
       operations: service.operations,
-      now: Date.now,
+      now: options.now ?? Date.now,
       health: () => ({
         ok: service.connected,
         worker: service.workerId,
