@@ -142,8 +142,10 @@ export class RolloutController {
     if (wave.state === 'RUNNING') {
       if (!members.every((e) => isTerminal(e.status))) return undefined;
       const f = figures(members);
-      if (!healthy(f, members.length) && rollout.abortConfig === undefined) {
-        // No abort criteria: the gate is the wave's health itself (every execution SUCCEEDED, each bake passed).
+      const last = wave.wave === waves.length - 1;
+      if (!healthy(f, members.length) && rollout.abortConfig === undefined && !last) {
+        // No abort criteria: the gate before the next wave is this one's health (every execution SUCCEEDED, each
+        // device's bake passed). The last wave gates nothing: it ends, as an IoT job does, with its figures.
         await this.abort(deployment, { scope: 'wave', wave: wave.wave, figures: f, failurePercentage: failurePct(f) });
         return undefined;
       }
