@@ -1,0 +1,155 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jobsTopics } from '../../../device-agent/protocol/index.js';
+import { type RunningFleet, serveFleet } from '../../../fleet/index.js';
+import type { ArtifactRecord } from '../../../fleet/store/index.js';
+import { waitFor } from '../../helpers/agent.js';
+import { sampleCnnArtifact } from '../../helpers/artifacts.js';
+import { startBroker, type TestBroker } from '../../helpers/broker.js';
+import { LightDevice } from '../../helpers/fleet-device.js';
+import { connectPeer, type Peer } from '../../helpers/mqtt.js';
+import { suiteTmpDir } from '../../helpers/tmp.js';
+import { storeKinds } from '../store/stores.js';
+
+/**
+ * jobExecutionsRetryConfig and timeoutConfig under a rollout, on Mosquitto with SQLite and PostgreSQL: a FAILED
+ * execution is tried again up to numberOfRetries (a new execution each time, as IoT Jobs does); an IN_PROGRESS one
+ * past inProgressTimeoutInMinutes becomes TIMED_OUT and is retried by its own criteria. The service's clock is
+ * moved forward (FleetServiceOptions.now) instead of waiting out minutes.
+ */
+const SETTLE_MS = 30_000; // ms for light devices to run their jobs
+const REPLY_MS = 5_000; // ms for one Jobs reply
+
+let broker: TestBroker;
+let tmp: { dir: string; dispose: () => Promise<void> };
+let artifactDir: string;
+
+beforeAll(async () => {
+  broker = await startBroker();
+  tmp = await suiteTmpDir('outpost-rollout-retries-');
+  artifactDir = (await sampleCnnArtifact(join(tmp.dir, 'a'))).dir;
+}, 60_000);
+
+afterAll(async () => {
+  await broker.stop();
+  await tmp.dispose();
+});
+
+/** A device that starts whatever it is offered and never reports again (a device that hung mid-install). */
+async function startAndHang(peer: Peer, thing: string, count: number): Promise<void> {
+  const accepted = jobsTopics.startNextAccepted(thing);
+  await waitFor(
+    async () => {
+      await peer.publish(jobsTopics.startNext(thing), JSON.stringify({ clientToken: `t${count}` }));
+      const replies = await peer.inbox.wait(accepted, 1, REPLY_MS).catch(() => []);
+      const started = replies.filter((r) => 'execution' in (JSON.parse(r.toString()) as object)).length;
+      return started >= count ? true : undefined;
+    },
+    SETTLE_MS,
+    () => `${thing} to start execution ${count}`,
+  );
+}
+
+describe.each(storeKinds())('retries and timeouts under a rollout ($name)', (kind) => {
+  let fleet: RunningFleet;
+  let offsetMs = 0;
+  let artifact: ArtifactRecord;
+
+  beforeAll(async () => {
+    if (kind.skip) return;
+    fleet = await serveFleet({
+      brokerUrl: broker.urls.tcp,
+      dataDir: join(tmp.dir, `fleet-${kind.name}`),
+      db: await kind.url('retries'),
+      http: { port: 0 },
+      rollouts: { intervalMs: 200 },
+      sweeper: { intervalMs: 200, nudgeAfterMs: 15_000 },
+      now: () => Date.now() + offsetMs,
+    });
+    const { packArtifact } = await import('../../../runtime/artifact/index.js');
+    const packed = await packArtifact(artifactDir, join(tmp.dir, `a-${kind.name}.tar.gz`));
+    artifact = await fleet.service.operations.ingest(packed.path);
+  }, 60_000);
+
+  afterAll(async () => {
+    if (!kind.skip) await fleet.close();
+  });
+
+  it.skipIf(kind.skip)('a FAILED execution is retried numberOfRetries times, each a new execution', async () => {
+    const thing = `flaky-${kind.name}`;
+    const device = await LightDevice.start({
+      url: broker.urls.tcp,
+      thing,
+      dir: join(tmp.dir, 'devices'),
+      target: { profile: 'x86_64:avx2', arch: 'x86_64' },
+      outcome: 'fail',
+    });
+    try {
+      await waitFor(async () => ((await fleet.store.getThing(thing))?.connected === true ? true : undefined), REPLY_MS);
+      const id = `retry-${kind.name}`;
+      await fleet.service.operations.deploy({
+        id,
+        artifacts: [artifact.sha256],
+        things: [thing],
+        rollout: { jobExecutionsRetryConfig: { criteriaList: [{ failureType: 'FAILED', numberOfRetries: 2 }] } },
+      });
+      const done = await waitFor(async () => {
+        const d = await fleet.store.getDeployment(id);
+        return d?.state === 'COMPLETED' ? d : undefined;
+      }, SETTLE_MS);
+      expect(done.state).toBe('COMPLETED'); // the last wave gates nothing: it ends with its figures
+      const executions = await fleet.store.listExecutions(id);
+      expect(executions.map((e) => [e.retry, e.status, e.attempts])).toEqual([
+        [0, 'FAILED', 1],
+        [1, 'FAILED', 1],
+        [2, 'FAILED', 1],
+      ]);
+      expect((await device.waitFor(3, SETTLE_MS)).map((r) => r.status)).toEqual(['FAILED', 'FAILED', 'FAILED']);
+      const events = await fleet.store.deploymentEvents(id, 0, 100);
+      expect(events.filter((e) => e.type === 'execution.retried').map((e) => e.data?.retry)).toEqual([1, 2]);
+    } finally {
+      await device.close();
+    }
+  });
+
+  it.skipIf(kind.skip)(
+    'an IN_PROGRESS execution past its timeout is TIMED_OUT, and retried by its criteria',
+    async () => {
+      const thing = `hung-${kind.name}`;
+      await fleet.store.setAttributes(thing, { role: 'hung' }, Date.now());
+      const peer = await connectPeer(broker.urls.tcp, { mqtt5: false, clientId: thing });
+      try {
+        await peer.subscribe(`$aws/things/${thing}/jobs/#`);
+        const id = `timeout-${kind.name}`;
+        await fleet.service.operations.deploy({
+          id,
+          artifacts: [artifact.sha256],
+          things: [thing],
+          options: { inProgressTimeoutMs: 60_000 },
+          rollout: {
+            strategy: 'all-at-once',
+            jobExecutionsRetryConfig: { criteriaList: [{ failureType: 'TIMED_OUT', numberOfRetries: 1 }] },
+          },
+        });
+        await startAndHang(peer, thing, 1);
+        offsetMs += 61 * 60_000; // past inProgressTimeoutInMinutes = 1
+        await waitFor(async () => ((await fleet.store.listExecutions(id)).length === 2 ? true : undefined), SETTLE_MS);
+        await startAndHang(peer, thing, 2);
+        offsetMs += 61 * 60_000;
+        const done = await waitFor(async () => {
+          const d = await fleet.store.getDeployment(id);
+          return d?.state === 'COMPLETED' ? d : undefined;
+        }, SETTLE_MS);
+        expect(done.state).toBe('COMPLETED');
+        const executions = await fleet.store.listExecutions(id);
+        expect(executions.map((e) => [e.retry, e.status])).toEqual([
+          [0, 'TIMED_OUT'],
+          [1, 'TIMED_OUT'],
+        ]);
+        expect(executions[0]?.statusDetails).toMatchObject({ reason: 'the in-progress timeout passed' });
+      } finally {
+        await peer.close();
+      }
+    },
+  );
+});
