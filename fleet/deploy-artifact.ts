@@ -47,6 +47,8 @@ export interface PreparedArtifact {
   readonly indexPath: string;
   readonly document: JobDocument;
   readonly manifest: Pick<Manifest, 'name' | 'version' | 'target'>;
+  /** sha256 of manifest.json as verified (runtime/artifact manifestDigest). */
+  readonly manifestSha256: string;
   /** The scratch directory (packed archive, index); `dispose` removes it. */
   readonly scratch: string;
 }
@@ -98,6 +100,7 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       throw naming(error, scratch, options.artifact);
     });
     const { name, version, target } = opened.manifest;
+    const { manifestSha256 } = opened;
     let archive: { path: string; sha256: string; bytes: number };
     try {
       archive = isDirectory
@@ -137,7 +140,7 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       }),
     );
     log.info({ name, version, bytes: archive.bytes, blocks: index.blocks.length, blockSize }, 'artifact prepared');
-    return { archivePath: archive.path, indexPath, document, manifest: { name, version, target }, scratch };
+    return { archivePath: archive.path, indexPath, document, manifest: { name, version, target }, manifestSha256, scratch };
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });
     throw error;

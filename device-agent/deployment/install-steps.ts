@@ -19,6 +19,13 @@ const log = logger('agent.deployment');
 
 export const download: Step = async (ctx, state) => {
   const document = documentOf(state);
+  // A version this device still has installed with exactly this manifest (a rollback to it) is not fetched again:
+  // installed versions were verified when installed and never change (docs/job-document.md, manifestSha256).
+  const wanted = document.artifact.manifestSha256;
+  if (wanted !== undefined && (await ctx.store.manifestDigest(state.model, state.version)) === wanted) {
+    log.info({ jobId: state.jobId, model: state.model, version: state.version }, 'installed already: not fetched');
+    return advance(ctx, state, 'self-testing', { alreadyInstalled: true });
+  }
   await requireSpace(ctx.downloadsDir, document.artifact.size, ctx.config.diskMarginBytes, 'downloading the artifact');
   let current = state;
   // Counters on disk at most once a second, and always the latest (a trailing write); the arrivals log is exact.

@@ -54,6 +54,11 @@ export const jobDocumentSchema = z
       indexSha256: sha256,
       /** GetStream block size `l` the index was built with; the device must request blocks of exactly this size. */
       blockSize: z.number().int().min(MIN_BLOCK_SIZE).max(MAX_BLOCK_SIZE),
+      /**
+       * sha256 of the artifact's manifest.json. A device that has this model version installed with exactly this
+       * manifest activates it without fetching the archive (a rollback to a version it still has).
+       */
+      manifestSha256: sha256.optional(),
     }),
     /** The hosts the artifact fits (the manifest's target.arch); a device of another arch REJECTS the job. */
     target: z.strictObject({ arch: z.enum(['x86_64', 'arm64', 'any']) }).optional(),

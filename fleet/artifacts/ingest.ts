@@ -58,6 +58,7 @@ export async function ingestArtifact(options: IngestOptions): Promise<ArtifactRe
         { fileId: prepared.document.artifact.fileId, sha256: archive.sha256, bytes: archive.bytes, role: 'archive' },
       ],
       createdMs: options.nowMs,
+      manifestSha256: prepared.manifestSha256,
     });
     log.info(
       { sha256: record.sha256, name, version, target: record.target.profile, bytes: record.bytes },

@@ -25,6 +25,7 @@ export async function documentFor(artifact: ArtifactRecord, options: DeploymentD
         indexSize: index.bytes,
         indexSha256: index.sha256,
         blockSize: artifact.blockSize,
+        ...(artifact.manifestSha256 === undefined ? {} : { manifestSha256: artifact.manifestSha256 }),
       },
       target: { arch },
       ...(options.rollout === undefined ? {} : { rollout: options.rollout }),

@@ -165,6 +165,7 @@ export async function putArtifact(db: Db, artifact: ArtifactRecord): Promise<Art
       stream_version: artifact.streamVersion,
       files_json: JSON.stringify(artifact.files),
       created_ms: artifact.createdMs,
+      manifest_sha256: artifact.manifestSha256 ?? null,
     })
     .onConflict((oc) => oc.column('sha256').doNothing())
     .execute();

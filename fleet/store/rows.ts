@@ -77,6 +77,7 @@ export function toArtifact(row: Selectable<ArtifactsTable>): ArtifactRecord {
     streamVersion: num(row.stream_version),
     files: parseJson(row.files_json, []),
     createdMs: num(row.created_ms),
+    ...(row.manifest_sha256 === null ? {} : { manifestSha256: row.manifest_sha256 }),
   };
 }
 

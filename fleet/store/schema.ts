@@ -51,6 +51,8 @@ export interface ArtifactsTable {
   stream_version: number;
   files_json: string;
   created_ms: number;
+  /** sha256 of manifest.json (runtime/artifact manifestDigest); NULL for artifacts stored before migration 4. */
+  manifest_sha256: string | null;
 }
 
 export interface DeploymentsTable {

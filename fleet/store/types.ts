@@ -101,6 +101,8 @@ export interface ArtifactRecord {
   readonly streamVersion: number;
   readonly files: readonly StreamFileRecord[];
   readonly createdMs: number;
+  /** sha256 of its manifest.json: an agent that has this version installed with it need not fetch it again. */
+  readonly manifestSha256?: string;
 }
 
 /** Deployment states (deployments/states.ts holds the transition table). */

@@ -4,7 +4,9 @@ import { MS } from './types.js';
 /**
  * Rollouts: a deployment's waves (size, bake, state and its timestamps: absolute, so a worker that restarts resumes a
  * bake with the time that remained), when each execution was released to its thing (NULL: its wave has not reached
- * it, and the thing is never told of it), and the deployment's rollout state (abort figures, rollbacks). Executions
+ * it, and the thing is never told of it), the deployment's rollout state (abort figures, rollbacks), and each
+ * artifact's manifest digest (so an agent that still has a version installed re-activates it without fetching it:
+ * rollbacks). Executions
  * that existed before are released as of when they were queued: they were visible to their things already.
  */
 export const rollouts: Migration = {
@@ -31,6 +33,7 @@ export const rollouts: Migration = {
       .set((eb) => ({ released_ms: eb.ref('queued_ms') }))
       .execute();
     await db.schema.createIndex('executions_job_wave').on('executions').columns(['job_id', 'wave']).execute();
+    await db.schema.alterTable('artifacts').addColumn('manifest_sha256', 'text').execute();
     await db.schema
       .alterTable('deployments')
       .addColumn('rollout_json', 'text', (c) => c.notNull().defaultTo('{}'))

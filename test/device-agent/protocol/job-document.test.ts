@@ -72,6 +72,7 @@ describe('job document', () => {
     ['artifact.blockSize', 255, 'artifact.blockSize'],
     ['artifact.blockSize', 131_073, 'artifact.blockSize'],
     ['artifact.size', 0, 'artifact.size'],
+    ['artifact.manifestSha256', 'not-a-digest', 'artifact.manifestSha256'],
     ['model.name', '../etc', 'model.name'],
     ['model.version', '', 'model.version'],
     ['model', undefined, 'model'],

@@ -247,6 +247,11 @@ describe('a canary that trips the abort criteria (real agents among light device
         () => `rollback:\n${ok.logs().slice(-3000)}`,
       );
       expect(rollback.rollout?.rollbackOf).toBe('cnn-v2');
+      // agent-ok still had 1.0.0 installed with the same manifest: it re-activated it without fetching a byte.
+      expect(rollback.executions.find((e) => e.thing === 'agent-ok')?.statusDetails).toMatchObject({
+        version: '1.0.0',
+        bytesFetched: '0',
+      });
       expect(rollback.executions.map((e) => [e.thing, e.status]).sort()).toEqual(
         switched.map((t) => [t, 'SUCCEEDED']).sort(),
       );
