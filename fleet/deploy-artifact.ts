@@ -140,7 +140,14 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       }),
     );
     log.info({ name, version, bytes: archive.bytes, blocks: index.blocks.length, blockSize }, 'artifact prepared');
-    return { archivePath: archive.path, indexPath, document, manifest: { name, version, target }, manifestSha256, scratch };
+    return {
+      archivePath: archive.path,
+      indexPath,
+      document,
+      manifest: { name, version, target },
+      manifestSha256,
+      scratch,
+    };
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });
     throw error;
