@@ -6,6 +6,7 @@ import type { ArtifactRecord } from '../../../fleet/store/index.js';
 import { waitFor } from '../../helpers/agent.js';
 import { sampleCnnArtifact } from '../../helpers/artifacts.js';
 import { startBroker, type TestBroker } from '../../helpers/broker.js';
+import { runCli } from '../../helpers/cli.js';
 import { LightDevice } from '../../helpers/fleet-device.js';
 import { connectPeer, type Peer } from '../../helpers/mqtt.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
@@ -42,8 +43,14 @@ async function startAndHang(peer: Peer, thing: string, count: number): Promise<v
     async () => {
       await peer.publish(jobsTopics.startNext(thing), JSON.stringify({ clientToken: `t${count}` }));
       const replies = await peer.inbox.wait(accepted, 1, REPLY_MS).catch(() => []);
-      const started = replies.filter((r) => 'execution' in (JSON.parse(r.toString()) as object)).length;
-      return started >= count ? true : undefined;
+      // Distinct executions started: asking again returns the one IN_PROGRESS, which counts once.
+      const started = new Set(
+        replies.map(
+          (r) => (JSON.parse(r.toString()) as { execution?: { executionNumber: number } }).execution?.executionNumber,
+        ),
+      );
+      started.delete(undefined);
+      return started.size >= count ? true : undefined;
     },
     SETTLE_MS,
     () => `${thing} to start execution ${count}`,
@@ -74,6 +81,75 @@ describe.each(storeKinds())('retries and timeouts under a rollout ($name)', (kin
   afterAll(async () => {
     if (!kind.skip) await fleet.close();
   });
+
+  it.skipIf(kind.skip)(
+    'refuses bad rollout settings with STRATEGY_INVALID naming the field, storing nothing',
+    async () => {
+      const thing = `any-${kind.name}`;
+      await fleet.store.setAttributes(thing, { role: 'spare' }, Date.now());
+      const before = (await fleet.store.listDeployments()).length;
+      const post = async (extra: Record<string, unknown>) => {
+        const r = await fetch(`${fleet.url}/v1/deployments`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ artifacts: [artifact.sha256], things: [thing], ...extra }),
+        });
+        return { status: r.status, body: (await r.json()) as { error: { code: string; details: { field: string } } } };
+      };
+      const cases: [Record<string, unknown>, string][] = [
+        [{ strategy: 'canary:0' }, 'strategy'],
+        [{ strategy: 'linear:25%' }, 'strategy'],
+        [{ strategy: 'linear:25%,every=1m', then: 'linear:10%,every=1m' }, 'then'],
+        [{ jobExecutionsRolloutConfig: { maximumPerMinute: 1001 } }, 'jobExecutionsRolloutConfig.maximumPerMinute'],
+        [
+          {
+            abortConfig: {
+              criteriaList: [{ failureType: 'ALL', thresholdPercentage: 101, minNumberOfExecutedThings: 1 }],
+            },
+          },
+          'abortConfig.criteriaList.0.thresholdPercentage',
+        ],
+        [
+          { jobExecutionsRetryConfig: { criteriaList: [{ failureType: 'REJECTED', numberOfRetries: 1 }] } },
+          'jobExecutionsRetryConfig.criteriaList.0.failureType',
+        ],
+      ];
+      for (const [extra, field] of cases) {
+        const r = await post(extra);
+        expect(r, JSON.stringify(extra)).toMatchObject({
+          status: 400,
+          body: { error: { code: 'STRATEGY_INVALID', details: { field } } },
+        });
+      }
+      expect(await fleet.store.listDeployments()).toHaveLength(before);
+      // The CLI refuses before it uploads anything.
+      const cli = await runCli([
+        'fleet',
+        'deploy',
+        artifactDir,
+        '--thing',
+        thing,
+        '--rate',
+        'maximumPerMinute=0',
+        '--fleet',
+        fleet.url,
+      ]);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toMatch(/rate\.maximumPerMinute: .*\[STRATEGY_INVALID\]/);
+      const then = await runCli([
+        'fleet',
+        'deploy',
+        artifactDir,
+        '--thing',
+        thing,
+        '--then',
+        'linear:5%,every=1s',
+        '--fleet',
+        fleet.url,
+      ]);
+      expect(then.stderr).toMatch(/\[STRATEGY_INVALID\]/);
+    },
+  );
 
   it.skipIf(kind.skip)('a FAILED execution is retried numberOfRetries times, each a new execution', async () => {
     const thing = `flaky-${kind.name}`;
