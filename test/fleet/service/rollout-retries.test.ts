@@ -151,6 +151,52 @@ describe.each(storeKinds())('retries and timeouts under a rollout ($name)', (kin
     },
   );
 
+  it.skipIf(kind.skip)('maximumPerMinute releases that many a minute (service clock), then the next ones', async () => {
+    const things = [0, 1, 2, 3].map((i) => `paced${i}-${kind.name}`);
+    const devices: LightDevice[] = [];
+    try {
+      for (const thing of things) {
+        devices.push(
+          await LightDevice.start({
+            url: broker.urls.tcp,
+            thing,
+            dir: join(tmp.dir, 'devices'),
+            target: { profile: 'x86_64:avx2', arch: 'x86_64' },
+          }),
+        );
+      }
+      await waitFor(async () => ((await fleet.store.listThings(things)).length === 4 ? true : undefined), REPLY_MS);
+      const id = `rate-${kind.name}`;
+      await fleet.service.operations.deploy({
+        id,
+        artifacts: [artifact.sha256],
+        things,
+        rollout: { jobExecutionsRolloutConfig: { maximumPerMinute: 2 } },
+      });
+      const succeeded = async (n: number) =>
+        waitFor(async () => {
+          const list = await fleet.store.listExecutions(id);
+          return list.filter((e) => e.status === 'SUCCEEDED').length === n ? list : undefined;
+        }, SETTLE_MS);
+      const first = await succeeded(2);
+      // The minute's budget is spent: the other two stay held until the clock moves on.
+      expect(first.filter((e) => e.releasedMs === undefined)).toHaveLength(2);
+      expect(await fleet.store.releasedSince(id, 0)).toBe(2);
+      offsetMs += 61_000;
+      await succeeded(4);
+      // The controller completes it on its next pass.
+      await waitFor(
+        async () => ((await fleet.store.getDeployment(id))?.state === 'COMPLETED' ? true : undefined),
+        SETTLE_MS,
+      );
+      const releases = (await fleet.store.deploymentEvents(id, 0, 100)).filter((e) => e.type === 'execution.released');
+      expect(releases.map((e) => (e.data?.things as string[]).length)).toEqual([2, 2]);
+      for (const device of devices) expect((await device.waitFor(1, SETTLE_MS)).map((r) => r.jobId)).toEqual([id]);
+    } finally {
+      for (const device of devices) await device.close();
+    }
+  });
+
   it.skipIf(kind.skip)('a FAILED execution is retried numberOfRetries times, each a new execution', async () => {
     const thing = `flaky-${kind.name}`;
     const device = await LightDevice.start({
