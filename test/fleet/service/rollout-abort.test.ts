@@ -296,6 +296,11 @@ describe('a canary that trips the abort criteria (real agents among light device
       ).toEqual([...canary].sort());
       const printed = await cli('events', 'cnn-v2');
       expect(printed.stdout).toMatch(/deployment\.aborted/);
+      // --watch, not on a terminal: plain lines (one here: the deployment has ended).
+      const watched = await cli('status', 'cnn-v2', '--watch');
+      expect(watched.stdout.trim()).toMatch(
+        /^\S+Z cnn-v2 ABORTED wave 0 CANCELED \d\/3 succeeded 1 failed \d rolled back \| wave 1 CANCELED 0\/4/,
+      );
       const table = await cli('status', 'cnn-v2');
       expect(table.stdout).toMatch(
         /^WAVE\s+STATE\s+DEVICES\s+QUEUED\s+IN PROGRESS\s+SUCCEEDED\s+FAILED\s+CANCELED\s+ROLLED BACK\s+BAKE LEFT$/m,
