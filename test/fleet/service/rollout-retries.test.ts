@@ -197,6 +197,55 @@ describe.each(storeKinds())('retries and timeouts under a rollout ($name)', (kin
     }
   });
 
+  it.skipIf(kind.skip)('a thing that joins a dynamic group mid-rollout waits in the last wave', async () => {
+    const site = `join-${kind.name}`;
+    const names = ['j0', 'j1', 'j2'].map((n) => `${n}-${kind.name}`);
+    for (const name of names) await fleet.store.setAttributes(name, { site }, Date.now());
+    await fleet.store.createGroup({
+      name: site,
+      kind: 'dynamic',
+      where: [{ key: 'attr.site', value: site }],
+      createdMs: Date.now(),
+    });
+    const start = (thing: string) =>
+      LightDevice.start({
+        url: broker.urls.tcp,
+        thing,
+        dir: join(tmp.dir, 'devices'),
+        target: { profile: 'x86_64:avx2', arch: 'x86_64' },
+      });
+    const devices = [await start(names[0] ?? ''), await start(names[1] ?? '')];
+    try {
+      await waitFor(
+        async () => ((await fleet.store.listThings(names.slice(0, 2))).every((t) => t.connected) ? true : undefined),
+        REPLY_MS,
+      );
+      const id = `join-${kind.name}`;
+      await fleet.service.operations.deploy({
+        id,
+        artifacts: [artifact.sha256],
+        group: site,
+        rollout: { strategy: 'canary:1,bake=1h' },
+      });
+      await waitFor(
+        async () => ((await fleet.store.listWaves(id))[0]?.state === 'BAKING' ? true : undefined),
+        SETTLE_MS,
+      );
+      devices.push(await start(names[2] ?? ''));
+      const joined = await waitFor(
+        async () => (await fleet.store.findExecution(names[2] ?? '', id)) ?? undefined,
+        SETTLE_MS,
+      );
+      expect(joined).toMatchObject({ wave: 1, status: 'QUEUED' });
+      expect(joined.releasedMs).toBeUndefined();
+      offsetMs += 61 * 60_000; // the canary's bake passes
+      for (const device of devices) expect((await device.waitFor(1, SETTLE_MS)).map((r) => r.jobId)).toEqual([id]);
+      expect((await fleet.store.getDeployment(id))?.state).toBe('ACTIVE'); // continuous: later joiners still get it
+    } finally {
+      for (const device of devices) await device.close();
+    }
+  });
+
   it.skipIf(kind.skip)('a FAILED execution is retried numberOfRetries times, each a new execution', async () => {
     const thing = `flaky-${kind.name}`;
     const device = await LightDevice.start({
