@@ -2,7 +2,9 @@
 export { serveFleet, defaultDbUrl, type RunningFleet, type ServeFleetOptions } from './service/serve.js';
 export { FleetService, DEFAULT_SHARE_GROUP, type FleetServiceOptions } from './service/service.js';
 export { DEFAULT_API_PORT } from './api/server.js';
-export type { ArtifactView, DeploymentView, GroupView, ThingView } from './api/views.js';
+export type { ArtifactView, DeploymentView, GroupView, RolloutView, ThingView, WaveView } from './api/views.js';
+export { parseAbort, parseRate, parseRetry } from './rollouts/config.js';
+export { parseStrategy } from './rollouts/strategy.js';
 export { parseQuery, QUERY_KEYS } from './registry/query.js';
 export { openStore, DB_URL_FORMS, type FleetStore } from './store/index.js';
 export {

@@ -3,14 +3,19 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { stderr } from 'node:process';
 import type { Command } from 'commander';
-import type { ArtifactView, DeploymentView } from '../../../fleet/index.js';
+import {
+  type ArtifactView,
+  type DeploymentView,
+  parseAbort,
+  parseRate,
+  parseRetry,
+  parseStrategy,
+} from '../../../fleet/index.js';
 import { openArtifact, packArtifact } from '../../../runtime/artifact/index.js';
 import { OutpostError, fromFsError } from '../../../runtime/errors.js';
 import { collect, parsePositiveInt } from '../../options.js';
 import { formatBytes, printJson } from '../../output.js';
 import { type ClientOptions, FleetClient, addClientOptions, splitList } from './client.js';
-import { parseAbort, parseRate, parseRetry } from '../../../fleet/rollouts/config.js';
-import { parseStrategy } from '../../../fleet/rollouts/strategy.js';
 import { printDeployment } from './print.js';
 import { isSettled, waitForDeployment } from './status.js';
 
