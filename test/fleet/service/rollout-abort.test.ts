@@ -10,7 +10,7 @@ import { runCli } from '../../helpers/cli.js';
 import { LightDevice } from '../../helpers/fleet-device.js';
 import { connectPeer } from '../../helpers/mqtt.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { agentArgs, cnnArtifact, inferCnnVersion, signingKeys, type Keys } from '../../device-agent/fixtures.js';
+import { agentArgs, cnnArtifact, inferCnnVersion, signingKeys, type Keys } from '../../helpers/signed-artifacts.js';
 
 /**
  * A canary whose failures trip the abort criteria, on Mosquitto with two real agents (one whose guardrail bake

@@ -7,8 +7,8 @@ import { runCli } from '../../helpers/cli.js';
 import { startFleet, type FleetProcess } from '../../helpers/fleet.js';
 import { LightDevice } from '../../helpers/fleet-device.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { cnnArtifact, signingKeys, type Keys } from '../../device-agent/fixtures.js';
-import { storeKinds } from '../store/stores.js';
+import { cnnArtifact, signingKeys, type Keys } from '../../helpers/signed-artifacts.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 /**
  * `fleet serve` SIGKILLed while the canary bakes, then started again on the same database: the bake resumes with

@@ -10,7 +10,7 @@ import { runCli } from '../../helpers/cli.js';
 import { LightDevice } from '../../helpers/fleet-device.js';
 import { connectPeer, type Peer } from '../../helpers/mqtt.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
-import { storeKinds } from '../store/stores.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 /**
  * jobExecutionsRetryConfig and timeoutConfig under a rollout, on Mosquitto with SQLite and PostgreSQL: a FAILED

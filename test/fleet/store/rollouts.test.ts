@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetStore } from '../../../fleet/store/index.js';
-import { artifactRecord, newDeployment } from './fixtures.js';
-import { storeKinds } from './stores.js';
+import { artifactRecord, newDeployment } from '../../helpers/fleet-records.js';
+import { storeKinds } from '../../helpers/fleet-stores.js';
 
 /** The store's rollout half (waves, releases, retries, rollout state) on SQLite and PostgreSQL. */
 const T0 = 1_700_000_000_000; // ms
