@@ -88,7 +88,7 @@ describe('one deployment, one artifact per target', () => {
     for (const device of devices) {
       const execution = done.executions.find((e) => e.thing === device.thing);
       const job = device.received.find((r) => r.jobId === 'multi-1');
-      expect(job?.document.artifact.sha256).toBe(execution?.artifact);
+      expect(job?.document?.artifact.sha256).toBe(execution?.artifact);
     }
   });
 
