@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { register as registerDeploy } from './deploy.js';
 import { register as registerGroups } from './groups.js';
 import { register as registerServe } from './serve.js';
+import { register as registerSimulate } from './simulate.js';
 import { register as registerStatus } from './status.js';
 import { register as registerThings } from './things.js';
 
@@ -13,5 +14,6 @@ export function register(program: Command): void {
   const fleet = program
     .command('fleet')
     .description('the fleet control plane: registry, groups, persistent deployments');
-  for (const add of [registerServe, registerThings, registerGroups, registerDeploy, registerStatus]) add(fleet);
+  for (const add of [registerServe, registerThings, registerGroups, registerDeploy, registerStatus, registerSimulate])
+    add(fleet);
 }

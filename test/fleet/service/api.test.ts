@@ -5,6 +5,7 @@ import { create } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobsTopics } from '../../../device-agent/protocol/index.js';
 import { type DeploymentView, type RunningFleet, serveFleet } from '../../../fleet/index.js';
+import { OUTPOST_VERSION } from '../../../runtime/version.js';
 import { waitFor } from '../../helpers/agent.js';
 import { sampleCnnArtifact } from '../../helpers/artifacts.js';
 import { startBroker, type TestBroker } from '../../helpers/broker.js';
@@ -66,7 +67,10 @@ describe('outpost fleet: the operator commands', () => {
   it('lists things and groups as tables and JSON, and sets attributes', async () => {
     const table = await cli('things');
     expect(table.stdout).toMatch(/^THING\s+STATUS\s+LAST SEEN\s+TARGET\s+AGENT\s+MODELS$/m);
-    expect(table.stdout).toMatch(/^pi-a\s+online\s+\S+ ago\s+arm64:cortex-a72\s+light-device/m);
+    // A simulated device reports the agent's own version: the registry cannot tell it from a real agent.
+    expect(table.stdout).toMatch(
+      new RegExp(`^pi-a\\s+online\\s+\\S+ ago\\s+arm64:cortex-a72\\s+${OUTPOST_VERSION}`, 'm'),
+    );
     const thing = await json<{ thingName: string; attributes: Record<string, string> }>(
       'thing',
       'pi-a',
@@ -110,7 +114,10 @@ describe('outpost fleet: the operator commands', () => {
     const list = await cli('status');
     expect(list.stdout).toMatch(/^api-1\s+ACTIVE\s+sample-cnn@1\.0\.0\s+1\s+1\s+0/m);
     const one = await cli('status', 'api-1');
-    expect(one.stdout).toMatch(/^pi-a\s+SUCCEEDED\s+3\s+any\s+any\s+1\.0\.0\s+variant=fp32 backend=native$/m);
+    // The statusDetails a real agent sends on success: reasonCode OK, the serving line, variant and backend.
+    expect(one.stdout).toMatch(
+      /^pi-a\s+SUCCEEDED\s+3\s+any\s+any\s+1\.0\.0\s+reasonCode=OK reason=sample-cnn@1\.0\.0 serving .* variant=fp32 backend=native$/m,
+    );
     const ended = await json<DeploymentView>('cancel', 'api-1');
     expect(ended).toMatchObject({ state: 'CANCELED', executions: [{ thing: 'pi-a', status: 'SUCCEEDED' }] });
   });
