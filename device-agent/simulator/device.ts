@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { retry } from '../../runtime/retry.js';
@@ -14,6 +15,9 @@ import { runSimulatedJob, type SeenJob } from './job.js';
 import type { PlannedOutcome, SimulatedTarget } from './plan.js';
 
 const log = logger('simulator.device');
+
+/** How long close() lets a final update in flight finish; ms. */
+const CLOSE_GRACE_MS = 5_000;
 
 /** What every device of one simulation shares (one object, not N copies). */
 export interface SharedDeviceSettings {
@@ -61,6 +65,10 @@ export class SimulatedDevice {
   private working: Promise<void> | undefined;
   private again = false;
   private statusTimer: NodeJS.Timeout | undefined;
+  /** close() was called: no new job starts. */
+  private closing = false;
+  /** A final update is on its way: close() waits for it (up to CLOSE_GRACE_MS), so the summary has its outcome. */
+  private reportingNow = false;
 
   private constructor(
     private readonly options: SimulatedDeviceOptions,
@@ -116,6 +124,9 @@ export class SimulatedDevice {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    if (this.reportingNow && this.working !== undefined)
+      await Promise.race([this.working.catch(() => undefined), sleep(CLOSE_GRACE_MS)]);
     this.abort.abort();
     if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
     this.jobs.stop();
@@ -207,7 +218,7 @@ export class SimulatedDevice {
 
   /** The agent's round: one job at a time while connected, until start-next says there is none. */
   private async round(): Promise<void> {
-    while (this.transport.connected && !this.abort.signal.aborted) {
+    while (this.transport.connected && !this.closing) {
       const execution = await this.nextJobs.next();
       if (execution === 'again') continue;
       if (execution === undefined) return;
@@ -235,6 +246,7 @@ export class SimulatedDevice {
         switched: () => this.publishStatus(),
         event: (jobId, model, version, step) => this.event(jobId, model, version, step),
         online: () => this.online(),
+        reporting: (active) => (this.reportingNow = active),
       },
       execution,
     );

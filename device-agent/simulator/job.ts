@@ -63,6 +63,8 @@ export interface JobContext {
   /** A deployment.step event, as the agent's `advance` sends one. */
   readonly event: (jobId: string, model: string, version: string, step: DeploymentStep) => Promise<void>;
   readonly online: () => Promise<void>;
+  /** The final update is being sent (true) or was (false): a closing device lets it finish. */
+  readonly reporting: (active: boolean) => void;
 }
 
 /** A stale `expectedVersion` is re-read and the update sent again, this many times (as deployment.ts). */
@@ -147,13 +149,14 @@ export async function runSimulatedJob(ctx: JobContext, execution: JobExecution):
     if (ctx.signal.aborted) throw new OutpostError('DEPLOYMENT_INTERRUPTED', 'simulated device stopping');
     const code = isOutpostError(error) ? error.code : 'INTERNAL';
     log.debug({ thing: ctx.thing, jobId, step, code, error: messageOf(error) }, 'simulated deployment failed');
+    const failedStep = step;
     if (switched) {
       await advance('rolling-back');
       if (previous === undefined) ctx.active.delete(name);
       else ctx.active.set(name, previous);
       await ctx.switched();
     }
-    const reason = `${step}: ${messageOf(error)}`;
+    const reason = `${failedStep}: ${messageOf(error)}`;
     failure = { ...seen, ...selection, status: 'FAILED', reasonCode: code, reason, bytesFetched };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -216,7 +219,10 @@ async function finish(ctx: JobContext, execution: JobExecution, startedMs: numbe
   if (ending.backend !== undefined) details.backend = ending.backend;
   details.bytesFetched = String(bytesFetched);
   if (model !== 'unknown') await ctx.event(jobId, model, version, 'reporting');
-  const refused = await report(ctx, jobId, status, details, execution.versionNumber);
+  ctx.reporting(true);
+  const refused = await report(ctx, jobId, status, details, execution.versionNumber).finally(() =>
+    ctx.reporting(false),
+  );
   if (model !== 'unknown') await ctx.event(jobId, model, version, 'done');
   return {
     jobId,

@@ -80,6 +80,9 @@ export class Simulator {
   private late: Promise<void> | undefined;
   private readonly stopping = new AbortController();
   private shared: SharedDeviceSettings | undefined;
+  private stopped: Promise<void> | undefined;
+  /** Devices connected when stop() was called: what "online at exit" means in a summary taken after it. */
+  private onlineAtStop: number | undefined;
 
   constructor(private readonly options: SimulatorOptions) {
     this.plan = planDevices(options);
@@ -150,16 +153,21 @@ export class Simulator {
     return summarize({
       plan: this.plan,
       seen: this.jobs,
-      online: this.online,
+      online: this.onlineAtStop ?? this.online,
       started: new Set(this.devices.keys()),
       errors: this.errors,
     });
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.late?.catch(() => undefined);
-    await Promise.all([...this.devices.values()].map((d) => d.close().catch(() => undefined)));
+  /** Stops every device (each lets a final update in flight finish); a second call waits for the first. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.onlineAtStop = this.online;
+      this.stopping.abort();
+      await this.late?.catch(() => undefined);
+      await Promise.all([...this.devices.values()].map((d) => d.close().catch(() => undefined)));
+    })();
+    return this.stopped;
   }
 
   private deviceOptions(d: PlannedDevice) {

@@ -99,6 +99,8 @@ async function run(opts: SimulateOptions): Promise<void> {
     );
     if (!stop.signal.aborted)
       await sleep(opts.duration ?? 2 ** 31 - 1, undefined, { signal: stop.signal }).catch(() => undefined);
+    // Stopped first: a device whose final update is in flight finishes it, so the summary has its outcome.
+    await simulator.stop();
     progress.line(`jobs ended: ${counts.SUCCEEDED} succeeded, ${counts.FAILED} failed, ${counts.REJECTED} rejected`);
     progress.done();
     const summary = simulator.summary();
