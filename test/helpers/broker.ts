@@ -55,6 +55,8 @@ export interface BrokerOptions {
   readonly kind?: BrokerKind;
   /** Mosquitto only: this ACL file on the mTLS listener instead of docs/examples/mosquitto-acl.conf. */
   readonly acl?: string;
+  /** Mosquitto only: how often it publishes its `$SYS/broker/…` counters (default 10 s); benches count messages. */
+  readonly sysIntervalSeconds?: number;
 }
 
 /** Where Mosquitto is, if anywhere: $OUTPOST_MOSQUITTO when set (a missing path means "absent"), else /usr/sbin. */
@@ -89,7 +91,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestBrok
   try {
     const ca = await createTestCa(dir);
     return mosquitto !== undefined && kind === 'mosquitto'
-      ? await startMosquitto(mosquitto, dir, ca, options.acl ?? ACL_FILE)
+      ? await startMosquitto(mosquitto, dir, ca, options.acl ?? ACL_FILE, options.sysIntervalSeconds)
       : await startAedes(dir, ca);
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
@@ -113,6 +115,7 @@ export function mosquittoConfig(
   dir: string,
   ca: TestCa,
   acl: string = ACL_FILE,
+  sysIntervalSeconds?: number,
 ): string {
   const tlsFiles = [`cafile ${ca.caPath}`, `certfile ${ca.server.certPath}`, `keyfile ${ca.server.keyPath}`];
   return [
@@ -120,6 +123,7 @@ export function mosquittoConfig(
     // Each listener its own authentication and ACL: the open test listeners must not dilute the mTLS one.
     'per_listener_settings true',
     'persistence false',
+    ...(sysIntervalSeconds === undefined ? [] : [`sys_interval ${sysIntervalSeconds}`]),
     `log_dest file ${join(dir, 'mosquitto.log')}`,
     ...['error', 'warning', 'notice', 'information', 'subscribe'].map((type) => `log_type ${type}`),
     'connection_messages true',
@@ -148,12 +152,18 @@ export function mosquittoConfig(
   ].join('\n');
 }
 
-async function startMosquitto(binary: string, dir: string, ca: TestCa, acl: string): Promise<TestBroker> {
+async function startMosquitto(
+  binary: string,
+  dir: string,
+  ca: TestCa,
+  acl: string,
+  sysIntervalSeconds?: number,
+): Promise<TestBroker> {
   const [tcp = 0, tls = 0, mtls = 0, ws = 0] = await freePorts(4, HOST);
   const ports = { tcp, tls, mtls, ws };
   const confPath = join(dir, 'mosquitto.conf');
   const logPath = join(dir, 'mosquitto.log');
-  await writeFile(confPath, mosquittoConfig(ports, dir, ca, acl));
+  await writeFile(confPath, mosquittoConfig(ports, dir, ca, acl, sysIntervalSeconds));
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   // A test run that dies without stop() must leave neither a broker nor its keys behind.

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { appendFile, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   MANIFEST_FILE,
   SIGNATURE_FILE,
@@ -79,6 +79,18 @@ describe('verifyArtifact: accepts', () => {
     });
     await verifyArtifact(any, { target: { arch: 'arm64' } });
     await verifyArtifact(await makeArtifact(root), { target: { arch: 'x86_64' } });
+  });
+  it('a signed artifact, reading manifest and signature into buffers of their size, not of the 16 MiB cap', async () => {
+    // 500 simulated devices verifying at once made gigabytes of garbage of a cap-sized buffer each (bench/rollouts.ts).
+    const { dir, keys } = await signedArtifact();
+    const alloc = vi.spyOn(Buffer, 'alloc');
+    try {
+      await verifyArtifact(dir, { trustedKeys: [keys.publicKeyPem] });
+      const largest = Math.max(0, ...alloc.mock.calls.map(([size]) => size));
+      expect(largest).toBeLessThan(1024 * 1024);
+    } finally {
+      alloc.mockRestore();
+    }
   });
 });
 
