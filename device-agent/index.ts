@@ -14,3 +14,13 @@ export {
   validateSpec,
   type ServiceSpec,
 } from './service-unit.js';
+export {
+  DEFAULT_PREFIX,
+  DEFAULT_SEED,
+  DEFAULT_TARGETS,
+  SIMULATOR_DEFAULTS,
+  Simulator,
+  readSharedTls,
+  type SimulationSummary,
+  type TargetShare,
+} from './simulator/index.js';

@@ -1,5 +1,5 @@
 import { OutpostError } from '../../runtime/errors.js';
-import { seededRandom } from '../../runtime/tensor/tensor.js';
+import { seededRandom } from '../../runtime/tensor/index.js';
 
 /**
  * Who the simulated devices are and what happens to each, decided from a seed before anything runs, so a rehearsal

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
-import { TARGET_PROFILES, targetKeys } from '../../../compiler/targets/index.js';
-import type { TargetShare } from '../../../device-agent/simulator/index.js';
+import { TARGET_PROFILES } from '../../../compiler/index.js';
+import type { TargetShare } from '../../../device-agent/index.js';
 
 /** Units `--latency`, `--bake`, `--online-after` and `--duration` take; a bare number is milliseconds. */
 const DURATION_UNITS: Readonly<Record<string, number>> = Object.freeze({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 });
@@ -39,7 +39,9 @@ export function parseTargets(value: string): TargetShare[] {
     const [key = '', share] = part.trim().split('=');
     const profile = TARGET_PROFILES[key];
     if (profile === undefined)
-      throw new InvalidArgumentError(`"${key}" is not a target profile; known: ${targetKeys().join(', ')}`);
+      throw new InvalidArgumentError(
+        `"${key}" is not a target profile; known: ${Object.keys(TARGET_PROFILES).join(', ')}`,
+      );
     const n = share === undefined ? 1 : Number(share);
     if (!(n > 0) || !Number.isFinite(n))
       throw new InvalidArgumentError(`"${part}": the share after = must be a number above 0`);

@@ -12,7 +12,7 @@ import {
   readSharedTls,
   type SimulationSummary,
   type TargetShare,
-} from '../../../device-agent/simulator/index.js';
+} from '../../../device-agent/index.js';
 import { collect, parsePositiveInt } from '../../options.js';
 import { print, printJson, table } from '../../output.js';
 import { ProgressReporter } from '../../progress.js';
