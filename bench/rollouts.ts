@@ -139,7 +139,8 @@ let leftActiveMs: number | undefined;
 for (;;) {
   view = await fleet.deployment(JOB);
   const open = view.executions.filter((e) => e.status === 'QUEUED' || e.status === 'IN_PROGRESS').length;
-  if (view.state !== 'ACTIVE') leftActiveMs ??= Date.now();
+  // When it left ACTIVE: the deployment's own update time (ms), not this poll's.
+  if (view.state !== 'ACTIVE') leftActiveMs ??= Date.parse(view.lastUpdatedAt ?? '') || Date.now();
   if (view.state !== 'ACTIVE' && open === 0) break;
   if (Date.now() > deadline) throw new Error(`deployment still ${view.state} with ${open} open executions`);
   const done = view.executions.length - open;
