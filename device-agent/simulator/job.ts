@@ -14,7 +14,7 @@ import {
   type JobExecution,
   type StatusDetails,
 } from '../protocol/index.js';
-import type { DeploymentStep, OutcomeCode } from '../state.js';
+import type { DeploymentStep, OutcomeCode } from '../storage/deployment-records.js';
 import type { Transport } from '../transport/types.js';
 import { SimulatedInstall } from './install.js';
 import type { PlannedOutcome, SimulatedTarget } from './plan.js';

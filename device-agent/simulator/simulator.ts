@@ -4,7 +4,7 @@ import { freemem, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { AgentStatus } from '../status.js';
+import type { AgentStatus } from '../storage/status.js';
 import { readPem } from '../transport/tls.js';
 import { SimulatedDevice, type SharedDeviceSettings } from './device.js';
 import type { SeenJob } from './job.js';
