@@ -126,6 +126,13 @@ describe('a canary that trips the abort criteria (real agents among light device
         dir: join(tmp.dir, 'light'),
         target,
       });
+      // Registered before it goes away (its status message reaches the registry asynchronously).
+      await waitFor(
+        async () =>
+          (await fleet.store.listThings([LATE])).some((r) => r.target.profile !== undefined) ? true : undefined,
+        30_000,
+        () => `${LATE} registered`,
+      );
       await late.close();
       const everyone = ['agent-ok', 'agent-bad', ...LIGHT];
       await waitFor(async () => {
