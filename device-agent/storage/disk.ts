@@ -1,6 +1,5 @@
 import { statfs } from 'node:fs/promises';
 import { arch } from 'node:os';
-import { list } from 'tar';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
 
 /** This host as artifact manifests and job documents name architectures. */
@@ -35,6 +34,7 @@ export async function requireSpace(path: string, needed: number, margin: number,
 export async function archiveContentBytes(tgz: string): Promise<number> {
   let total = 0;
   try {
+    const { list } = await import('tar'); // only a deployment reads an archive: an idle agent never loads node-tar
     await list({ file: tgz, strict: true, onReadEntry: (entry) => (total += entry.size) });
   } catch (error) {
     throw new OutpostError('ARTIFACT_ARCHIVE_INVALID', `${tgz} is not a readable .tar.gz: ${messageOf(error)}`, {

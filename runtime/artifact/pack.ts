@@ -5,7 +5,6 @@ import { dirname, join, resolve } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlib, createGzip } from 'node:zlib';
-import { Header, Pax } from 'tar';
 import { OutpostError, fromFsError } from '../errors.js';
 import { logger } from '../log.js';
 import { outputExists, pathExists, removeQuietly, syncDir } from './fs-atomic.js';
@@ -83,6 +82,7 @@ export async function packArtifact(dir: string, tarGzPath: string, options: Pack
 
 /** The uncompressed tar stream: per file a header (after a pax header if needed), the data, zero padding. */
 async function* tarStream(root: string, names: readonly string[]): AsyncGenerator<Buffer> {
+  const { Header, Pax } = await import('tar'); // loaded when packing, not with the artifact module
   for (const name of names) {
     const path = join(root, name);
     const size = (await lstat(path)).size;

@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { Parser, type ReadEntry } from 'tar';
+import type { ReadEntry } from 'tar';
 import { OutpostError, fromFsError, messageOf } from '../errors.js';
 import { makeStagingDir, outputExists, pathExists, publishDir, removeQuietly, syncDir } from './fs-atomic.js';
 import { relativePathSchema } from './manifest.js';
@@ -77,7 +77,9 @@ interface Limits {
 }
 
 /** Streams the archive through node-tar's parser (which gunzips it) and writes each accepted entry ourselves. */
-function extract(archive: string, staging: string, limits: Limits): Promise<void> {
+async function extract(archive: string, staging: string, limits: Limits): Promise<void> {
+  // node-tar loads when an archive is read, not with the artifact module (an idle agent never needs it).
+  const { Parser } = await import('tar');
   return new Promise((resolvePromise, reject) => {
     const writes: Promise<void>[] = [];
     const streams = new Set<WriteStream>();
