@@ -2,20 +2,22 @@
  * The device agent's numbers in README.md ("Device agent"):  npx tsx bench/agent.ts [--json]
  * Real Mosquitto on loopback (the test harness: mTLS, ACL), the agent as a child process (as on a device), the fleet
  * in this process. 1) a ~10 MB artifact, job created → SUCCEEDED; 2) the same with SIGKILL at ~50 % and a restart:
- * bytes fetched twice; 3) cold start, agent process start → first inference answered, against a raw onnxruntime
- * process doing the same (start → session → first inference) and the session creation alone; 4) idle RSS.
+ * bytes fetched twice; 3) with the sample CNN installed: agent process start → first inference answered over HTTP
+ * (MQTT.js, aws-iot, broker unreachable), against a bare onnxruntime-node process doing the same (start → session →
+ * first inference); 4) idle RSS of each, and what each module adds (bench/agent-footprint.ts,
+ * docs/agent-footprint.md).
  * The agent runs from dist/ as on a device: `npm run build` first.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deploy } from '../fleet/deploy.js';
-import { startBroker } from '../test/helpers/broker.js';
+import { freePort, startBroker } from '../test/helpers/broker.js';
 import { deploymentState, startAgent, waitFor } from '../test/helpers/agent.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
-import { agentArgs, bigArtifact, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
+import { agentArgs, cnnArtifact, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
+import { agentStart, avoided, bareOrt, cumulativeBreakdown, type Step } from './agent-footprint.js';
 import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
 import { compile } from '../compiler/compile.js';
 
@@ -27,6 +29,9 @@ const ENV = { OUTPOST_LOG_LEVEL: 'warn' };
 const { dir, dispose } = await suiteTmpDir('outpost-bench-agent-');
 const broker = await startBroker();
 const results: Record<string, number | string> = { broker: broker.kind };
+const tables: Record<string, Step[]> = {};
+const RUNS = 3; // agent starts per configuration; medians are reported
+type Run = Awaited<ReturnType<typeof agentStart>>;
 
 async function tenMegabyteArtifact(keys: Awaited<ReturnType<typeof signingKeys>>): Promise<string> {
   // 2.5 M float32 weights ≈ 10 MB, values that do not compress away.
@@ -51,10 +56,6 @@ async function tenMegabyteArtifact(keys: Awaited<ReturnType<typeof signingKeys>>
     precision: 'fp32',
   });
   return out;
-}
-
-function rssMb(pid: number): Promise<number> {
-  return readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? NaN) / 1024);
 }
 
 try {
@@ -114,58 +115,61 @@ try {
     await agent.stop();
   }
 
-  // 3) Cold start and 4) idle RSS, with a small model installed (the sample-sized "big" MLP, 4 MB).
+  // 3) Start → first answer and 4) idle RSS, with the sample CNN installed (served natively), against baselines.
   {
     const data = join(dir, 'device-3');
     await mkdir(data);
-    const small = await bigArtifact(join(dir, 'small'), '1.0.0', keys);
-    let agent = startAgent(await agentArgs(broker, 'bench-3', keys.publicKeyPath), data, ENV, BUILT);
+    const cnn = await cnnArtifact(join(dir, 'cnn'), '1.0.0', keys);
+    const args = await agentArgs(broker, 'bench-3', keys.publicKeyPath);
+    const agent = startAgent(args, data, ENV, BUILT);
     await agent.http();
-    await deploy({ artifact: small, things: ['bench-3'], brokerUrl: broker.urls.mtls, tls, wait: true });
+    await deploy({ artifact: cnn, things: ['bench-3'], brokerUrl: broker.urls.mtls, tls, wait: true });
     await agent.stop();
-    const body = JSON.stringify({
-      inputs: [{ name: 'x', shape: [1, 512], datatype: 'FP32', data: new Array(512).fill(0.1) }],
-    });
-    const colds: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const started = performance.now();
-      agent = startAgent(await agentArgs(broker, 'bench-3', keys.publicKeyPath), data, ENV, BUILT);
-      const http = await agent.http();
-      await waitFor(
-        async () =>
-          (await fetch(`${http}/v2/models/big/infer`, { method: 'POST', body })).status === 200 ? true : undefined,
-        30_000,
-      );
-      colds.push(performance.now() - started);
-      if (i < 2) await agent.stop();
+    const call = { name: 'cnn', input: 'image', shape: [1, 3, 64, 64] } as const;
+    const variants = join(data, 'store', 'cnn', '1.0.0', 'variants');
+    const file = join(variants, (await readdir(variants))[0] ?? '');
+    const down = `mqtts://127.0.0.1:${String(await freePort())}`; // nothing listens there
+    const unreachable = args.map((a) => (a === broker.urls.mtls ? down : a));
+    const runs = { mqtt: [] as Run[], awsIot: [] as Run[], offline: [] as Run[], bare: [] as Run[] };
+    for (let i = 0; i < RUNS; i++) {
+      runs.mqtt.push(await agentStart(args, data, call, ENV));
+      runs.awsIot.push(await agentStart([...args, '--transport', 'aws-iot'], data, call, ENV));
+      runs.offline.push(await agentStart(unreachable, data, call, ENV));
+      const bare = await bareOrt(file, call);
+      runs.bare.push({ firstAnswerMs: bare.processMs, idle: bare.idle });
     }
-    results.agent_cold_start_ms = Math.min(...colds);
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    results.agent_idle_rss_mb = await rssMb(agent.child.pid ?? 0);
-    await agent.stop();
-    const variant = (await import('node:fs/promises')).readdir(join(data, 'store', 'big', '1.0.0', 'variants'));
-    const file = join(data, 'store', 'big', '1.0.0', 'variants', (await variant)[0] ?? '');
-    const script = `const t0=performance.now();const ort=require('onnxruntime-node');const t1=performance.now();ort.InferenceSession.create(${JSON.stringify(file)},{logSeverityLevel:4}).then(async s=>{const t2=performance.now();await s.run({x:new ort.Tensor('float32',new Float32Array(512).fill(0.1),[1,512])});console.log(JSON.stringify({session:t2-t1,total:performance.now()-t0}))})`;
-    const raws: { session: number; process: number }[] = [];
-    for (let i = 0; i < 3; i++) {
-      const started = performance.now();
-      const out = await new Promise<string>((resolve, reject) =>
-        execFile(process.execPath, ['-e', script], { cwd: join(import.meta.dirname, '..') }, (e, stdout) =>
-          e === null ? resolve(stdout) : reject(new Error(e.message)),
-        ),
-      );
-      raws.push({ session: (JSON.parse(out) as { session: number }).session, process: performance.now() - started });
-    }
-    results.raw_ort_session_create_ms = Math.min(...raws.map((r) => r.session));
-    results.raw_ort_process_to_first_inference_ms = Math.min(...raws.map((r) => r.process));
-    results.small_model_bytes = (await stat(file)).size;
+    const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+    const first = (r: Run[]): number => median(r.map((x) => x.firstAnswerMs));
+    const rss = (r: Run[]): number => median(r.map((x) => x.idle.rss));
+    results.model_bytes = (await stat(file)).size;
+    results.raw_ort_process_to_first_inference_ms = first(runs.bare);
+    results.agent_start_to_first_answer_ms = first(runs.mqtt);
+    results.agent_start_to_first_answer_ratio = first(runs.mqtt) / first(runs.bare);
+    results.agent_broker_unreachable_first_answer_ms = first(runs.offline);
+    results.agent_aws_iot_start_to_first_answer_ms = first(runs.awsIot);
+    results.raw_ort_idle_rss_mb = rss(runs.bare);
+    results.agent_idle_rss_mqtt_mb = rss(runs.mqtt);
+    results.agent_idle_rss_mqtt_anon_mb = median(runs.mqtt.map((x) => x.idle.anon));
+    results.agent_idle_rss_mqtt_file_mb = median(runs.mqtt.map((x) => x.idle.file));
+    results.agent_idle_rss_aws_iot_mb = rss(runs.awsIot);
+    results.agent_idle_rss_broker_unreachable_mb = rss(runs.offline);
+    results.agent_idle_rss_mqtt_range_mb = runs.mqtt.map((x) => x.idle.rss.toFixed(1)).join(' / ');
+    tables.breakdown_mqtt = await cumulativeBreakdown(file, call, 'mqtt');
+    tables.breakdown_aws_iot = await cumulativeBreakdown(file, call, 'aws-iot-device-sdk-v2');
+    tables.not_loaded_unless_used = await avoided();
   }
 } finally {
   await broker.stop();
   await dispose();
 }
 
-if (values.json) console.log(JSON.stringify(results, null, 2));
-else
+if (values.json) console.log(JSON.stringify({ ...results, ...tables }, null, 2));
+else {
   for (const [k, v] of Object.entries(results))
-    console.log(`${k.padEnd(38)} ${typeof v === 'number' ? Number(v.toFixed(3)) : v}`);
+    console.log(`${k.padEnd(44)} ${typeof v === 'number' ? Number(v.toFixed(3)) : v}`);
+  for (const [name, rows] of Object.entries(tables)) {
+    console.log(`\n${name} (MB)`);
+    for (const row of rows)
+      console.log(`  ${row.step.padEnd(46)} ${row.rss.toFixed(1).padStart(6)}  +${row.delta.toFixed(1)}`);
+  }
+}
