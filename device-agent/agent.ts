@@ -199,13 +199,8 @@ export class Agent {
 
   /** Every installed model as its serving plan says (production weights, shadow); a failure to load is logged. */
   private async serveInstalled(): Promise<void> {
-    const ctx = {
-      store: this.store,
-      models: this.models,
-      trustedKeys: this.trustedKeys,
-      requireSignature: this.requireSignature,
-      tuning: this.stack?.tuning,
-    };
+    const { store, models, trustedKeys, requireSignature, stack } = this;
+    const ctx = { store, models, trustedKeys, requireSignature, tuning: stack?.tuning, verdicts: stack?.verdicts };
     for (const model of await this.store.models()) {
       const plan = await this.store.servingPlan(model);
       if (plan === undefined) continue;
@@ -281,6 +276,7 @@ export class Agent {
       models: this.models,
       guardrails: this.stack?.guardrails,
       tuning: this.stack?.tuning,
+      verdicts: this.stack?.verdicts,
       jobs,
       transport,
       downloadsDir: join(this.config.dataDir, 'downloads'),

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { VerdictFile } from '../../runtime/artifact/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import type { Model } from '../../runtime/model/index.js';
 import type { TuneChoiceFile } from '../../runtime/tuning/index.js';
@@ -21,6 +22,8 @@ export interface DeploymentContext {
   readonly guardrails: Guardrails | undefined;
   /** `outpost tune` choices by model (threads, and variant/backend of the tuned version). */
   readonly tuning: ReadonlyMap<string, TuneChoiceFile> | undefined;
+  /** Remembered hashes of installed files (PlanContext.verdicts). */
+  readonly verdicts?: VerdictFile | undefined;
   readonly jobs: JobsClient;
   readonly transport: Transport;
   readonly downloadsDir: string;

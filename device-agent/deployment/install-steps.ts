@@ -113,7 +113,10 @@ export const stage: Step = async (ctx, state) => {
     trustedKeys: ctx.trustedKeys,
     requireSignature: ctx.requireSignature,
     target: { arch: hostArch() },
+    // Recorded as hashed at install: the files keep their inodes when the staging directory is renamed into the store.
+    ...(ctx.verdicts === undefined ? {} : { verdicts: ctx.verdicts }),
   });
+  await ctx.verdicts?.save();
   const { name, version } = verified.manifest;
   if (name !== state.model || version !== state.version) {
     throw new OutpostError(

@@ -1,3 +1,4 @@
+import type { VerdictFile } from '../../runtime/artifact/index.js';
 import { tunedLoadOptions, type TuneChoiceFile } from '../../runtime/tuning/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { loadModel, type Model } from '../../runtime/model/index.js';
@@ -12,6 +13,8 @@ export interface PlanContext {
   readonly requireSignature: boolean;
   /** `outpost tune` choices by model name. */
   readonly tuning?: ReadonlyMap<string, TuneChoiceFile> | undefined;
+  /** Installed files already hashed and unchanged since are not hashed again; the record is saved after each load. */
+  readonly verdicts?: VerdictFile | undefined;
 }
 
 /**
@@ -20,18 +23,21 @@ export interface PlanContext {
  * every version of the model.
  */
 export async function loadInstalled(
-  ctx: Pick<PlanContext, 'store' | 'trustedKeys' | 'requireSignature' | 'tuning'>,
+  ctx: Pick<PlanContext, 'store' | 'trustedKeys' | 'requireSignature' | 'tuning' | 'verdicts'>,
   model: string,
   version: string,
 ): Promise<Model> {
   const choice = ctx.tuning?.get(model);
   const selection = await ctx.store.selection(model, version);
-  return loadModel(ctx.store.versionDir(model, version), {
+  const loaded = await loadModel(ctx.store.versionDir(model, version), {
     ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
     ...(choice === undefined ? {} : tunedLoadOptions(choice, version)),
+    ...(ctx.verdicts === undefined ? {} : { verdicts: ctx.verdicts }),
     trustedKeys: ctx.trustedKeys,
     requireSignature: ctx.requireSignature,
   });
+  await ctx.verdicts?.save();
+  return loaded;
 }
 
 /**

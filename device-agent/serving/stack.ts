@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { VerdictFile } from '../../runtime/artifact/index.js';
 import { type TuneChoiceFile, readTuneChoices } from '../../runtime/tuning/index.js';
 import { logger } from '../../runtime/log.js';
 import {
@@ -26,6 +27,8 @@ export interface ServingStack {
   readonly capture: CaptureWriter | undefined;
   /** `outpost tune` choices by model name. */
   readonly tuning: ReadonlyMap<string, TuneChoiceFile>;
+  /** Installed files hashed and found matching, while unchanged: a boot re-hashes only what changed (verified.json). */
+  readonly verdicts: VerdictFile;
 }
 
 /** `extra` observers see every production call too (the agent marks its status stale with one). */
@@ -64,7 +67,8 @@ export async function createServingStack(
   const models = new ActiveModels({ scheduler, observers });
   metrics.watch(models);
   if (tuning.size > 0) log.info({ models: [...tuning.keys()], file: config.tuning }, 'tuned serving configuration');
-  return { models, metrics, guardrails, capture, tuning };
+  const verdicts = await VerdictFile.open(join(config.dataDir, 'verified.json'), join(config.dataDir, 'verified.key'));
+  return { models, metrics, guardrails, capture, tuning, verdicts };
 }
 
 /** What the stack serves and watches, as `agent status` and the status message show it. */

@@ -36,6 +36,7 @@ export {
 export { packArtifact, type PackOptions, type PackedArtifact } from './pack.js';
 export { DEFAULT_MAX_UNPACKED_BYTES, unpackArtifact, type UnpackOptions } from './unpack.js';
 export { DEFAULT_MAX_MANIFEST_BYTES, verifyArtifact, type VerifyOptions } from './verify.js';
+export { VerdictFile, type FileIdentity, type Verdicts } from './verdicts.js';
 export { openArtifact, type OpenOptions, type OpenedArtifact } from './open.js';
 export { signArtifact, type SignResult } from './resign.js';
 export { artifactFilePath, isVerifiedArtifact, variantPath, type VerifiedArtifact } from './verified.js';

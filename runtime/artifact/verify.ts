@@ -11,6 +11,7 @@ import { parseManifestBytes } from './parse.js';
 import { manifestDigest, verifyManifestSignature } from './signature.js';
 import { markVerified, type VerifiedArtifact } from './verified.js';
 import { listArtifactFiles } from './walk.js';
+import type { Verdicts } from './verdicts.js';
 
 export interface VerifyOptions {
   /** Public keys (KeyObject, PEM, or path to a PEM) whose signatures are accepted. */
@@ -21,6 +22,11 @@ export interface VerifyOptions {
   target?: { arch: Exclude<Target['arch'], 'any'> };
   /** Cap on manifest.json. */
   maxManifestBytes?: number;
+  /**
+   * Files hashed before and unchanged since (same inode, size, mtime and ctime) are not hashed again; files hashed
+   * now are remembered. The manifest, its signature and the file set are checked every time.
+   */
+  verdicts?: Verdicts;
 }
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 16 * 1024 * 1024; // bytes: manifests are kilobytes; this bounds parse memory
@@ -77,7 +83,7 @@ export async function verifyArtifact(dir: string, options: VerifyOptions = {}): 
 
   await checkFileSet(root, manifest, signatureBytes !== undefined);
   for (const [path, expected] of Object.entries(manifest.files)) {
-    await checkFile(root, path, expected);
+    await checkFile(root, path, expected, options.verdicts);
   }
   if (options.target !== undefined) checkTarget(manifest, options.target.arch);
 
@@ -164,15 +170,22 @@ async function checkFileSet(root: string, manifest: Manifest, signed: boolean): 
   }
 }
 
-/** Size first (cheap, and a huge file declared small is never read), then sha256. */
-async function checkFile(root: string, path: string, expected: { sha256: string; bytes: number }): Promise<void> {
+/** Size first (cheap, and a huge file declared small is never read), then sha256 (unless a verdict still holds). */
+async function checkFile(
+  root: string,
+  path: string,
+  expected: { sha256: string; bytes: number },
+  verdicts: Verdicts | undefined,
+): Promise<void> {
   const absolute = join(root, path);
-  let size: number;
+  let info;
   try {
-    size = (await lstat(absolute)).size;
+    info = await lstat(absolute, { bigint: true });
   } catch (error) {
     throw fromFsError(error, absolute, 'read');
   }
+  const size = Number(info.size);
+  if (size === expected.bytes && verdicts?.known(info) === expected.sha256) return;
   const actual = size === expected.bytes ? await sha256File(absolute) : { sha256: undefined, bytes: size };
   if (actual.bytes !== expected.bytes || actual.sha256 !== expected.sha256) {
     const what =
@@ -183,6 +196,7 @@ async function checkFile(root: string, path: string, expected: { sha256: string;
       details: { dir: root, path, expected, actual },
     });
   }
+  verdicts?.remember(info, expected.sha256);
 }
 
 function checkTarget(manifest: Manifest, hostArch: Exclude<Target['arch'], 'any'>): void {

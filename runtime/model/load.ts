@@ -3,7 +3,7 @@ import { open, stat } from 'node:fs/promises';
 import { OutpostError, fromFsError, messageOf } from '../errors.js';
 import { logger } from '../log.js';
 import type { Manifest, Variant } from '../artifact/manifest.js';
-import { openArtifact, variantPath, type OpenedArtifact } from '../artifact/index.js';
+import { openArtifact, variantPath, type OpenedArtifact, type Verdicts } from '../artifact/index.js';
 import { sha256File } from '../artifact/hash.js';
 import { backends as defaultBackends, type BackendRegistry } from '../backends/index.js';
 import type { BackendName, BackendSession, SessionConfig } from '../backends/types.js';
@@ -30,6 +30,8 @@ export interface LoadOptions {
   readonly trustedKeys?: readonly (string | KeyObject)[];
   /** Refuse unsigned artifacts (default: true when trustedKeys are given). */
   readonly requireSignature?: boolean;
+  /** Remembered hashes of unchanged files (an artifact directory's files are then not all re-hashed): VerifyOptions. */
+  readonly verdicts?: Verdicts;
   readonly ortLogLevel?: SessionConfig['ortLogLevel'];
   /** Backends to choose from; defaults to the process-wide registry (native, wasm). */
   readonly registry?: BackendRegistry;
@@ -93,6 +95,7 @@ async function openSource(source: Source, options: LoadOptions): Promise<Opened>
   const artifact = await openArtifact(source.path, {
     trustedKeys: options.trustedKeys,
     requireSignature: options.requireSignature,
+    ...(options.verdicts === undefined ? {} : { verdicts: options.verdicts }),
   });
   return { manifest: artifact.manifest, artifact };
 }
