@@ -55,7 +55,7 @@ export class VerdictFile implements Verdicts {
 
   private constructor(
     private readonly path: string,
-    private readonly key: Buffer,
+    private readonly key: { readonly bytes: Buffer; readonly path: string; unsaved: boolean },
     private readonly entries: Entries,
   ) {}
 
@@ -63,8 +63,9 @@ export class VerdictFile implements Verdicts {
     const key = await deviceKey(keyPath);
     let entries: Entries = {};
     try {
+      if (key.unsaved) throw Object.assign(new Error('no device key yet'), { code: 'ENOENT' });
       const record = SCHEMA.parse(JSON.parse(await readFile(path, 'utf8')));
-      const expected = mac(key, record.entries);
+      const expected = mac(key.bytes, record.entries);
       const given = Buffer.from(record.hmac, 'hex');
       if (given.length === expected.length && timingSafeEqual(given, expected)) entries = record.entries;
       else log.warn({ path }, 'verification record not authentic; every installed file is hashed again');
@@ -98,13 +99,20 @@ export class VerdictFile implements Verdicts {
     this.changed = true;
   }
 
-  /** Writes the record if anything was remembered since it was opened (temp file + fsync + rename). */
+  /**
+   * Writes the record if anything was remembered since it was opened (temp file + fsync + rename). A record is only
+   * a shortcut: failing to write it (a full disk) is logged, never fatal; the next boot hashes what it could not skip.
+   */
   async save(): Promise<void> {
     if (!this.changed) return;
     this.changed = false;
-    const record = { version: 1, entries: this.entries, hmac: mac(this.key, this.entries).toString('hex') };
     const temp = `${this.path}.${process.pid}.tmp`;
     try {
+      if (this.key.unsaved) {
+        await writeFile(this.key.path, this.key.bytes, { mode: 0o600 }); // over a corrupt (short) key, if any
+        this.key.unsaved = false;
+      }
+      const record = { version: 1, entries: this.entries, hmac: mac(this.key.bytes, this.entries).toString('hex') };
       const handle = await open(temp, 'w', 0o600);
       try {
         await handle.writeFile(JSON.stringify(record));
@@ -115,7 +123,10 @@ export class VerdictFile implements Verdicts {
       await rename(temp, this.path);
     } catch (error) {
       await removeQuietly(temp);
-      throw fromFsError(error, this.path, 'write');
+      log.warn(
+        { path: this.path, error: messageOf(error) },
+        'verification record not written; the next boot re-hashes',
+      );
     }
   }
 }
@@ -131,18 +142,13 @@ function mac(key: Buffer, entries: Entries): Buffer {
   return createHmac('sha256', key).update(canonical).digest();
 }
 
-async function deviceKey(path: string): Promise<Buffer> {
+/** The device-local HMAC key; a new one (written at the first save, so opening writes nothing) when there is none. */
+async function deviceKey(path: string): Promise<{ bytes: Buffer; path: string; unsaved: boolean }> {
   try {
-    const key = await readFile(path);
-    if (key.length === KEY_BYTES) return key;
+    const bytes = await readFile(path);
+    if (bytes.length === KEY_BYTES) return { bytes, path, unsaved: false };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(error, path, 'read');
   }
-  const key = randomBytes(KEY_BYTES);
-  try {
-    await writeFile(path, key, { mode: 0o600 });
-  } catch (error) {
-    throw fromFsError(error, path, 'write');
-  }
-  return key;
+  return { bytes: randomBytes(KEY_BYTES), path, unsaved: true };
 }

@@ -83,6 +83,16 @@ describe('verification verdicts (a boot re-hashes only what changed)', () => {
     expect(missing.hits).toBe(0);
   });
 
+  it('re-hashes everything when the device key is damaged, and replaces the key at the next save', async () => {
+    const { dir, record, key } = await setup();
+    await writeFile(key, 'short');
+    const verdicts = await reopened(record, key);
+    await verifyArtifact(dir, { verdicts });
+    expect(verdicts.hits).toBe(0);
+    await verdicts.inner.save();
+    expect((await readFile(key)).length).toBe(32);
+  });
+
   it('ignores a record forged without the device key: a tampered file is still caught', async () => {
     const { dir, record, key } = await setup();
     const path = join(dir, VARIANT_FILE);
