@@ -6,7 +6,7 @@ import { deploy } from '../../fleet/deploy.js';
 import { startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
-import { agentArgs, cnnArtifact, fleetTls, inferCnnVersion, signingKeys } from './fixtures.js';
+import { agentArgs, cnnArtifact, fleetTls, inferCnnVersion, signingKeys } from '../helpers/signed-artifacts.js';
 
 /**
  * At boot the agent serves its installed models before it connects, and re-hashes only installed files whose
