@@ -13,6 +13,36 @@ export const IDLE_MS = 5000; // ms after the first answer before RSS is read: th
 const POLL_MS = 5; // ms between probes of the starting agent (status file, then the endpoint)
 const START_TIMEOUT_MS = 30_000; // ms
 
+/**
+ * Polls `probe` until it returns a value. Benchmarks run outside vitest, so test/helpers/agent.ts's `waitFor` and
+ * `AgentProcess.http()` (both `vi.waitFor`) cannot be used here.
+ */
+export async function pollFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+/** The agent's local endpoint, once its status file (written by this process) names one. */
+export function agentHttp(agent: AgentProcess): Promise<string> {
+  return pollFor(
+    async () => {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited ${agent.child.exitCode}:\n${agent.logs()}`);
+      const status = await readFile(join(agent.dataDir, 'status.json'), 'utf8').then(
+        (text) => JSON.parse(text) as { pid?: number; http?: string },
+        () => undefined,
+      );
+      return status?.pid === agent.child.pid && typeof status?.http === 'string' ? status.http : undefined;
+    },
+    START_TIMEOUT_MS,
+    `the agent's endpoint:\n${agent.logs()}`,
+  );
+}
+
 export interface Rss {
   readonly rss: number;
   readonly anon: number;
@@ -56,17 +86,7 @@ export async function agentStart(
   const agent: AgentProcess = startAgent(args, dataDir, env, { built: true });
   try {
     const deadline = Date.now() + START_TIMEOUT_MS;
-    let http: string | undefined;
-    while (http === undefined) {
-      if (Date.now() > deadline || agent.child.exitCode !== null)
-        throw new Error(`agent did not start:\n${agent.logs()}`);
-      const status = await readFile(join(dataDir, 'status.json'), 'utf8').then(
-        (text) => JSON.parse(text) as { pid?: number; http?: string },
-        () => undefined,
-      );
-      if (status?.pid === agent.child.pid && typeof status?.http === 'string') http = status.http;
-      else await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    }
+    const http = await agentHttp(agent);
     for (;;) {
       if (Date.now() > deadline) throw new Error(`no answer from ${http}:\n${agent.logs()}`);
       const response = await fetch(`${http}/v2/models/${call.name}/infer`, { method: 'POST', body }).catch(

@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deploy } from '../fleet/deploy.js';
 import { freePort, startBroker } from '../test/helpers/broker.js';
-import { deploymentState, startAgent, waitFor } from '../test/helpers/agent.js';
+import { deploymentState, startAgent } from '../test/helpers/agent.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
 import { agentArgs, cnnArtifact, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
-import { agentStart, avoided, bareOrt, cumulativeBreakdown, type Step } from './agent-footprint.js';
+import { agentHttp, agentStart, avoided, bareOrt, cumulativeBreakdown, pollFor, type Step } from './agent-footprint.js';
 import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
 import { compile } from '../compiler/compile.js';
 
@@ -68,7 +68,7 @@ try {
     const data = join(dir, 'device-1');
     await mkdir(data);
     const agent = startAgent(await agentArgs(broker, 'bench-1', keys.publicKeyPath), data, ENV, BUILT);
-    await agent.http();
+    await agentHttp(agent);
     const started = performance.now();
     const result = await deploy({ artifact, things: ['bench-1'], brokerUrl: broker.urls.mtls, tls, wait: true });
     const seconds = (performance.now() - started) / 1000;
@@ -86,7 +86,7 @@ try {
     const data = join(dir, 'device-2');
     await mkdir(data);
     let agent = startAgent(await agentArgs(broker, 'bench-2', keys.publicKeyPath), data, ENV, BUILT);
-    await agent.http();
+    await agentHttp(agent);
     // The second half of the archive is held back until the kill, so the kill lands at ~50 % whatever the speed.
     let gate = true;
     const blocks = Math.ceil((await stat(join(artifact, 'variants', 'ten-mb.fp32.onnx'))).size / (64 * 1024));
@@ -97,10 +97,16 @@ try {
       tls,
       testHooks: { onBlock: (b) => (gate && b.fileId === 1 && b.block >= blocks / 2 ? 'drop' : 'send') },
     });
-    const half = await waitFor(async () => {
-      const s = await deploymentState(data, deployment.jobId);
-      return s !== undefined && (s.bytesReceived as number) >= (s.bytesTotal as number) / 2 - 64 * 1024 ? s : undefined;
-    }, 60_000);
+    const half = await pollFor(
+      async () => {
+        const s = await deploymentState(data, deployment.jobId);
+        return s !== undefined && (s.bytesReceived as number) >= (s.bytesTotal as number) / 2 - 64 * 1024
+          ? s
+          : undefined;
+      },
+      60_000,
+      'half of the download',
+    );
     await agent.kill();
     gate = false;
     agent = startAgent(await agentArgs(broker, 'bench-2', keys.publicKeyPath), data, ENV, BUILT);
@@ -122,7 +128,7 @@ try {
     const cnn = await cnnArtifact(join(dir, 'cnn'), '1.0.0', keys);
     const args = await agentArgs(broker, 'bench-3', keys.publicKeyPath);
     const agent = startAgent(args, data, ENV, BUILT);
-    await agent.http();
+    await agentHttp(agent);
     await deploy({ artifact: cnn, things: ['bench-3'], brokerUrl: broker.urls.mtls, tls, wait: true });
     await agent.stop();
     const call = { name: 'cnn', input: 'image', shape: [1, 3, 64, 64] } as const;
