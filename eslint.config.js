@@ -26,6 +26,7 @@ const LAYERS = Object.freeze({
       'model/index.ts',
       'pipeline/index.ts',
       'server/index.ts',
+      'server/http/index.ts',
       'tensor/index.ts',
       'tuning/index.ts',
     ],

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { type ErrorCode, OutpostError, isOutpostError, messageOf } from '../../runtime/errors.js';
-import { HttpError } from '../../runtime/server/index.js';
+import { HttpError } from '../../runtime/server/http/index.js';
 
 /** HTTP plumbing of the fleet API: JSON bodies with a bound, uploads streamed to disk with a bound, typed errors. */
 export const MAX_JSON_BYTES = 1024 * 1024; // bytes of a JSON request body

@@ -2,7 +2,7 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import { BearerAuth, HttpError } from '../../runtime/server/index.js';
+import { BearerAuth, HttpError } from '../../runtime/server/http/index.js';
 import { sendError, sendJson } from './http.js';
 import { type ApiContext, route } from './routes.js';
 

@@ -70,6 +70,10 @@ describe('import boundaries', () => {
     ['cli/x.ts', "import { loadModel } from '../runtime/model/index.js';\nexport const x = loadModel;\n"],
     ['cli/x.ts', "import { OutpostError } from '../runtime/errors.js';\nexport const x = OutpostError;\n"],
     ['fleet/api/x.ts', "import { BearerAuth } from '../../runtime/server/index.js';\nexport const x = BearerAuth;\n"],
+    [
+      'fleet/api/y.ts',
+      "import { HttpError } from '../../runtime/server/http/index.js';\nexport const y = HttpError;\n",
+    ],
     ['cli/x.ts', "import { compile } from '../compiler/index.js';\nexport const x = compile;\n"],
     ['cli/x.ts', "import { Agent } from '../device-agent/index.js';\nexport const x = Agent;\n"],
     [

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { type ErrorCode, ERROR_CODES, OutpostError, messageOf } from '../../../runtime/errors.js';
-import { readTokenFile } from '../../../runtime/server/index.js';
+import { readTokenFile } from '../../../runtime/server/http/index.js';
 
 /**
  * How every `outpost fleet …` command but `serve` reaches the service: its HTTP API (fleet/api/), at `--fleet`

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { stderr } from 'node:process';
 import { DEFAULT_API_PORT, DB_URL_FORMS, defaultDbUrl, serveFleet, type FleetTls } from '../../../fleet/index.js';
-import { readTokenFile } from '../../../runtime/server/index.js';
+import { readTokenFile } from '../../../runtime/server/http/index.js';
 import { collect, parseNonNegativeInt } from '../../options.js';
 import { FLEET_TOKEN_FILE_ENV } from './client.js';
 
