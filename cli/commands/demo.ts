@@ -8,6 +8,7 @@ import { startEmbeddedBroker, deploy } from '../../fleet/index.js';
 import { buildSamples } from '../../models/index.js';
 import { generateSigningKeys } from '../../runtime/artifact/index.js';
 import { formatBytes, print } from '../output.js';
+import { demoFleet } from './demo-fleet.js';
 
 const THING = 'demo-device';
 const DEPLOY_TIMEOUT_MS = 120_000; // ms
@@ -32,7 +33,8 @@ async function infer(http: string): Promise<{ version: string; answer: number; m
 /**
  * The whole loop on this machine, no infrastructure: compile a sample model into two signed artifact versions,
  * start the embedded MQTT broker and a device agent, deploy each version over AWS IoT's Jobs and file-delivery
- * protocols, and ask the agent's local endpoint after each.
+ * protocols, and ask the agent's local endpoint after each; then the same agent among simulated devices under the
+ * fleet service, with two rollouts in waves (demo-fleet.ts).
  */
 async function demo(): Promise<void> {
   const started = performance.now();
@@ -68,15 +70,14 @@ async function demo(): Promise<void> {
     }
 
     step(`embedded MQTT broker on ${broker.url}`);
-    agent = new Agent({
-      config: parseAgentConfig({
-        thing: THING,
-        broker: { url: broker.url },
-        dataDir: join(dir, 'device'),
-        trustKeys: [publicKey],
-        http: { host: '127.0.0.1', port: 0 },
-      }),
+    const agentConfig = parseAgentConfig({
+      thing: THING,
+      broker: { url: broker.url },
+      dataDir: join(dir, 'device'),
+      trustKeys: [publicKey],
+      http: { host: '127.0.0.1', port: 0 },
     });
+    agent = new Agent({ config: agentConfig });
     const { http } = await agent.start();
     step(`agent "${THING}" started: no models yet, local endpoint ${http}`);
 
@@ -113,8 +114,24 @@ async function demo(): Promise<void> {
       .filter((line) => line.startsWith('outpost_inference_requests_total{'))
       .map((line) => `${/version="([^"]*)"/.exec(line)?.[1] ?? '?'}: ${line.split(' ').at(-1) ?? '?'}`);
     step(`GET ${http}/metrics → outpost_inference_requests_total by version: ${calls.join(', ')}`);
+
+    // The same device in a small fleet: stopped here, started again by the fleet part once the service listens.
+    await agent.stop();
+    agent = undefined;
+    print('');
+    step('a small fleet: the fleet service, the same agent and simulated devices, rollouts in waves');
+    await demoFleet({
+      dir,
+      brokerUrl: broker.url,
+      model: cnn,
+      signKey: keys.privateKeyPem,
+      publicKey,
+      agentConfig,
+      step,
+      infer,
+    });
     print(
-      '\nNext: `outpost compile --help`, `outpost agent --help`, `outpost deploy --help`, `outpost serve --help`; see README.md.',
+      '\nNext: `outpost compile --help`, `outpost agent --help`, `outpost deploy --help`, `outpost fleet --help`; see README.md and docs/rollouts.md.',
     );
   } finally {
     await agent?.stop();
@@ -126,6 +143,8 @@ async function demo(): Promise<void> {
 export function register(program: Command): void {
   program
     .command('demo')
-    .description('the whole loop on this machine: compile → embedded broker + agent → deploy → infer')
+    .description(
+      'the whole loop on this machine: compile → embedded broker + agent → deploy → infer → a small fleet rollout',
+    )
     .action(demo);
 }

@@ -137,15 +137,20 @@ export function wavesTable(d: DeploymentView): string | undefined {
   );
 }
 
-/** One plain line for the waves (`status --watch` when stdout is not a terminal). */
-export function wavesLine(d: DeploymentView): string {
+/** The waves in one line (`wave 0 DONE 3/3 succeeded 0 failed | …`), or the executions' count without waves. */
+export function wavesText(d: DeploymentView): string {
   const waves = (d.rollout?.waves ?? []).map(
     (w) =>
       `wave ${w.wave} ${w.state} ${w.succeeded}/${w.devices} succeeded ${w.failed} failed${w.rolledBack > 0 ? ` ${w.rolledBack} rolled back` : ''}${w.state === 'BAKING' ? ` bake ${remaining(w.bakeRemainingMs)} left` : ''}`,
   );
   const c = d.jobProcessDetails;
   const summary = `${c.numberOfSucceededThings ?? 0}/${d.executions.length} succeeded`;
-  return `${new Date().toISOString()} ${d.id} ${d.state} ${waves.length > 0 ? waves.join(' | ') : summary}`;
+  return waves.length > 0 ? waves.join(' | ') : summary;
+}
+
+/** One plain line for the waves (`status --watch` when stdout is not a terminal). */
+export function wavesLine(d: DeploymentView): string {
+  return `${new Date().toISOString()} ${d.id} ${d.state} ${wavesText(d)}`;
 }
 
 export function printDeployment(d: DeploymentView): void {
