@@ -9,6 +9,17 @@ import type { DeploymentState } from './deployment-records.js';
  * What `outpost agent status` prints and the periodic status message carries. Written to `<dataDir>/status.json`
  * on every change, so the local command needs no connection to the running agent.
  */
+/** Requests, errors and latency of one served version: what the guardrail watch and the health report both count. */
+const SERVING_FIGURES = z.object({
+  model: z.string(),
+  version: z.string(),
+  requests: z.number(),
+  errors: z.number(),
+  errorRate: z.number(),
+  p50Ms: z.number().optional(),
+  p99Ms: z.number().optional(),
+});
+
 export const agentStatusSchema = z.object({
   thing: z.string(),
   connected: z.boolean(),
@@ -51,21 +62,7 @@ export const agentStatusSchema = z.object({
     )
     .default([]),
   /** Versions under guardrail watch after a deployment (baking): what has been counted so far. */
-  guardrails: z
-    .array(
-      z.object({
-        model: z.string(),
-        version: z.string(),
-        requests: z.number(),
-        errors: z.number(),
-        errorRate: z.number(),
-        p50Ms: z.number().optional(),
-        p99Ms: z.number().optional(),
-        elapsedSeconds: z.number(),
-        windowSeconds: z.number(),
-      }),
-    )
-    .default([]),
+  guardrails: z.array(SERVING_FIGURES.extend({ elapsedSeconds: z.number(), windowSeconds: z.number() })).default([]),
   /**
    * What this device is, for the fleet's registry: the target profile the compiler's host detection gives here
    * (runtime/host), the agent's and ONNX Runtime's versions.
@@ -80,19 +77,7 @@ export const agentStatusSchema = z.object({
     })
     .optional(),
   /** Serving health per production version over the last minute (requests, errors, p50/p99 of successful calls). */
-  health: z
-    .array(
-      z.object({
-        model: z.string(),
-        version: z.string(),
-        requests: z.number(),
-        errors: z.number(),
-        errorRate: z.number(),
-        p50Ms: z.number().optional(),
-        p99Ms: z.number().optional(),
-      }),
-    )
-    .default([]),
+  health: z.array(SERVING_FIGURES).default([]),
   /** Data capture counters (sampled, written, dropped …) when capture is on. */
   capture: z.record(z.string(), z.number()).optional(),
   deployments: z.array(
