@@ -11,3 +11,4 @@ export * from './cbor.js';
 export * from './streams.js';
 export * from './block-index.js';
 export * from './device-status.js';
+export * from './delivery-index.js';

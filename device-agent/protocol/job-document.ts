@@ -41,14 +41,22 @@ export const jobDocumentSchema = z
       streamId: streamIdSchema,
       /** When set, the device sends it as GetStream `s` and the service answers VersionMismatch if it moved on. */
       streamVersion: z.number().int().min(0).optional(),
-      /** Stream file with the artifact `.tar.gz`. */
-      fileId,
-      /** Stream file with the block-hash index of that archive (streams.ts, BlockIndex). */
+      /**
+       * How the stream carries the artifact (docs/job-document.md, "Stream layouts"). `archive` (default): one
+       * `.tar.gz` (`fileId`, `size`, `sha256`) and its block-hash index. `files`: the index file is a delivery index
+       * (delivery-index.ts: the signed manifest and every file's block hashes) and each artifact file is its own
+       * stream file, so a device fetches only the variants it will run; `fileId` and `sha256` are then absent and
+       * `size` is the sum of every file (what a device fetching everything would fetch).
+       */
+      layout: z.enum(['archive', 'files']).optional(),
+      /** Stream file with the artifact `.tar.gz` (archive layout). */
+      fileId: fileId.optional(),
+      /** Stream file with the block-hash index of that archive (streams.ts, BlockIndex), or the delivery index. */
       indexFileId: fileId,
-      /** Bytes of the `.tar.gz`. */
+      /** Bytes of the `.tar.gz` (archive layout), or of all the artifact's files (files layout). */
       size: bytes,
-      /** sha256 of the whole `.tar.gz`: the download is only accepted if it matches. */
-      sha256,
+      /** sha256 of the whole `.tar.gz` (archive layout): the download is only accepted if it matches. */
+      sha256: sha256.optional(),
       /** Bytes and sha256 of the index file, so the index is checked before any block is checked against it. */
       indexSize: bytes,
       indexSha256: sha256,
@@ -87,7 +95,23 @@ export const jobDocumentSchema = z
   .refine((doc) => doc.artifact.fileId !== doc.artifact.indexFileId, {
     message: 'fileId and indexFileId must name different stream files',
     path: ['artifact', 'indexFileId'],
-  });
+  })
+  .refine(
+    (doc) =>
+      doc.artifact.layout === 'files' || (doc.artifact.fileId !== undefined && doc.artifact.sha256 !== undefined),
+    {
+      message: 'the archive layout needs fileId and sha256',
+      path: ['artifact', 'fileId'],
+    },
+  )
+  .refine(
+    (doc) =>
+      doc.artifact.layout !== 'files' || (doc.artifact.fileId === undefined && doc.artifact.sha256 === undefined),
+    {
+      message: 'the files layout names its files in the delivery index, not fileId and sha256',
+      path: ['artifact', 'fileId'],
+    },
+  );
 
 export type JobDocument = z.output<typeof jobDocumentSchema>;
 export type JobDocumentInput = z.input<typeof jobDocumentSchema>;
