@@ -39,4 +39,10 @@ export { DEFAULT_MAX_MANIFEST_BYTES, verifyArtifact, type VerifyOptions } from '
 export { VerdictFile, type FileIdentity, type Verdicts } from './verdicts.js';
 export { openArtifact, type OpenOptions, type OpenedArtifact } from './open.js';
 export { signArtifact, type SignResult } from './resign.js';
-export { artifactFilePath, isVerifiedArtifact, variantPath, type VerifiedArtifact } from './verified.js';
+export {
+  artifactFilePath,
+  isVerifiedArtifact,
+  presentVariants,
+  variantPath,
+  type VerifiedArtifact,
+} from './verified.js';

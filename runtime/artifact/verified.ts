@@ -19,6 +19,8 @@ export interface VerifiedArtifact {
   readonly manifestSha256: string;
   /** Key id of the trusted key that signed the manifest; absent when the signature was not checked. */
   readonly signer?: string;
+  /** Variants whose model file this device did not fetch (VerifyOptions.absentVariants); absent when all are here. */
+  readonly absentVariants?: readonly string[];
 }
 
 const registry = new WeakSet<object>();
@@ -48,7 +50,20 @@ export function variantPath(artifact: VerifiedArtifact, variantId: string): stri
       },
     );
   }
+  if (artifact.absentVariants?.includes(variantId) === true) {
+    throw new OutpostError(
+      'VARIANT_NOT_FOUND',
+      `variant "${variantId}" of artifact ${artifact.manifest.name} was not fetched to this device; it has ${presentVariants(artifact).join(', ')}`,
+      { details: { variant: variantId, available: presentVariants(artifact) } },
+    );
+  }
   return join(artifact.dir, variant.file);
+}
+
+/** Ids of the variants whose files are in the artifact directory (all, unless some were not fetched). */
+export function presentVariants(artifact: VerifiedArtifact): string[] {
+  const absent = new Set(artifact.absentVariants ?? []);
+  return artifact.manifest.variants.filter((v) => !absent.has(v.id)).map((v) => v.id);
 }
 
 /** Absolute path of any file the manifest covers (labels, test vectors); others are not part of the artifact. */

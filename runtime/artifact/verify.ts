@@ -27,6 +27,12 @@ export interface VerifyOptions {
    * now are remembered. The manifest, its signature and the file set are checked every time.
    */
   verdicts?: Verdicts;
+  /**
+   * Variants a device did not fetch (the `files` stream layout): their model files may be absent, as long as one
+   * variant is whole; every other file must be present, and every present file is checked. The variants actually
+   * absent are listed in the result's `absentVariants`, and nothing loads them (variantPath refuses them).
+   */
+  absentVariants?: readonly string[];
 }
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 16 * 1024 * 1024; // bytes: manifests are kilobytes; this bounds parse memory
@@ -81,14 +87,20 @@ export async function verifyArtifact(dir: string, options: VerifyOptions = {}): 
     log.debug({ dir: root }, `${SIGNATURE_FILE} present but no trusted keys given; signature not checked`);
   }
 
-  await checkFileSet(root, manifest, signatureBytes !== undefined);
+  const absent = await checkFileSet(root, manifest, signatureBytes !== undefined, options.absentVariants ?? []);
   for (const [path, expected] of Object.entries(manifest.files)) {
-    await checkFile(root, path, expected, options.verdicts);
+    if (!absent.has(path)) await checkFile(root, path, expected, options.verdicts);
   }
   if (options.target !== undefined) checkTarget(manifest, options.target.arch);
 
   log.info({ dir: root, name: manifest.name, version: manifest.version, signer }, 'artifact verified');
-  const verified = { dir: root, manifest, manifestSha256: manifestDigest(manifestBytes) };
+  const absentVariants = manifest.variants.filter((v) => absent.has(v.file)).map((v) => v.id);
+  const verified = {
+    dir: root,
+    manifest,
+    manifestSha256: manifestDigest(manifestBytes),
+    ...(absentVariants.length === 0 ? {} : { absentVariants }),
+  };
   return markVerified(signer === undefined ? verified : { ...verified, signer });
 }
 
@@ -147,15 +159,29 @@ async function readArtifactFile(root: string, name: string, maxBytes: number): P
   }
 }
 
-/** The files on disk must be exactly manifest.json, manifest.sig (if present) and the keys of `files`. */
-async function checkFileSet(root: string, manifest: Manifest, signed: boolean): Promise<void> {
+/**
+ * The files on disk must be exactly manifest.json, manifest.sig (if present) and the keys of `files`; with
+ * `mayBeAbsent`, those variants' model files may be missing while one variant is whole. Returns the absent ones.
+ */
+async function checkFileSet(
+  root: string,
+  manifest: Manifest,
+  signed: boolean,
+  mayBeAbsent: readonly string[],
+): Promise<ReadonlySet<string>> {
   const onDisk = await listArtifactFiles(root);
   const expected = new Set(Object.keys(manifest.files));
   expected.add(MANIFEST_FILE);
   if (signed) expected.add(SIGNATURE_FILE);
   const unexpected = onDisk.filter((path) => !expected.has(path));
   const present = new Set(onDisk);
-  const missing = [...expected].filter((path) => !present.has(path)).sort();
+  let missing = [...expected].filter((path) => !present.has(path)).sort();
+  const absent = new Set<string>();
+  if (mayBeAbsent.length > 0 && manifest.variants.some((v) => present.has(v.file))) {
+    const optional = new Set(manifest.variants.filter((v) => mayBeAbsent.includes(v.id)).map((v) => v.file));
+    for (const path of missing) if (optional.has(path)) absent.add(path);
+    missing = missing.filter((path) => !absent.has(path));
+  }
   if (unexpected.length > 0) {
     throw new OutpostError(
       'ARTIFACT_FILE_UNEXPECTED',
@@ -168,6 +194,7 @@ async function checkFileSet(root: string, manifest: Manifest, signed: boolean): 
       details: { dir: root, missing },
     });
   }
+  return absent;
 }
 
 /** Size first (cheap, and a huge file declared small is never read), then sha256 (unless a verdict still holds). */

@@ -32,6 +32,8 @@ export interface LoadOptions {
   readonly requireSignature?: boolean;
   /** Remembered hashes of unchanged files (an artifact directory's files are then not all re-hashed): VerifyOptions. */
   readonly verdicts?: Verdicts;
+  /** Variants whose files may be absent (a device fetched only those it runs): VerifyOptions.absentVariants. */
+  readonly absentVariants?: readonly string[];
   readonly ortLogLevel?: SessionConfig['ortLogLevel'];
   /** Backends to choose from; defaults to the process-wide registry (native, wasm). */
   readonly registry?: BackendRegistry;
@@ -58,8 +60,16 @@ async function classify(path: string): Promise<Source> {
   return head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1] ? { kind: 'artifact', path } : { kind: 'model', path };
 }
 
-/** Variants of `manifest` that `backend` can run, best rank first; just the named one when `id` is given. */
-function candidates(manifest: Manifest, backend: BackendName, id: string | undefined): Variant[] {
+/**
+ * Variants of `manifest` that `backend` can run and whose files are here (not in `absent`), best rank first; just the
+ * named one when `id` is given.
+ */
+function candidates(
+  manifest: Manifest,
+  backend: BackendName,
+  id: string | undefined,
+  absent: readonly string[],
+): Variant[] {
   if (id !== undefined) {
     const variant = manifest.variants.find((v) => v.id === id);
     if (variant === undefined) {
@@ -73,7 +83,9 @@ function candidates(manifest: Manifest, backend: BackendName, id: string | undef
     }
     return variant.backends.includes(backend) ? [variant] : [];
   }
-  return manifest.variants.filter((v) => v.backends.includes(backend)).sort((a, b) => a.rank - b.rank);
+  return manifest.variants
+    .filter((v) => v.backends.includes(backend) && !absent.includes(v.id))
+    .sort((a, b) => a.rank - b.rank);
 }
 
 interface Opened {
@@ -96,6 +108,7 @@ async function openSource(source: Source, options: LoadOptions): Promise<Opened>
     trustedKeys: options.trustedKeys,
     requireSignature: options.requireSignature,
     ...(options.verdicts === undefined ? {} : { verdicts: options.verdicts }),
+    ...(options.absentVariants === undefined ? {} : { absentVariants: options.absentVariants }),
   });
   return { manifest: artifact.manifest, artifact };
 }
@@ -120,7 +133,10 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
         return undefined;
       });
       if (backend === undefined) continue;
-      const variants = manifest === undefined ? [undefined] : candidates(manifest, name, options.variant);
+      const variants =
+        manifest === undefined
+          ? [undefined]
+          : candidates(manifest, name, options.variant, artifact?.absentVariants ?? []);
       if (variants.length === 0) failures.push(`${name}: no variant of this artifact lists the ${name} backend`);
       for (const variant of variants) {
         const file = variant === undefined || artifact === undefined ? path : variantPath(artifact, variant.id);
