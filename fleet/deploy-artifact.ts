@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   type JobDocument,
+  DELIVERY_INDEX_FILE_ID,
   DEFAULT_BLOCK_SIZE,
   JOB_ID_PATTERN,
   buildBlockIndexFromFile,
@@ -14,7 +15,9 @@ import { openArtifact, packArtifact, sha256Bytes, sha256File, type Manifest } fr
 import { OutpostError, fromFsError } from '../runtime/errors.js';
 import { BARE_MODEL_SUFFIXES, isBareModelPath, wrapBareModel } from '../runtime/model/index.js';
 import { logger } from '../runtime/log.js';
+import { type DeliveryFiles, prepareDeliveryFiles } from './delivery-files.js';
 import { withOutpostErrors } from './protocol-errors.js';
+import type { StreamFile } from './stream-files.js';
 
 /**
  * Turns an artifact (directory or `.tar.gz`) into what a deployment serves: the verified `.tar.gz`, its block-hash
@@ -40,11 +43,21 @@ export interface PrepareOptions {
   readonly trustedKeys?: readonly string[];
   /** Parent of the deployment's scratch directory; default the OS temp directory. */
   readonly workDir?: string;
+  /**
+   * `archive` (default): one `.tar.gz` and its block index, the form AWS IoT Core streams from S3 as prepared here.
+   * `files`: the delivery index and one stream file per artifact file (delivery-files.ts), so each device fetches
+   * only what it will run.
+   */
+  readonly layout?: 'archive' | 'files';
 }
 
 export interface PreparedArtifact {
+  /** The packed archive (archive layout), also made for the files layout (the fleet store keeps archives). */
   readonly archivePath: string;
+  /** The block index (archive layout) or the delivery index (files layout). */
   readonly indexPath: string;
+  /** What the stream serves, by file id: what the job document names. */
+  readonly streamFiles: readonly StreamFile[];
   readonly document: JobDocument;
   readonly manifest: Pick<Manifest, 'name' | 'version' | 'target'>;
   /** sha256 of manifest.json as verified (runtime/artifact manifestDigest). */
@@ -101,16 +114,50 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
     });
     const { name, version, target } = opened.manifest;
     const { manifestSha256 } = opened;
+    const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     let archive: { path: string; sha256: string; bytes: number };
+    let delivery: DeliveryFiles | undefined;
     try {
       archive = isDirectory
         ? await packArtifact(opened.dir, join(scratch, `${name}-${version}.tar.gz`))
         : { path: input, ...(await sha256File(input)) };
+      if (options.layout === 'files') {
+        delivery = await prepareDeliveryFiles(opened.dir, opened.manifest, scratch, blockSize);
+      }
     } finally {
       await opened.dispose();
     }
+    const streamId = options.streamId ?? defaultStreamId(name, version);
+    const common = {
+      model: { name, version },
+      target: { arch: target.arch },
+      ...(options.keepVersions === undefined ? {} : { keepVersions: options.keepVersions }),
+      ...(options.rollout === undefined ? {} : { rollout: options.rollout }),
+      ...(options.notes === undefined ? {} : { notes: options.notes }),
+    };
+    if (delivery !== undefined) {
+      const { indexBytes, indexPath, files, totalBytes } = delivery;
+      const document = await withOutpostErrors(() =>
+        createJobDocument({
+          ...common,
+          artifact: {
+            streamId,
+            streamVersion: STREAM_VERSION,
+            layout: 'files',
+            indexFileId: DELIVERY_INDEX_FILE_ID,
+            size: Math.max(1, totalBytes),
+            indexSize: indexBytes.length,
+            indexSha256: sha256Bytes(indexBytes),
+            blockSize,
+            manifestSha256,
+          },
+        }),
+      );
+      log.info({ name, version, bytes: totalBytes, files: files.length - 1, blockSize }, 'artifact prepared (files)');
+      const manifest = { name, version, target };
+      return { archivePath: archive.path, indexPath, streamFiles: files, document, manifest, manifestSha256, scratch };
+    }
 
-    const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     const index = await withOutpostErrors(() => buildBlockIndexFromFile(archive.path, blockSize));
     const indexBytes = encodeBlockIndex(index);
     const indexPath = join(scratch, 'index.json');
@@ -121,9 +168,9 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
     }
     const document = await withOutpostErrors(() =>
       createJobDocument({
-        model: { name, version },
+        ...common,
         artifact: {
-          streamId: options.streamId ?? defaultStreamId(name, version),
+          streamId,
           streamVersion: STREAM_VERSION,
           fileId: ARCHIVE_FILE_ID,
           indexFileId: INDEX_FILE_ID,
@@ -133,16 +180,16 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
           indexSha256: sha256Bytes(indexBytes),
           blockSize,
         },
-        target: { arch: target.arch },
-        ...(options.keepVersions === undefined ? {} : { keepVersions: options.keepVersions }),
-        ...(options.rollout === undefined ? {} : { rollout: options.rollout }),
-        ...(options.notes === undefined ? {} : { notes: options.notes }),
       }),
     );
     log.info({ name, version, bytes: archive.bytes, blocks: index.blocks.length, blockSize }, 'artifact prepared');
     return {
       archivePath: archive.path,
       indexPath,
+      streamFiles: [
+        { fileId: INDEX_FILE_ID, path: indexPath },
+        { fileId: ARCHIVE_FILE_ID, path: archive.path },
+      ],
       document,
       manifest: { name, version, target },
       manifestSha256,

@@ -3,7 +3,7 @@ import type { MqttClient } from 'mqtt';
 import { type JobDocument, type JobStatus, type StatusDetails, isTerminal } from '../device-agent/protocol/index.js';
 import { OutpostError } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
-import { ARCHIVE_FILE_ID, INDEX_FILE_ID, STREAM_VERSION, prepareArtifact } from './deploy-artifact.js';
+import { STREAM_VERSION, prepareArtifact } from './deploy-artifact.js';
 import { type ExecutionEvent, JobsService } from './jobs-service.js';
 import { type FleetTls, closeBroker, connectBroker } from './mqtt.js';
 import { checkName } from './protocol-errors.js';
@@ -11,7 +11,8 @@ import { type StreamsServerOptions, StreamsServer } from './streams-server.js';
 
 /**
  * `deploy()`: ship one artifact to things over MQTT, playing both AWS services on one MQTT.js connection: the stream
- * (MQTT-based file delivery) carrying the archive and its block index, and the job (IoT Jobs) whose document tells
+ * (MQTT-based file delivery) carrying the artifact (its delivery index and files, or its archive and block index),
+ * and the job (IoT Jobs) whose document tells
  * each device what to fetch. With `wait`, resolves once every execution is terminal (or the timeout ends the rest);
  * without, returns a Deployment that serves until `close()`.
  */
@@ -40,6 +41,11 @@ export interface DeployOptions {
   /** An execution IN_PROGRESS this long becomes TIMED_OUT (CreateJob timeoutConfig.inProgressTimeoutInMinutes). */
   readonly inProgressTimeoutMs?: number; // milliseconds, default none
   readonly workDir?: string;
+  /**
+   * Stream layout (docs/job-document.md, "Stream layouts"): `files` (default) lets each device fetch the manifest
+   * and then only the variants it will run; `archive` ships the one `.tar.gz`, as on AWS IoT Core.
+   */
+  readonly layout?: 'archive' | 'files';
   readonly onEvent?: (event: DeployEvent) => void;
   /** TEST HOOK: fault injection in the streams server (streams-server.ts, BlockFaultHook). */
   readonly testHooks?: StreamsServerOptions['testHooks'];
@@ -122,6 +128,7 @@ async function start(options: DeployOptions): Promise<Deployment> {
     artifact: options.artifact,
     ...(options.jobId === undefined ? {} : { streamId: options.jobId }),
     ...pick(options, ['blockSize', 'keepVersions', 'notes', 'trustedKeys', 'workDir', 'rollout', 'signingKey']),
+    layout: options.layout ?? 'files',
   });
   const jobId = prepared.document.artifact.streamId;
   let client: MqttClient | undefined;
@@ -149,7 +156,7 @@ async function start(options: DeployOptions): Promise<Deployment> {
         ? {}
         : {
             onServed: ({ streamId, thing, fileId, bytes }) => {
-              if (streamId !== jobId || fileId !== ARCHIVE_FILE_ID) return;
+              if (streamId !== jobId || fileId === prepared.document.artifact.indexFileId) return;
               const sofar = (served.get(thing) ?? 0) + bytes;
               served.set(thing, sofar);
               onEvent({ type: 'download', jobId, thing, bytes: sofar, total });
@@ -160,10 +167,7 @@ async function start(options: DeployOptions): Promise<Deployment> {
       streamId: jobId,
       version: STREAM_VERSION,
       description: `${prepared.manifest.name} ${prepared.manifest.version}`,
-      files: [
-        { fileId: INDEX_FILE_ID, path: prepared.indexPath },
-        { fileId: ARCHIVE_FILE_ID, path: prepared.archivePath },
-      ],
+      files: prepared.streamFiles,
     });
     jobs = new JobsService({ client });
     await jobs.start();

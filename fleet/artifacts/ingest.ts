@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { DEFAULT_BLOCK_SIZE } from '../../device-agent/protocol/index.js';
 import { logger } from '../../runtime/log.js';
-import { prepareArtifact } from '../deploy-artifact.js';
+import { ARCHIVE_FILE_ID, prepareArtifact } from '../deploy-artifact.js';
 import type { ArtifactRecord, FleetStore } from '../store/index.js';
 import type { BlobStore } from './blobs.js';
 
@@ -55,7 +55,7 @@ export async function ingestArtifact(options: IngestOptions): Promise<ArtifactRe
       // The stream's file table, from what the artifact is made of (docs/job-document.md: file 0 the index, 1 the archive).
       files: [
         { fileId: prepared.document.artifact.indexFileId, sha256: index.sha256, bytes: index.bytes, role: 'index' },
-        { fileId: prepared.document.artifact.fileId, sha256: archive.sha256, bytes: archive.bytes, role: 'archive' },
+        { fileId: ARCHIVE_FILE_ID, sha256: archive.sha256, bytes: archive.bytes, role: 'archive' },
       ],
       createdMs: options.nowMs,
       manifestSha256: prepared.manifestSha256,

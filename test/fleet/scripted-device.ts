@@ -85,7 +85,7 @@ class ScriptedDevice {
     const indexBytes = await this.fetch(document, artifact.indexFileId, artifact.indexSize);
     if (sha256(indexBytes) !== artifact.indexSha256) throw new Error('index sha256 mismatch');
     const index = parseBlockIndex(indexBytes);
-    const archive = await this.fetch(document, artifact.fileId, artifact.size, index);
+    const archive = await this.fetch(document, artifact.fileId ?? 1, artifact.size, index);
     if (sha256(archive) !== artifact.sha256) throw new Error('archive sha256 mismatch');
     const status = outcome === 'succeed' ? 'SUCCEEDED' : 'FAILED';
     const details: Record<string, string> =
