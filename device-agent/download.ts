@@ -16,7 +16,7 @@ const PART = 'artifact.part';
 const DONE = 'artifact.tar.gz';
 const INDEX = 'index.json';
 /** One uint32 per arrival: how many block bytes came in. Appended without fsync: SIGKILL keeps the page cache. */
-const ARRIVALS = 'arrivals.log';
+export const ARRIVALS = 'arrivals.log';
 
 /** Sum of the arrivals log: bytes fetched over all runs. */
 async function fetchedSoFar(dir: string): Promise<number> {
@@ -31,7 +31,7 @@ async function fetchedSoFar(dir: string): Promise<number> {
   }
 }
 
-async function sha256Of(path: string): Promise<string> {
+export async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
@@ -42,7 +42,7 @@ async function sha256Of(path: string): Promise<string> {
  * record (no bitmap file to fall out of step with the data), so after SIGKILL or power loss nothing verified is
  * fetched again and nothing unverified is trusted.
  */
-async function blocksOnDisk(file: FileHandle, index: BlockIndex): Promise<Set<number>> {
+export async function blocksOnDisk(file: FileHandle, index: BlockIndex): Promise<Set<number>> {
   const have = new Set<number>();
   const size = (await file.stat()).size;
   const buffer = Buffer.alloc(index.blockSize);
@@ -116,6 +116,12 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
     () => false,
   );
   if (exists && (await sha256Of(done)) === document.artifact.sha256) return done;
+  const archiveFileId = document.artifact.fileId;
+  if (archiveFileId === undefined) {
+    throw new OutpostError('JOB_DOCUMENT_INVALID', 'the archive layout needs artifact.fileId', {
+      details: { field: 'artifact.fileId' },
+    });
+  }
 
   let fetched = await fetchedSoFar(dir);
   const arrivals = await open(join(dir, ARRIVALS), 'a');
@@ -139,7 +145,7 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
         options.onProgress?.({ bytesTotal: index.size, bytesReceived: received, bytesFetched: fetched });
       report();
       if (have.size > 0) log.info({ blocks: have.size, of: index.blocks.length }, 'resuming download');
-      await new StreamFetcher(options, document.artifact.fileId, index.size, index.blockSize).fetch(
+      await new StreamFetcher(options, archiveFileId, index.size, index.blockSize).fetch(
         missing,
         async (block, bytes) => {
           if (!verifyBlock(index, block, bytes)) return false;

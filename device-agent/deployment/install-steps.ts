@@ -6,6 +6,8 @@ import { retry } from '../../runtime/retry.js';
 import { advance, documentOf, downloadDir, online, type Step } from './context.js';
 import { archiveContentBytes, hostArch, requireSpace } from '../storage/disk.js';
 import { downloadArtifact } from '../download.js';
+import type { DownloadOptions } from '../stream-fetcher.js';
+import { fallBack, fetchChosen, stageFetched } from './variant-steps.js';
 import { runHook } from './hooks.js';
 import { selfTest } from './self-test.js';
 import type { DeploymentState } from '../storage/deployment-records.js';
@@ -22,7 +24,8 @@ export const download: Step = async (ctx, state) => {
   // A version this device still has installed with exactly this manifest (a rollback to it) is not fetched again:
   // installed versions were verified when installed and never change (docs/job-document.md, manifestSha256).
   const wanted = document.artifact.manifestSha256;
-  if (wanted !== undefined && (await ctx.store.manifestDigest(state.model, state.version)) === wanted) {
+  const installed = state.reinstall === true ? undefined : await ctx.store.manifestDigest(state.model, state.version);
+  if (wanted !== undefined && installed === wanted) {
     log.info({ jobId: state.jobId, model: state.model, version: state.version }, 'installed already: not fetched');
     return advance(ctx, state, 'self-testing', { alreadyInstalled: true });
   }
@@ -48,7 +51,7 @@ export const download: Step = async (ctx, state) => {
     await retry(
       async () => {
         await online(ctx);
-        await downloadArtifact({
+        const options: DownloadOptions = {
           transport: ctx.transport,
           thing: ctx.config.thing,
           document,
@@ -67,7 +70,10 @@ export const download: Step = async (ctx, state) => {
             };
             timer ??= setTimeout(persist, 1000);
           },
-        });
+        };
+        if (document.artifact.layout !== 'files') await downloadArtifact(options);
+        else
+          await fetchChosen(ctx, current, options, (variants) => (current = { ...current, variants: [...variants] }));
       },
       {
         policy: ctx.config.retry.download,
@@ -91,7 +97,8 @@ const codeOf = (error: unknown): string => (isOutpostError(error) ? error.code :
 
 export const verify: Step = async (ctx, state) => {
   const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
-  const content = await archiveContentBytes(archive);
+  // The files layout's files are linked into the store, not copied: what they take there is what they take here.
+  const content = documentOf(state).artifact.layout === 'files' ? state.bytesTotal : await archiveContentBytes(archive);
   await requireSpace(ctx.store.root, content, ctx.config.diskMarginBytes, 'installing the artifact');
   return advance(ctx, state, 'staging');
 };
@@ -107,9 +114,11 @@ export const stage: Step = async (ctx, state) => {
   await store.ensure(state.model);
   await store.clearStaging(state.model, state.jobId); // whatever a crash left half-extracted
   const staging = store.stagingDir(state.model, state.jobId);
-  const archive = join(downloadDir(ctx, state.jobId), 'artifact.tar.gz');
-  await unpackArtifact(archive, staging);
+  let absent: string[] = [];
+  if (documentOf(state).artifact.layout === 'files') absent = await stageFetched(ctx, state, staging);
+  else await unpackArtifact(join(downloadDir(ctx, state.jobId), 'artifact.tar.gz'), staging);
   const verified = await verifyArtifact(staging, {
+    absentVariants: absent,
     trustedKeys: ctx.trustedKeys,
     requireSignature: ctx.requireSignature,
     target: { arch: hostArch() },
@@ -124,6 +133,8 @@ export const stage: Step = async (ctx, state) => {
       `the artifact is ${name}@${version}; the job deploys ${state.model}@${state.version}`,
     );
   }
+  // A self-test fallback installs this job's own install again, with the variant it fetched since.
+  if (state.reinstall === true) await store.uninstall(state.model, state.version, state.jobId);
   const installed = await store.manifestDigest(state.model, state.version);
   if (installed !== undefined) {
     await store.clearStaging(state.model, state.jobId);
@@ -141,7 +152,8 @@ export const stage: Step = async (ctx, state) => {
     ...(state.previous === undefined ? {} : { previous: state.previous }),
   });
   // Recorded before the rename: a restart that finds the version installed knows this job put it there.
-  const installing = await ctx.deployments.write({ ...state, installing: true });
+  const installing = await ctx.deployments.write({ ...state, installing: true, reinstall: false });
+  await store.saveAbsentVariants(state.model, state.version, absent);
   await store.install(state.model, state.version, staging);
   return advance(ctx, installing, 'self-testing', { installing: false });
 };
@@ -158,12 +170,21 @@ function versionConflict(state: DeploymentState, installed: string, arrived: str
 
 export const test: Step = async (ctx, state) => {
   const dir = ctx.store.versionDir(state.model, state.version);
-  const result = await selfTest(dir, {
-    trustedKeys: ctx.trustedKeys,
-    requireSignature: ctx.requireSignature,
-    backend: ctx.config.backend,
-    benchmarkIterations: ctx.config.benchmarkIterations,
-  });
+  let result;
+  try {
+    result = await selfTest(dir, {
+      trustedKeys: ctx.trustedKeys,
+      requireSignature: ctx.requireSignature,
+      backend: ctx.config.backend,
+      benchmarkIterations: ctx.config.benchmarkIterations,
+      absentVariants: await ctx.store.absentVariants(state.model, state.version),
+      benchmark: (ctx.config.benchmarkVariants ?? 1) > 1,
+    });
+  } catch (error) {
+    const next = await fallBack(ctx, state, error);
+    if (next !== undefined) return next;
+    throw error;
+  }
   ctx.tested
     .get(state.jobId)
     ?.release()

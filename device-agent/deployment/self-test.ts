@@ -13,6 +13,10 @@ export interface SelfTestOptions {
   readonly backend: 'auto' | 'native' | 'wasm';
   /** Timed runs per candidate when the artifact leaves the choice of variant to the device. */
   readonly benchmarkIterations: number;
+  /** Variants not fetched to this device (ModelStore.absentVariants): not candidates. */
+  readonly absentVariants?: readonly string[];
+  /** Benchmark every passing candidate even when the artifact fixes the choice (agent `benchmarkVariants` > 1). */
+  readonly benchmark?: boolean;
 }
 
 export interface SelfTestResult {
@@ -63,10 +67,15 @@ export async function selfTest(dir: string, options: SelfTestOptions): Promise<S
       trustedKeys: options.trustedKeys,
       requireSignature: options.requireSignature,
       warmup: 0,
+      ...(options.absentVariants === undefined ? {} : { absentVariants: options.absentVariants }),
     });
   const probe = await load();
   const manifest = probe.manifest;
-  const ranked = [...manifest.variants].sort((a, b) => a.rank - b.rank).map((v) => v.id);
+  const absent = options.absentVariants ?? [];
+  const ranked = [...manifest.variants]
+    .filter((v) => !absent.includes(v.id))
+    .sort((a, b) => a.rank - b.rank)
+    .map((v) => v.id);
   await probe.release();
   const failures: { variant: string; reason: string }[] = [];
   const passed: Model[] = [];
@@ -76,7 +85,7 @@ export async function selfTest(dir: string, options: SelfTestOptions): Promise<S
       model = await load(id);
       await checkVectors(model);
       passed.push(model);
-      if (manifest.selection === 'fixed') break;
+      if (manifest.selection === 'fixed' && options.benchmark !== true) break;
     } catch (error) {
       failures.push({ variant: id, reason: messageOf(error) });
       await model?.release();

@@ -29,7 +29,9 @@ export async function loadInstalled(
 ): Promise<Model> {
   const choice = ctx.tuning?.get(model);
   const selection = await ctx.store.selection(model, version);
+  const absent = await ctx.store.absentVariants(model, version);
   const loaded = await loadModel(ctx.store.versionDir(model, version), {
+    ...(absent.length === 0 ? {} : { absentVariants: absent }),
     ...(selection === undefined ? {} : { variant: selection.variant, backend: selection.backend }),
     ...(choice === undefined ? {} : tunedLoadOptions(choice, version)),
     ...(ctx.verdicts === undefined ? {} : { verdicts: ctx.verdicts }),

@@ -63,6 +63,10 @@ export const deploymentStateSchema = z.object({
   outcome: outcomeSchema.optional(),
   /** Set just before staging renames the new version into the store (a restart then knows whose install it is). */
   installing: z.boolean().optional(),
+  /** Files layout: the variants this deployment fetches (best first), chosen once the manifest arrived. */
+  variants: z.array(z.string()).optional(),
+  /** Files layout: this job's own install lacks a variant it now fetches (self-test fallback): install it again. */
+  reinstall: z.boolean().optional(),
   /** The verified artifact was already installed, manifest for manifest: a redeploy, nothing was written. */
   alreadyInstalled: z.boolean().optional(),
   /** End of the guardrail watch (baking), ISO time: set once, so a restart watches only what is left. */

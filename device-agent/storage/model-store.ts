@@ -19,6 +19,8 @@ export const selectionSchema = z.object({
 });
 export type Selection = z.infer<typeof selectionSchema>;
 
+const absentSchema = z.object({ variants: z.array(z.string()) });
+
 /** Which installed versions take traffic, and how (job document `rollout`); absent = the current version alone. */
 export const servingPlanSchema = z.object({
   production: z.array(z.object({ version: z.string(), weight: z.number().positive() })).min(1),
@@ -34,6 +36,7 @@ const PLAN = 'serving.json';
  *
  *   store/<model>/<version>/          immutable once written: a verified artifact
  *   store/<model>/<version>.selection.json
+ *   store/<model>/<version>.absent.json  variants not fetched to this device (files layout), written before install
  *   store/<model>/current             symlink to <version>, swapped by rename (atomic)
  *   store/<model>/.staging-<jobId>/   an install in progress, renamed to <version> when complete
  */
@@ -157,6 +160,33 @@ export class ModelStore {
     await writeJsonAtomic(join(this.modelDir(model), `${version}.selection.json`), selection);
   }
 
+  /** Variants of an installed version whose files were not fetched (VerifyOptions.absentVariants); [] when all were. */
+  async absentVariants(model: string, version: string): Promise<string[]> {
+    return (await readJson(join(this.modelDir(model), `${version}.absent.json`), absentSchema))?.variants ?? [];
+  }
+
+  /** Recorded before `install`: a version is only ever verified against the absences recorded for it. */
+  async saveAbsentVariants(model: string, version: string, variants: readonly string[]): Promise<void> {
+    const path = join(this.modelDir(model), `${version}.absent.json`);
+    if (variants.length === 0) await rm(path, { force: true });
+    else await writeJsonAtomic(path, { variants: [...variants] });
+  }
+
+  /**
+   * This job's own install of `version`, never activated, removed so that it can be installed again with more
+   * variants (a self-test fallback): renamed aside first, so a crash leaves the version installed or absent.
+   */
+  async uninstall(model: string, version: string, jobId: string): Promise<void> {
+    const aside = join(this.modelDir(model), `.removing-${jobId}`);
+    await rm(aside, { recursive: true, force: true });
+    if (!(await this.has(model, version))) return;
+    await rename(this.versionDir(model, version), aside).catch((error: unknown) => {
+      throw fromFsError(error, this.versionDir(model, version), 'write');
+    });
+    await syncDir(this.modelDir(model));
+    await rm(aside, { recursive: true, force: true });
+  }
+
   /**
    * Keeps the active version, `keep` versions in all (newest installs first), and any version named in `pinned`
    * (the previous one of a deployment in flight); removes the rest and any abandoned staging directories.
@@ -176,6 +206,7 @@ export class ModelStore {
     const removed = versions.filter((v) => !kept.has(v.name)).map((v) => v.name);
     for (const name of removed) {
       await rm(join(dir, `${name}.selection.json`), { force: true });
+      await rm(join(dir, `${name}.absent.json`), { force: true });
       await rm(join(dir, name), { recursive: true, force: true });
     }
     if (removed.length > 0) log.info({ model, removed }, 'pruned old versions');

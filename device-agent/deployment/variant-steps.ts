@@ -1,0 +1,124 @@
+import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { MANIFEST_FILE, SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../../runtime/artifact/index.js';
+import { OutpostError, fromFsError, isOutpostError } from '../../runtime/errors.js';
+import { logger } from '../../runtime/log.js';
+import type { AgentConfig } from '../config.js';
+import { absentVariants, checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
+import { downloadFiles, type FilesDownload } from '../download-files.js';
+import type { DownloadOptions } from '../stream-fetcher.js';
+import { parseDeliveryIndex, type DeliveryIndex } from '../protocol/index.js';
+import { hostArch } from '../storage/disk.js';
+import type { DeploymentState } from '../storage/deployment-records.js';
+import { advance, downloadDir, type DeploymentContext } from './context.js';
+
+const log = logger('agent.deployment');
+
+/*
+ * The `files` stream layout's side of the install steps (docs/job-document.md, "Stream layouts"): decide from the
+ * signed manifest which variants to fetch (refusing the artifact before any payload byte), stage the fetched files
+ * as an artifact directory that lacks the other variants, and, when every fetched variant fails its self-test,
+ * fetch the next-ranked one before giving up.
+ */
+
+/** How many of the ranked variants are fetched at first: `benchmarkVariants`, else 1 (all for `selection: device`). */
+function firstCount(config: AgentConfig, manifest: Manifest, usable: number): number {
+  return config.benchmarkVariants ?? (manifest.selection === 'device' ? usable : 1);
+}
+
+/**
+ * Fetches the delivery index, checks it against this device's policy, then fetches the chosen variants and the
+ * shared files. `state.variants`, once set, is the choice (a restart or a fallback does not choose again); `onChosen`
+ * hears it before any payload byte is asked for.
+ */
+export async function fetchChosen(
+  ctx: DeploymentContext,
+  state: DeploymentState,
+  options: DownloadOptions,
+  onChosen: (variants: readonly string[]) => void,
+): Promise<FilesDownload> {
+  return downloadFiles({
+    ...options,
+    decide: async (index: DeliveryIndex) => {
+      const checked = await checkDelivery(index, {
+        trustedKeys: ctx.trustedKeys,
+        requireSignature: ctx.requireSignature,
+        arch: hostArch(),
+        models: ctx.config.models,
+        job: { name: state.model, version: state.version },
+      });
+      const ranked = rankedVariants(checked.manifest, ctx.config.backend);
+      if (ranked.length === 0) {
+        throw new OutpostError(
+          'VARIANT_NOT_FOUND',
+          `no variant of ${state.model}@${state.version} lists the ${ctx.config.backend} backend this device uses`,
+          { details: { backend: ctx.config.backend, variants: checked.manifest.variants.map((v) => v.id) } },
+        );
+      }
+      const variants = state.variants ?? ranked.slice(0, firstCount(ctx.config, checked.manifest, ranked.length));
+      onChosen(variants);
+      log.info({ jobId: state.jobId, variants, of: ranked }, 'variants chosen from the manifest');
+      return filesFor(checked.manifest, variants);
+    },
+  });
+}
+
+/**
+ * The fetched files as an artifact directory in `staging`: manifest.json and manifest.sig byte for byte from the
+ * delivery index, every other file hard-linked (copied across filesystems) from the download directory. Returns
+ * the variants it lacks, which verification and every later load must be told about.
+ */
+export async function stageFetched(ctx: DeploymentContext, state: DeploymentState, staging: string): Promise<string[]> {
+  const dir = downloadDir(ctx, state.jobId);
+  const index = await readIndex(join(dir, 'delivery.json'));
+  const manifestBytes = Buffer.from(index.manifest, 'base64');
+  const { manifest } = parseManifestBytes(manifestBytes);
+  const variants = state.variants ?? [];
+  await mkdir(staging, { recursive: true });
+  await writeFile(join(staging, MANIFEST_FILE), manifestBytes);
+  if (index.signature !== undefined)
+    await writeFile(join(staging, SIGNATURE_FILE), Buffer.from(index.signature, 'base64'));
+  for (const path of filesFor(manifest, variants)) {
+    const from = join(dir, 'files', path);
+    const to = join(staging, path);
+    await mkdir(dirname(to), { recursive: true });
+    await link(from, to).catch(async (error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw fromFsError(error, from, 'read');
+      await copyFile(from, to);
+    });
+  }
+  return absentVariants(manifest, variants);
+}
+
+async function readIndex(path: string): Promise<DeliveryIndex> {
+  try {
+    return parseDeliveryIndex(await readFile(path));
+  } catch (error) {
+    throw isOutpostError(error) ? error : fromFsError(error, path, 'read');
+  }
+}
+
+/**
+ * After every fetched variant failed its self-test: the next-ranked variant this device can run, if any, becomes
+ * this deployment's next fetch (`reinstall`: the version this job installed is installed again with it). Returns
+ * the persisted state, or undefined when nothing is left to try.
+ */
+export async function fallBack(
+  ctx: DeploymentContext,
+  state: DeploymentState,
+  error: unknown,
+): Promise<DeploymentState | undefined> {
+  if (!isOutpostError(error, 'SELF_TEST_FAILED') || state.variants === undefined || state.alreadyInstalled === true) {
+    return undefined;
+  }
+  const manifestPath = join(ctx.store.versionDir(state.model, state.version), MANIFEST_FILE);
+  const { manifest } = parseManifestBytes(await readFile(manifestPath));
+  const tried = state.variants;
+  const next = rankedVariants(manifest, ctx.config.backend).find((id) => !tried.includes(id));
+  if (next === undefined) return undefined;
+  log.warn(
+    { jobId: state.jobId, failed: tried, next, error: error.message },
+    'self-test failed; fetching the next variant',
+  );
+  return advance(ctx, state, 'downloading', { variants: [...tried, next], reinstall: true });
+}

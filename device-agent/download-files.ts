@@ -1,0 +1,192 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { OutpostError } from '../runtime/errors.js';
+import { logger } from '../runtime/log.js';
+import {
+  blockCount,
+  blockLength,
+  parseDeliveryIndex,
+  verifyBlock,
+  type BlockIndex,
+  type DeliveryFile,
+  type DeliveryIndex,
+} from './protocol/index.js';
+import { writeFileAtomic } from './storage/atomic-files.js';
+import { ARRIVALS, blocksOnDisk, fetchedSoFar, sha256Of } from './download.js';
+import { StreamFetcher, downloadError, type DownloadOptions } from './stream-fetcher.js';
+
+const log = logger('agent.download');
+
+/**
+ * The `files` stream layout (docs/job-document.md, "Stream layouts"), device side. In `downloads/<jobId>/`:
+ *
+ *   delivery.json        the delivery index, kept once its sha256 matched the job document's indexSha256
+ *   parts/<fileId>.part  a file being fetched: blocks written at their offsets, each checked against its hash
+ *   files/<path>         a file complete and equal to the signed manifest's sha256 (renamed from its part)
+ *   arrivals.log         one uint32 per arriving block, every file: bytes fetched across restarts
+ *
+ * After SIGKILL a restart re-reads the index from disk, skips complete files (their sha256 still matches), and
+ * resumes a partial file from the blocks already on disk that match their hashes: nothing done is fetched again.
+ */
+export const DELIVERY_INDEX = 'delivery.json';
+export const FILES_DIR = 'files';
+const PARTS_DIR = 'parts';
+
+export interface FilesDownloadOptions extends DownloadOptions {
+  /**
+   * Given the delivery index (checked against the job document), decides which artifact paths to fetch; throws to
+   * refuse the artifact, which then costs the device the index and nothing else.
+   */
+  readonly decide: (index: DeliveryIndex) => Promise<readonly string[]>;
+}
+
+export interface FilesDownload {
+  readonly index: DeliveryIndex;
+  /** `downloads/<jobId>/files`: the fetched files under their artifact paths. */
+  readonly filesDir: string;
+  readonly paths: readonly string[];
+}
+
+export async function downloadFiles(options: FilesDownloadOptions): Promise<FilesDownload> {
+  const { dir } = options;
+  await mkdir(join(dir, PARTS_DIR), { recursive: true });
+  let fetched = await fetchedSoFar(dir);
+  const arrivals = await open(join(dir, ARRIVALS), 'a');
+  const record = Buffer.alloc(4);
+  let total = 0;
+  let received = 0;
+  const report = () => options.onProgress?.({ bytesTotal: total, bytesReceived: received, bytesFetched: fetched });
+  const onArrival = async (bytes: number) => {
+    record.writeUInt32LE(bytes);
+    await arrivals.write(record);
+    fetched += bytes;
+    report();
+  };
+  try {
+    const index = await fetchDeliveryIndex(options, onArrival);
+    const paths = await options.decide(index);
+    const entries = paths.map((path) => entryOf(index, path));
+    total = options.document.artifact.indexSize + entries.reduce((sum, e) => sum + e.size, 0);
+    received = options.document.artifact.indexSize;
+    report();
+    for (const entry of entries) {
+      await fetchFile(options, index.blockSize, entry, onArrival, (bytes) => {
+        received += bytes;
+        report();
+      });
+    }
+    return { index, filesDir: join(dir, FILES_DIR), paths };
+  } catch (error) {
+    throw downloadError(error, dir, true);
+  } finally {
+    await arrivals.close();
+  }
+}
+
+function entryOf(index: DeliveryIndex, path: string): DeliveryFile {
+  const entry = index.files.find((f) => f.path === path);
+  if (entry === undefined) throw new OutpostError('ARTIFACT_FILE_MISSING', `the delivery index has no file ${path}`);
+  return entry;
+}
+
+/** The delivery index: fetched whole (it is small), checked against the job document's indexSize and indexSha256. */
+async function fetchDeliveryIndex(
+  options: DownloadOptions,
+  onArrival: (bytes: number) => Promise<void>,
+): Promise<DeliveryIndex> {
+  const { document, dir } = options;
+  const { indexSize, indexSha256, indexFileId, blockSize, streamId } = document.artifact;
+  const path = join(dir, DELIVERY_INDEX);
+  const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
+  if (cached !== undefined && sha256(cached) === indexSha256) return parseDeliveryIndex(cached);
+  const buffer = Buffer.alloc(indexSize);
+  const missing = Array.from({ length: blockCount(indexSize, blockSize) }, (_, i) => i);
+  await new StreamFetcher(options, indexFileId, indexSize, blockSize).fetch(
+    missing,
+    (block, bytes) => {
+      if (bytes.length !== blockLength(indexSize, blockSize, block)) return Promise.resolve(false);
+      buffer.set(bytes, block * blockSize);
+      return Promise.resolve(true);
+    },
+    onArrival,
+  );
+  if (sha256(buffer) !== indexSha256) {
+    throw new OutpostError(
+      'DOWNLOAD_FAILED',
+      `delivery index of stream ${streamId} does not match the job document's indexSha256`,
+      { retryable: true },
+    );
+  }
+  const index = parseDeliveryIndex(buffer);
+  if (index.blockSize !== blockSize) {
+    throw new OutpostError('DOWNLOAD_FAILED', 'delivery index disagrees with the job document on the block size');
+  }
+  await writeFileAtomic(path, buffer);
+  return index;
+}
+
+/** One artifact file: skipped when complete, else resumed from its verified blocks; renamed into place when whole. */
+async function fetchFile(
+  options: DownloadOptions,
+  blockSize: number,
+  entry: DeliveryFile,
+  onArrival: (bytes: number) => Promise<void>,
+  onStored: (bytes: number) => void,
+): Promise<void> {
+  const final = join(options.dir, FILES_DIR, entry.path);
+  const complete = await stat(final).then(
+    (info) => info.size === entry.size,
+    () => false,
+  );
+  if (complete && (await sha256Of(final)) === entry.sha256) {
+    onStored(entry.size);
+    return;
+  }
+  await mkdir(dirname(final), { recursive: true });
+  if (entry.size === 0) {
+    await writeFile(final, Buffer.alloc(0));
+    return;
+  }
+  const partPath = join(options.dir, PARTS_DIR, `${entry.fileId}.part`);
+  await (await open(partPath, 'a')).close();
+  const part = await open(partPath, 'r+');
+  const index: BlockIndex = {
+    algorithm: 'sha256',
+    blockSize,
+    size: entry.size,
+    sha256: entry.sha256,
+    blocks: entry.blocks,
+  };
+  try {
+    const have = await blocksOnDisk(part, index);
+    onStored([...have].reduce((sum, b) => sum + blockLength(entry.size, blockSize, b), 0));
+    if (have.size > 0) log.info({ file: entry.path, blocks: have.size, of: entry.blocks.length }, 'resuming file');
+    const missing = entry.blocks.map((_, i) => i).filter((b) => !have.has(b));
+    await new StreamFetcher(options, entry.fileId, entry.size, blockSize).fetch(
+      missing,
+      async (block, bytes) => {
+        if (!verifyBlock(index, block, bytes)) return false;
+        await part.write(bytes, 0, bytes.length, block * blockSize);
+        onStored(bytes.length);
+        return true;
+      },
+      onArrival,
+    );
+    await part.truncate(entry.size);
+    await part.sync();
+  } finally {
+    await part.close();
+  }
+  if ((await sha256Of(partPath)) !== entry.sha256) {
+    throw new OutpostError('DOWNLOAD_FAILED', `${entry.path} does not match the signed manifest's sha256`, {
+      retryable: true,
+      details: { path: entry.path },
+    });
+  }
+  await rename(partPath, final);
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
