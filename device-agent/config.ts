@@ -182,11 +182,11 @@ export const agentConfigSchema = z
     /** Timed runs per candidate variant when an artifact leaves the choice to the device. */
     benchmarkIterations: z.number().int().positive().default(50),
     /**
-     * Variants fetched and self-tested at install from a `files`-layout stream, best-ranked first; with more than
-     * one, the passing ones are benchmarked and the fastest kept. Default: 1, or every usable variant when the
-     * artifact leaves the choice to the device (`selection: device`).
+     * Variants fetched and self-tested at install from a `files`-layout stream, best-ranked first (the others are
+     * fetched only if these all fail their self-test); with more than one, the passing ones are benchmarked and the
+     * fastest kept. 1: the rank-1 variant only, whatever the artifact's `selection`.
      */
-    benchmarkVariants: z.number().int().positive().optional(),
+    benchmarkVariants: z.number().int().positive().default(1),
     /** Data capture (runtime/server/capture/writer.ts, docs/serving-operations.md): off unless samplePercent > 0. */
     capture: captureSchema.default(CAPTURE_CONFIG_DEFAULTS),
     /** Alarms after a deployment (device-agent/deployment/guardrails.ts): off when absent. */

@@ -19,6 +19,7 @@ interface DeployCliOptions {
   canary?: number;
   shadow?: number;
   bakeSeconds?: number;
+  layout?: 'files' | 'archive';
   json?: boolean;
 }
 
@@ -55,6 +56,7 @@ async function run(artifact: string, opts: DeployCliOptions): Promise<void> {
     ...(opts.trustKey === undefined ? {} : { trustedKeys: opts.trustKey }),
     ...(opts.signKey === undefined ? {} : { signingKey: opts.signKey }),
     ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
+    ...(opts.layout === undefined ? {} : { layout: opts.layout }),
     ...rolloutOf(opts),
     // Progress and status changes go to stderr whatever the output mode (--json is stdout), not under --quiet.
     onEvent: (event) => progress(reporter, event),
@@ -93,7 +95,14 @@ function progress(reporter: ProgressReporter, event: DeployEvent): void {
 function report(result: DeployResult, json: boolean): void {
   if (json) {
     const only = result.things.length === 1 ? result.things[0] : undefined;
-    printJson({ jobId: result.jobId, ...(only === undefined ? {} : { status: only.status }), things: result.things });
+    // bytesFetched: what each device reported it fetched (statusDetails carries it as a string).
+    const things = result.things.map((t) => {
+      const fetched = Number(t.statusDetails.bytesFetched);
+      return Number.isFinite(fetched) && t.statusDetails.bytesFetched !== undefined
+        ? { ...t, bytesFetched: fetched }
+        : t;
+    });
+    printJson({ jobId: result.jobId, ...(only === undefined ? {} : { status: only.status }), things });
   } else {
     print(`job ${result.jobId}`);
     print(
@@ -117,6 +126,11 @@ function report(result: DeployResult, json: boolean): void {
 function details(statusDetails: Readonly<Record<string, string>>, before = '', after = ''): string {
   const pairs = Object.entries(statusDetails).map(([k, v]) => `${k}=${v}`);
   return pairs.length === 0 ? '' : `${before}${pairs.join('; ')}${after}`;
+}
+
+function parseLayout(value: string): 'files' | 'archive' {
+  if (value !== 'files' && value !== 'archive') throw new InvalidArgumentError(`"${value}" is not files or archive`);
+  return value;
 }
 
 function parsePercent(value: string): number {
@@ -178,6 +192,15 @@ export function register(program: Command): void {
       "watch the new version this long under the agents' guardrails before it succeeds (0: no bake)",
       parseNonNegativeInt,
     )
-    .option('--json', 'print JSON: { jobId, status (one thing), things: [{ thing, status, statusDetails }] }')
+    .option(
+      '--layout <layout>',
+      'stream layout: files (each device fetches the manifest, then only its variants) or archive (one .tar.gz)',
+      parseLayout,
+      'files',
+    )
+    .option(
+      '--json',
+      'print JSON: { jobId, status (one thing), things: [{ thing, status, bytesFetched, statusDetails }] }',
+    )
     .action(run);
 }

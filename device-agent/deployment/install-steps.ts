@@ -87,7 +87,11 @@ export const download: Step = async (ctx, state) => {
       },
     );
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
+    // The last counters are written whatever happened: a refused artifact reports what it cost.
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      persist();
+    }
     await writing;
   }
   return advance(ctx, current, 'verifying');
@@ -178,7 +182,7 @@ export const test: Step = async (ctx, state) => {
       backend: ctx.config.backend,
       benchmarkIterations: ctx.config.benchmarkIterations,
       absentVariants: await ctx.store.absentVariants(state.model, state.version),
-      benchmark: (ctx.config.benchmarkVariants ?? 1) > 1,
+      benchmark: ctx.config.benchmarkVariants > 1,
     });
   } catch (error) {
     const next = await fallBack(ctx, state, error);

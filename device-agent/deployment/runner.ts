@@ -187,6 +187,8 @@ export async function runDeployment(ctx: DeploymentContext, initial: DeploymentS
         .catch(() => undefined);
       ctx.tested.delete(state.jobId);
       await ctx.store.clearStaging(state.model, state.jobId).catch(() => undefined);
+      // What the step recorded before it failed (bytes fetched, variants chosen) goes into the report.
+      state = (await ctx.deployments.read(state.jobId).catch(() => undefined)) ?? state;
       const outcome: Outcome = { status: 'FAILED', code, message: `${step}: ${messageOf(error)}` };
       const next = failureStep(step);
       try {

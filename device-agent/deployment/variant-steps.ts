@@ -1,9 +1,8 @@
 import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MANIFEST_FILE, SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../../runtime/artifact/index.js';
-import { OutpostError, fromFsError, isOutpostError } from '../../runtime/errors.js';
+import { MANIFEST_FILE, SIGNATURE_FILE, parseManifestBytes } from '../../runtime/artifact/index.js';
+import { OutpostError, fromFsError, isOutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import type { AgentConfig } from '../config.js';
 import { absentVariants, checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
 import { downloadFiles, type FilesDownload } from '../download-files.js';
 import type { DownloadOptions } from '../stream-fetcher.js';
@@ -20,11 +19,6 @@ const log = logger('agent.deployment');
  * as an artifact directory that lacks the other variants, and, when every fetched variant fails its self-test,
  * fetch the next-ranked one before giving up.
  */
-
-/** How many of the ranked variants are fetched at first: `benchmarkVariants`, else 1 (all for `selection: device`). */
-function firstCount(config: AgentConfig, manifest: Manifest, usable: number): number {
-  return config.benchmarkVariants ?? (manifest.selection === 'device' ? usable : 1);
-}
 
 /**
  * Fetches the delivery index, checks it against this device's policy, then fetches the chosen variants and the
@@ -55,7 +49,7 @@ export async function fetchChosen(
           { details: { backend: ctx.config.backend, variants: checked.manifest.variants.map((v) => v.id) } },
         );
       }
-      const variants = state.variants ?? ranked.slice(0, firstCount(ctx.config, checked.manifest, ranked.length));
+      const variants = state.variants ?? ranked.slice(0, ctx.config.benchmarkVariants);
       onChosen(variants);
       log.info({ jobId: state.jobId, variants, of: ranked }, 'variants chosen from the manifest');
       return filesFor(checked.manifest, variants);
@@ -108,16 +102,18 @@ export async function fallBack(
   state: DeploymentState,
   error: unknown,
 ): Promise<DeploymentState | undefined> {
-  if (!isOutpostError(error, 'SELF_TEST_FAILED') || state.variants === undefined || state.alreadyInstalled === true) {
-    return undefined;
-  }
+  // A variant that does not load (MODEL_INVALID) fails its self-test as surely as one that answers wrong; a
+  // stop, or a problem with the artifact itself (its signature, its hashes), is not the variant's.
+  const code = isOutpostError(error) ? error.code : 'INTERNAL';
+  const variantFault = code !== 'DEPLOYMENT_INTERRUPTED' && !code.startsWith('ARTIFACT_');
+  if (!variantFault || state.variants === undefined || state.alreadyInstalled === true) return undefined;
   const manifestPath = join(ctx.store.versionDir(state.model, state.version), MANIFEST_FILE);
   const { manifest } = parseManifestBytes(await readFile(manifestPath));
   const tried = state.variants;
   const next = rankedVariants(manifest, ctx.config.backend).find((id) => !tried.includes(id));
   if (next === undefined) return undefined;
   log.warn(
-    { jobId: state.jobId, failed: tried, next, error: error.message },
+    { jobId: state.jobId, failed: tried, next, code, error: messageOf(error) },
     'self-test failed; fetching the next variant',
   );
   return advance(ctx, state, 'downloading', { variants: [...tried, next], reinstall: true });
