@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import {
   writeArtifact,
@@ -7,12 +8,12 @@ import {
   type TensorSpec,
 } from '../runtime/artifact/index.js';
 import type { TensorValue } from '../runtime/backends/index.js';
-import type { Feeds } from '../runtime/model/index.js';
 import { OutpostError } from '../runtime/errors.js';
 import { encodeNpy } from '../runtime/tensor/index.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { TargetProfile } from './targets/types.js';
 import { jsonSafe, type CompileReport } from './report.js';
+import { boundTestVectors, testVectorBudget, type TestVector } from './test-vector-budget.js';
 
 /** A variant as it is shipped: its file in the work directory and its manifest fields. */
 export interface ShippedVariant {
@@ -39,8 +40,8 @@ export interface ArtifactPlan {
   readonly selection: 'fixed' | 'device';
   readonly pipeline: Pipeline;
   readonly labels?: string;
-  /** Held-out samples with the fp32 original's outputs: the device's self-test. */
-  readonly vectors: readonly { feeds: Feeds; outputs: Readonly<Record<string, TensorValue>> }[];
+  /** Held-out samples with the fp32 original's outputs: the device's self-test (bounded when written). */
+  readonly vectors: readonly TestVector[];
   readonly source: { file: string; sha256: string };
   readonly report: Omit<CompileReport, 'output' | 'seconds'>;
   readonly signingKey?: string;
@@ -71,9 +72,11 @@ export async function writeCompiledArtifact(plan: ArtifactPlan) {
       ...(v.accuracyWaived ? { accuracyWaived: true } : {}),
     };
   });
-  const cases = plan.vectors.map((vector, i) => {
+  const sizes = await Promise.all(plan.variants.map(async (v) => (await stat(v.path)).size));
+  const vectors = boundTestVectors(plan.vectors, testVectorBudget(sizes));
+  const cases = vectors.map((vector, i) => {
     const id = `case${i}`;
-    const entry = (which: 'inputs' | 'outputs', name: string) =>
+    const entry = (which: 'inputs' | 'outputs' | 'elements', name: string) =>
       `test-vectors/${id}/${which}/${name.replace(/[^A-Za-z0-9._-]/g, '_')}.npy`;
     const inputs: Record<string, string> = {};
     const outputs: Record<string, string> = {};
@@ -89,7 +92,13 @@ export async function writeCompiledArtifact(plan: ArtifactPlan) {
       outputs[name] = path;
       files.push({ path, from: npy(t, t.type) });
     }
-    return { id, inputs, outputs };
+    const elements: Record<string, string> = {};
+    for (const [name, indices] of Object.entries(vector.elements ?? {})) {
+      const path = entry('elements', name);
+      elements[name] = path;
+      files.push({ path, from: npy({ data: indices, dims: [indices.length] }, 'uint32') });
+    }
+    return { id, inputs, outputs, ...(Object.keys(elements).length === 0 ? {} : { elements }) };
   });
   if (plan.labels !== undefined) files.push({ path: 'labels.txt', from: plan.labels });
   const worst = plan.variants.reduce(

@@ -3,7 +3,7 @@ import { latencyStats, measure } from '../../runtime/tuning/index.js';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { loadModel, type Model, readTestVectors, syntheticFeeds } from '../../runtime/model/index.js';
-import { allClose } from '../../runtime/tensor/index.js';
+import { allClose, type TensorLike } from '../../runtime/tensor/index.js';
 
 const log = logger('agent.self-test');
 
@@ -43,7 +43,20 @@ async function checkVectors(model: Model): Promise<void> {
       const actual = outputs[name];
       if (actual === undefined)
         throw new OutpostError('SELF_TEST_FAILED', `test vector ${vector.id}: no output "${name}"`);
-      const check = allClose(actual.data, expected.data, tolerance.atol, tolerance.rtol, expected.type);
+      const indices = vector.elements[name];
+      if (indices !== undefined && indices.some((i) => i >= actual.data.length)) {
+        throw new OutpostError(
+          'SELF_TEST_FAILED',
+          `test vector ${vector.id}, output "${name}": ${actual.data.length} elements, fewer than the sample expects`,
+        );
+      }
+      const check = allClose(
+        indices === undefined ? actual.data : gather(actual.data, indices),
+        expected.data,
+        tolerance.atol,
+        tolerance.rtol,
+        expected.type,
+      );
       if (!check.ok) {
         throw new OutpostError(
           'SELF_TEST_FAILED',
@@ -52,6 +65,15 @@ async function checkVectors(model: Model): Promise<void> {
       }
     }
   }
+}
+
+/** The elements of `data` at `indices` (a sampled test vector's), in that order, in an array of `data`'s kind. */
+function gather(data: TensorLike['data'], indices: Uint32Array): TensorLike['data'] {
+  if (Array.isArray(data)) return Array.from(indices, (i) => data[i] ?? '');
+  const Kind = data.constructor as new (length: number) => typeof data;
+  const out = new Kind(indices.length);
+  for (let i = 0; i < indices.length; i++) out[i] = data[indices[i] ?? 0] ?? out[i] ?? 0;
+  return out;
 }
 
 /**

@@ -112,6 +112,11 @@ export const testVectorsSchema = z.object({
       /** Tensor name → `.npy` file in the artifact. */
       inputs: z.record(z.string(), relativePath),
       outputs: z.record(z.string(), relativePath),
+      /**
+       * Output name → `.npy` (uint32) of flat element indices: that output's `.npy` then holds only the expected
+       * values at those indices, in that order (a seeded sample, so test vectors stay bounded for big outputs).
+       */
+      elements: z.record(z.string(), relativePath).optional(),
     }),
   ),
 });

@@ -121,6 +121,11 @@ export function crossReferenceProblems(manifest: Manifest): ManifestProblem[] {
     caseIds.add(testCase.id);
     for (const [tensor, path] of Object.entries(testCase.inputs)) covered(path, `${at}.inputs${key(tensor)}`);
     for (const [tensor, path] of Object.entries(testCase.outputs)) covered(path, `${at}.outputs${key(tensor)}`);
+    for (const [tensor, path] of Object.entries(testCase.elements ?? {})) {
+      covered(path, `${at}.elements${key(tensor)}`);
+      if (!Object.hasOwn(testCase.outputs, tensor))
+        problems.push({ path: `${at}.elements${key(tensor)}`, message: `samples "${tensor}", which outputs lacks` });
+    }
   });
   return problems;
 }

@@ -9,6 +9,8 @@ export interface TestVectorCase {
   readonly id: string;
   readonly inputs: Record<string, TensorLike>;
   readonly expected: Record<string, TensorLike>;
+  /** Output name → flat indices of the elements `expected` holds (a sampled output); absent: the whole output. */
+  readonly elements: Record<string, Uint32Array>;
 }
 
 async function readTensors(dir: string, files: Readonly<Record<string, string>>): Promise<Record<string, TensorLike>> {
@@ -27,7 +29,18 @@ export async function readTestVectors(model: Model, limit = Infinity): Promise<T
   const dir = model.artifactDir;
   const cases: TestVectorCase[] = [];
   for (const c of vectors.cases.slice(0, limit)) {
-    cases.push({ id: c.id, inputs: await readTensors(dir, c.inputs), expected: await readTensors(dir, c.outputs) });
+    const elements: Record<string, Uint32Array> = {};
+    for (const [name, t] of Object.entries(await readTensors(dir, c.elements ?? {}))) {
+      if (!(t.data instanceof Uint32Array))
+        throw new OutpostError('INTERNAL', `test vector ${c.id}: elements of ${name} are not uint32`);
+      elements[name] = t.data;
+    }
+    cases.push({
+      id: c.id,
+      inputs: await readTensors(dir, c.inputs),
+      expected: await readTensors(dir, c.outputs),
+      elements,
+    });
   }
   if (cases.length === 0 && vectors.cases.length > 0) throw new OutpostError('INTERNAL', 'test vectors unreadable');
   return cases;
