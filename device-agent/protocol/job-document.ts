@@ -96,22 +96,21 @@ export const jobDocumentSchema = z
     message: 'fileId and indexFileId must name different stream files',
     path: ['artifact', 'indexFileId'],
   })
-  .refine(
-    (doc) =>
-      doc.artifact.layout === 'files' || (doc.artifact.fileId !== undefined && doc.artifact.sha256 !== undefined),
-    {
-      message: 'the archive layout needs fileId and sha256',
-      path: ['artifact', 'fileId'],
-    },
-  )
-  .refine(
-    (doc) =>
-      doc.artifact.layout !== 'files' || (doc.artifact.fileId === undefined && doc.artifact.sha256 === undefined),
-    {
-      message: 'the files layout names its files in the delivery index, not fileId and sha256',
-      path: ['artifact', 'fileId'],
-    },
-  );
+  .superRefine((doc, context) => {
+    // Each missing or stray field named on its own, as zod names a missing required one.
+    const files = doc.artifact.layout === 'files';
+    for (const field of ['fileId', 'sha256'] as const) {
+      const present = doc.artifact[field] !== undefined;
+      if (present === !files) continue;
+      context.addIssue({
+        code: 'custom',
+        message: files
+          ? 'the files layout names its files in the delivery index, not in fileId and sha256'
+          : `the archive layout needs ${field}`,
+        path: ['artifact', field],
+      });
+    }
+  });
 
 export type JobDocument = z.output<typeof jobDocumentSchema>;
 export type JobDocumentInput = z.input<typeof jobDocumentSchema>;

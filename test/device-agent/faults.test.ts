@@ -5,6 +5,7 @@ import { deploy, type Deployment } from '../../fleet/deploy.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
+import type { Manifest } from '../../runtime/artifact/index.js';
 import { agentArgs, bigArtifact, cnnArtifact, fleetTls, signingKeys, type Keys } from '../helpers/signed-artifacts.js';
 
 const SETTLE_MS = 60_000; // ms for a deployment to reach a terminal status
@@ -15,6 +16,8 @@ let dispose: () => Promise<void>;
 let broker: TestBroker;
 let keys: Keys;
 let big: string;
+/** The big artifact's model file as a stream file: files layout, artifact paths in sorted order from 1. */
+let bigVariant: number;
 let cnn: string;
 const agents: AgentProcess[] = [];
 let thingCount = 0;
@@ -24,6 +27,11 @@ beforeAll(async () => {
   broker = await startBroker();
   keys = await signingKeys(dir, 'trusted');
   big = await bigArtifact(join(dir, 'big'), '1.0.0', keys);
+  const manifest = JSON.parse(await readFile(join(big, 'manifest.json'), 'utf8')) as Manifest;
+  bigVariant =
+    Object.keys(manifest.files)
+      .sort()
+      .indexOf(manifest.variants[0]?.file ?? '') + 1;
   cnn = await cnnArtifact(join(dir, 'cnn'), '1.0.0', keys);
 }, 60_000);
 
@@ -80,8 +88,10 @@ describe('agent faults: SIGKILL', () => {
   it('resumes a download killed half-way without fetching verified blocks again', async () => {
     const { thing, data, start } = await device();
     let agent = await start();
-    let gate = true; // the first half of the archive flows, the rest waits
-    const deployment = await ship(big, thing, (b) => (gate && b.fileId === 1 && b.block >= 24 ? 'drop' : 'send'));
+    let gate = true; // the first half of the model file flows, the rest waits
+    const deployment = await ship(big, thing, (b) =>
+      gate && b.fileId === bigVariant && b.block >= 24 ? 'drop' : 'send',
+    );
     const state = await waitFor(async () => {
       const s = await deploymentState(join(data, 'state'), deployment.jobId);
       return s !== undefined && (s.bytesReceived as number) >= 24 * BLOCK ? s : undefined;
@@ -173,7 +183,9 @@ describe('agent faults: the broker', () => {
     const { thing, data, start } = await device();
     await start();
     let gate = true;
-    const deployment = await ship(big, thing, (b) => (gate && b.fileId === 1 && b.block >= 20 ? 'drop' : 'send'));
+    const deployment = await ship(big, thing, (b) =>
+      gate && b.fileId === bigVariant && b.block >= 20 ? 'drop' : 'send',
+    );
     await waitFor(
       async () =>
         (((await deploymentState(join(data, 'state'), deployment.jobId))?.bytesReceived as number | undefined) ?? 0) >=

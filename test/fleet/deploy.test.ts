@@ -39,6 +39,7 @@ describe('deploy()', () => {
       brokerUrl: broker.urls.tcp,
       jobId: 'deploy-ok',
       blockSize: SMALL_BLOCK,
+      layout: 'archive', // the one-file form (AWS IoT Core's): the scripted device fetches the archive
       wait: true,
       timeoutMs: DEPLOY_TIMEOUT_MS,
       onEvent: (event) => events.push(event),
@@ -69,6 +70,7 @@ describe('deploy()', () => {
       artifact: artifactDir,
       things: ['pi-2'],
       brokerUrl: broker.urls.tcp,
+      layout: 'archive', // the one-file form (AWS IoT Core's): the scripted device fetches the archive
       wait: true,
       timeoutMs: DEPLOY_TIMEOUT_MS,
     });
@@ -90,6 +92,7 @@ describe('deploy()', () => {
       artifact: packed.path,
       things: ['pi-3'],
       brokerUrl: broker.urls.tcp,
+      layout: 'archive', // the one-file form (AWS IoT Core's): the scripted device fetches the archive
       blockSize: SMALL_BLOCK,
       wait: true,
       timeoutMs: DEPLOY_TIMEOUT_MS,
@@ -155,6 +158,8 @@ describe('outpost deploy', () => {
       broker.urls.tcp,
       '--job-id',
       'cli-job',
+      '--layout',
+      'archive',
       '--wait',
       '--timeout',
       '20',
