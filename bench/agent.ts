@@ -70,7 +70,15 @@ try {
     const agent = startAgent(await agentArgs(broker, 'bench-1', keys.publicKeyPath), data, ENV, BUILT);
     await agentHttp(agent);
     const started = performance.now();
-    const result = await deploy({ artifact, things: ['bench-1'], brokerUrl: broker.urls.mtls, tls, wait: true });
+    // The archive layout: one stream file, the block path this measures (bench/variants.ts: the files layout).
+    const result = await deploy({
+      artifact,
+      things: ['bench-1'],
+      brokerUrl: broker.urls.mtls,
+      tls,
+      wait: true,
+      layout: 'archive',
+    });
     const seconds = (performance.now() - started) / 1000;
     const state = await deploymentState(data, result.jobId);
     const bytes = state?.bytesTotal as number;
@@ -95,6 +103,7 @@ try {
       things: ['bench-2'],
       brokerUrl: broker.urls.mtls,
       tls,
+      layout: 'archive', // file 1 is the archive
       testHooks: { onBlock: (b) => (gate && b.fileId === 1 && b.block >= blocks / 2 ? 'drop' : 'send') },
     });
     const half = await pollFor(
