@@ -32,6 +32,11 @@ const log = logger('agent.download');
 export const DELIVERY_INDEX = 'delivery.json';
 export const FILES_DIR = 'files';
 const PARTS_DIR = 'parts';
+/**
+ * The delivery index is held in memory: a manifest (runtime/artifact caps it at 16 MiB) plus 64 bytes of hash per
+ * block, so 32 MiB covers a 16 GB artifact at 64 KiB blocks; a job document claiming more is refused, not allocated.
+ */
+export const MAX_DELIVERY_INDEX_BYTES = 32 * 1024 * 1024; // bytes
 
 export interface FilesDownloadOptions extends DownloadOptions {
   /**
@@ -97,6 +102,13 @@ async function fetchDeliveryIndex(
 ): Promise<DeliveryIndex> {
   const { document, dir } = options;
   const { indexSize, indexSha256, indexFileId, blockSize, streamId } = document.artifact;
+  if (indexSize > MAX_DELIVERY_INDEX_BYTES) {
+    throw new OutpostError(
+      'JOB_DOCUMENT_INVALID',
+      `artifact.indexSize ${indexSize} is over the ${MAX_DELIVERY_INDEX_BYTES}-byte limit of a delivery index`,
+      { details: { field: 'artifact.indexSize', value: indexSize, limit: MAX_DELIVERY_INDEX_BYTES } },
+    );
+  }
   const path = join(dir, DELIVERY_INDEX);
   const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
   if (cached !== undefined && sha256(cached) === indexSha256) return parseDeliveryIndex(cached);
