@@ -29,7 +29,15 @@ export const download: Step = async (ctx, state) => {
     log.info({ jobId: state.jobId, model: state.model, version: state.version }, 'installed already: not fetched');
     return advance(ctx, state, 'self-testing', { alreadyInstalled: true });
   }
-  await requireSpace(ctx.downloadsDir, document.artifact.size, ctx.config.diskMarginBytes, 'downloading the artifact');
+  // The files layout checks once it knows what it will fetch (variant-steps.ts): the variants it chose, not all.
+  if (document.artifact.layout !== 'files') {
+    await requireSpace(
+      ctx.downloadsDir,
+      document.artifact.size,
+      ctx.config.diskMarginBytes,
+      'downloading the artifact',
+    );
+  }
   let current = state;
   // Counters on disk at most once a second, and always the latest (a trailing write); the arrivals log is exact.
   let timer: NodeJS.Timeout | undefined;

@@ -7,7 +7,7 @@ import { absentVariants, checkDelivery, filesFor, rankedVariants } from '../deli
 import { downloadFiles, type FilesDownload } from '../download-files.js';
 import type { DownloadOptions } from '../stream-fetcher.js';
 import { parseDeliveryIndex, type DeliveryIndex } from '../protocol/index.js';
-import { hostArch } from '../storage/disk.js';
+import { hostArch, requireSpace } from '../storage/disk.js';
 import type { DeploymentState } from '../storage/deployment-records.js';
 import { advance, downloadDir, type DeploymentContext } from './context.js';
 
@@ -52,7 +52,10 @@ export async function fetchChosen(
       const variants = state.variants ?? ranked.slice(0, ctx.config.benchmarkVariants);
       onChosen(variants);
       log.info({ jobId: state.jobId, variants, of: ranked }, 'variants chosen from the manifest');
-      return filesFor(checked.manifest, variants);
+      const paths = filesFor(checked.manifest, variants);
+      const bytes = paths.reduce((sum, p) => sum + (checked.manifest.files[p]?.bytes ?? 0), 0);
+      await requireSpace(options.dir, bytes, ctx.config.diskMarginBytes, 'downloading the artifact');
+      return paths;
     },
   });
 }
