@@ -4,7 +4,7 @@ import { MANIFEST_FILE, SIGNATURE_FILE, parseManifestBytes } from '../../runtime
 import { OutpostError, fromFsError, isOutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { absentVariants, checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
-import { downloadFiles, type FilesDownload } from '../download-files.js';
+import { DELIVERY_INDEX, FILES_DIR, downloadFiles, type FilesDownload } from '../download-files.js';
 import type { DownloadOptions } from '../stream-fetcher.js';
 import { parseDeliveryIndex, type DeliveryIndex } from '../protocol/index.js';
 import { hostArch, requireSpace } from '../storage/disk.js';
@@ -67,7 +67,7 @@ export async function fetchChosen(
  */
 export async function stageFetched(ctx: DeploymentContext, state: DeploymentState, staging: string): Promise<string[]> {
   const dir = downloadDir(ctx, state.jobId);
-  const index = await readIndex(join(dir, 'delivery.json'));
+  const index = await readIndex(join(dir, DELIVERY_INDEX));
   const manifestBytes = Buffer.from(index.manifest, 'base64');
   const { manifest } = parseManifestBytes(manifestBytes);
   const variants = state.variants ?? [];
@@ -76,7 +76,7 @@ export async function stageFetched(ctx: DeploymentContext, state: DeploymentStat
   if (index.signature !== undefined)
     await writeFile(join(staging, SIGNATURE_FILE), Buffer.from(index.signature, 'base64'));
   for (const path of filesFor(manifest, variants)) {
-    const from = join(dir, 'files', path);
+    const from = join(dir, FILES_DIR, path);
     const to = join(staging, path);
     await mkdir(dirname(to), { recursive: true });
     await link(from, to).catch(async (error: unknown) => {
