@@ -5,9 +5,10 @@ import type { FileHandle } from 'node:fs/promises';
  * The disk side of a block download (download.ts), shaped so that the arrival loop never waits on the disk:
  *
  * - `ArrivalsLog`: one uint32 per arrival (how many block bytes came in), appended in batches: one write per
- *   `batch` arrivals, and whatever is left when the fetch ends. Without fsync: SIGKILL keeps the page cache, so a
- *   SIGKILL loses only the records not yet handed to the kernel (at most a batch), and the count it feeds
- *   (bytes fetched, a report) is then low by at most that batch.
+ *   `batch` arrivals, or `lingerMs` after the first record of a batch that does not fill (a stalled stream), and
+ *   whatever is left when the fetch ends. Without fsync: SIGKILL keeps the page cache, so a SIGKILL loses only the
+ *   records not yet handed to the kernel (fewer than a batch), and the count it feeds (bytes fetched, a report) is
+ *   then low by at most that many blocks.
  * - `BlockWriter`: verified blocks written by position, up to `depth` writes in flight while the next blocks are
  *   handled. A write that fails fails the next `write` or `flush`. A block half-written at SIGKILL is found by
  *   content on resume (download.ts, blocksOnDisk: it fails its hash) and fetched again: never trusted.
@@ -19,11 +20,13 @@ export class ArrivalsLog {
   private records: Buffer;
   private count = 0;
   private writing: Promise<void> = Promise.resolve();
-  private failure: unknown;
+  private failure: Error | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly handle: FileHandle,
     private readonly batch: number,
+    private readonly lingerMs: number, // ms
   ) {
     this.records = Buffer.allocUnsafe(4 * batch);
   }
@@ -32,6 +35,7 @@ export class ArrivalsLog {
   record(bytes: number): void {
     this.records.writeUInt32LE(bytes, 4 * this.count++);
     if (this.count >= this.batch) this.write();
+    else this.timer ??= setTimeout(() => this.write(), this.lingerMs);
   }
 
   /** Everything recorded so far written (or the first write's error). */
@@ -42,6 +46,9 @@ export class ArrivalsLog {
   }
 
   private write(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.count === 0) return;
     const full = this.records.subarray(0, 4 * this.count);
     this.records = Buffer.allocUnsafe(4 * this.batch);
     this.count = 0;
@@ -50,7 +57,7 @@ export class ArrivalsLog {
       .then(
         () => undefined,
         (error: unknown) => {
-          this.failure ??= error;
+          this.failure ??= asError(error);
         },
       );
   }
@@ -58,7 +65,7 @@ export class ArrivalsLog {
 
 export class BlockWriter {
   private readonly pending = new Set<Promise<void>>();
-  private failure: unknown;
+  private failure: Error | undefined;
 
   constructor(
     private readonly handle: FileHandle,
@@ -76,7 +83,7 @@ export class BlockWriter {
       .then(
         () => undefined,
         (error: unknown) => {
-          this.failure ??= error;
+          this.failure ??= asError(error);
         },
       )
       .finally(() => this.pending.delete(done));
@@ -133,7 +140,7 @@ export class InOrderHash {
   async digest(file: FileHandle, size: number): Promise<string> {
     this.stop();
     const buffer = Buffer.allocUnsafe(Math.max(this.blockSize, 1 << 16));
-    for (let at = this.next * this.blockSize; at < size; ) {
+    for (let at = this.next * this.blockSize; at < size;) {
       const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, size - at), at);
       if (bytesRead === 0) break; // shorter than `size`: the digest will not match
       this.hash.update(buffer.subarray(0, bytesRead));
@@ -141,4 +148,9 @@ export class InOrderHash {
     }
     return this.hash.digest('hex');
   }
+}
+
+/** What a write rejected with, as an Error (fs errors are; anything else is wrapped). */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }

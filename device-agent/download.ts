@@ -20,6 +20,8 @@ const INDEX = 'index.json';
 const ARRIVALS = 'arrivals.log';
 /** Arrival records per append: a SIGKILL loses at most this many (bytes fetched then reads low by that much). */
 export const ARRIVALS_BATCH = 32;
+/** A batch that does not fill (a stalled or slow stream) is appended this long after its first record. */
+const ARRIVALS_LINGER_MS = 100; // ms
 /** Positional block writes in flight while the next blocks arrive. */
 const WRITE_DEPTH = 4;
 
@@ -124,7 +126,7 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
 
   let fetched = await fetchedSoFar(dir);
   const arrivals = await open(join(dir, ARRIVALS), 'a');
-  const arrivalsLog = new ArrivalsLog(arrivals, ARRIVALS_BATCH);
+  const arrivalsLog = new ArrivalsLog(arrivals, ARRIVALS_BATCH, ARRIVALS_LINGER_MS);
   const onArrival = (bytes: number) => {
     arrivalsLog.record(bytes);
     fetched += bytes;
