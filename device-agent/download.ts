@@ -24,6 +24,8 @@ export const ARRIVALS_BATCH = 32;
 const ARRIVALS_LINGER_MS = 100; // ms
 /** Positional block writes in flight while the next blocks arrive. */
 const WRITE_DEPTH = 4;
+/** Blocks arrived ahead of their turn kept for the running digest, at most (past it the digest reads the disk). */
+const HOLD_BLOCKS = 16;
 
 /** Sum of the arrivals log: bytes fetched over all runs. */
 async function fetchedSoFar(dir: string): Promise<number> {
@@ -148,7 +150,7 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
       report();
       if (have.size > 0) log.info({ blocks: have.size, of: index.blocks.length }, 'resuming download');
       const writer = new BlockWriter(part, index.blockSize, WRITE_DEPTH);
-      const whole = new InOrderHash(index.blockSize, options.maxInFlightBlocks);
+      const whole = new InOrderHash(index.blockSize, Math.min(HOLD_BLOCKS, options.maxInFlightBlocks));
       if (have.size > 0) whole.stop(); // blocks on disk never arrive: the digest reads the file
       try {
         await new StreamFetcher(options, document.artifact.fileId, index.size, index.blockSize).fetch(
