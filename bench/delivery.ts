@@ -14,8 +14,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
@@ -51,6 +51,7 @@ const BROKERS = values.brokers.split(',') as BrokerKind[];
 const THING = 'bench-device';
 const STREAM = 'bench-delivery';
 const FLEET_IDENTITY = 'outpost-fleet';
+const CLOCK_TICKS = 100; // /proc stat times are in USER_HZ: 100 on Linux (getconf CLK_TCK)
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
 
@@ -60,7 +61,11 @@ interface Round {
   /** CPU time of the device process / the fleet process (which holds aedes when it is the broker), ms. */
   readonly deviceCpuMs: number;
   readonly fleetCpuMs: number;
+  /** Mosquitto's CPU time (its /proc stat), ms; aedes's is in fleetCpuMs (it runs in this process). */
+  readonly brokerCpuMs?: number;
   readonly bytesFetched?: number;
+  /** 1-minute load average at the end of the round: the machine is shared, figures move with it. */
+  readonly load: number;
 }
 
 /** The device process: one command at a time, its answers in order. */
@@ -104,6 +109,27 @@ class Device {
 }
 
 /** Baseline: the same bytes as raw QoS 1 messages of BLOCK bytes, at most WINDOW unacknowledged. */
+/** CPU time so far of the Mosquitto process whose command line names `dir` (its config lives there), ms. */
+async function mosquittoCpuMs(dir: string): Promise<number | undefined> {
+  for (const pid of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.includes('mosquitto') || !cmdline.includes(dir)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS; // utime + stime (fields 14, 15)
+  }
+  return undefined;
+}
+
+/** Runs a round, adding the broker's CPU time over it (Mosquitto only). */
+async function withBrokerCpu(broker: TestBroker, run: () => Promise<Round>): Promise<Round> {
+  const before = broker.kind === 'mosquitto' ? await mosquittoCpuMs(broker.dir) : undefined;
+  const round = await run();
+  const after = broker.kind === 'mosquitto' ? await mosquittoCpuMs(broker.dir) : undefined;
+  return before === undefined || after === undefined ? round : { ...round, brokerCpuMs: after - before };
+}
+
 async function rawRound(fleet: MqttClient, device: Device, topic: string): Promise<Round> {
   const count = Math.ceil(BYTES / BLOCK);
   device.send({ kind: 'raw', bytes: count * BLOCK });
@@ -139,6 +165,7 @@ function figures(bytes: number, done: DeviceAnswer, cpu: NodeJS.CpuUsage): Round
     mbps: mbps(bytes, ms),
     deviceCpuMs: done.cpuMs ?? Number.NaN,
     fleetCpuMs: (used.user + used.system) / 1000,
+    load: loadavg()[0] ?? Number.NaN,
   };
 }
 
@@ -204,10 +231,12 @@ async function runBroker(kind: BrokerKind, dir: string, files: Files): Promise<R
   const rounds: Record<string, Round[]> = { raw: [], delivery: [] };
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      const raw = await rawRound(fleet, device, rawTopic);
+      const raw = await withBrokerCpu(broker, () => rawRound(fleet, device, rawTopic));
       rounds.raw?.push(raw);
       progress(`${kind} round ${round}: raw QoS 1 ${raw.mbps.toFixed(1)} MB/s`);
-      const delivery = await profiled(profileDir, `fleet-${round}`, () => deliveryRound(device, join(dir, 'download')));
+      const delivery = await withBrokerCpu(broker, () =>
+        profiled(profileDir, `fleet-${round}`, () => deliveryRound(device, join(dir, 'download'))),
+      );
       rounds.delivery?.push(delivery);
       progress(
         `${kind} round ${round}: delivery ${delivery.mbps.toFixed(1)} MB/s (${(delivery.ms / 1000).toFixed(2)} s)`,
@@ -252,6 +281,13 @@ async function prepare(dir: string): Promise<Files> {
   return { data, index, document };
 }
 
+const cpu = (rounds: readonly Round[], mb: number) =>
+  [
+    range(rounds.map((r) => r.deviceCpuMs / mb)),
+    range(rounds.map((r) => r.fleetCpuMs / mb)),
+    rounds.every((r) => r.brokerCpuMs !== undefined) ? range(rounds.map((r) => (r.brokerCpuMs ?? 0) / mb)) : 'in fleet',
+  ].join(', ');
+
 const range = (xs: readonly number[], digits = 1) => {
   const lo = Math.min(...xs).toFixed(digits);
   const hi = Math.max(...xs).toFixed(digits);
@@ -274,8 +310,8 @@ if (values.json) {
   const lines = [
     `${settings.mb} MB, CBOR blocks of ${BLOCK} bytes, ${WINDOW} in flight, mTLS on loopback, ${ROUNDS} rounds`,
     '',
-    '| broker | raw QoS 1 (baseline) | delivery | delivery / baseline | CPU per MB: device, fleet |',
-    '| --- | --- | --- | --- | --- |',
+    '| broker | raw QoS 1 (baseline) | delivery | delivery / baseline | CPU ms per MB: device, fleet, broker (raw: same) | load |',
+    '| --- | --- | --- | --- | --- | --- |',
   ];
   for (const [kind, rounds] of Object.entries(results)) {
     const raw = rounds.raw ?? [];
@@ -284,8 +320,8 @@ if (values.json) {
     const mb = BYTES / 1e6;
     lines.push(
       `| ${kind} | ${range(raw.map((r) => r.mbps))} MB/s | ${range(delivery.map((d) => d.mbps))} MB/s | ` +
-        `${range(ratios, 2)} | ${range(delivery.map((d) => d.deviceCpuMs / mb))} ms, ` +
-        `${range(delivery.map((d) => d.fleetCpuMs / mb))} ms |`,
+        `${range(ratios, 2)} | ${cpu(delivery, mb)} (raw: ${cpu(raw, mb)}) | ` +
+        `${range([...raw, ...delivery].map((r) => r.load))} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
