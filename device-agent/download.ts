@@ -18,7 +18,7 @@ const DONE = 'artifact.tar.gz';
 const INDEX = 'index.json';
 /** One uint32 per arrival: how many block bytes came in. Appended in batches without fsync (block-writes.ts). */
 const ARRIVALS = 'arrivals.log';
-/** Arrival records per append: a SIGKILL loses at most this many (bytes fetched then reads low by that much). */
+/** Arrival records per append: a SIGKILL loses fewer than two batches (one filling, one being written). */
 export const ARRIVALS_BATCH = 32;
 /** A batch that does not fill (a stalled or slow stream) is appended this long after its first record. */
 const ARRIVALS_LINGER_MS = 100; // ms
