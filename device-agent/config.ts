@@ -150,8 +150,12 @@ export const agentConfigSchema = z
       .default({ maxEntries: 1000, maxBytes: 4 * 1024 * 1024 }),
     download: z
       .object({
-        /** Blocks asked for per GetStream request (and so in flight at once): bounds memory. */
-        blocksPerRequest: z.number().int().min(1).max(128).default(32),
+        /**
+         * Blocks in flight at once (asked for, not yet arrived), over as many GetStream requests as the 128 KB
+         * per-request limit needs. 64 keeps loopback delivery near the broker's own rate (bench/delivery.ts); the
+         * blocks wait in the broker and the sockets, not in the agent's memory.
+         */
+        blocksPerRequest: z.number().int().min(1).max(128).default(64),
         /** A request whose blocks have not all arrived by then is asked again for the missing ones. */
         requestTimeoutMs: z.number().int().positive().default(5000),
         /** Consecutive requests that bring nothing new before the download fails. */
@@ -159,7 +163,7 @@ export const agentConfigSchema = z
         /** Stream payload encoding: CBOR carries blocks as raw bytes, JSON as base64 (a third larger). */
         encoding: z.enum(['json', 'cbor']).default('cbor'),
       })
-      .default({ blocksPerRequest: 32, requestTimeoutMs: 5000, maxStalls: 12, encoding: 'cbor' }),
+      .default({ blocksPerRequest: 64, requestTimeoutMs: 5000, maxStalls: 12, encoding: 'cbor' }),
     /** Backoff of every retry the agent makes (runtime/retry.ts); see RETRY_DEFAULTS. */
     retry: retrySchema.default(RETRY_DEFAULTS),
     /** IoT Jobs requests (start-next, describe, update) unanswered this long fail with TIMEOUT (then retried). */

@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OutpostError, fromFsError } from '../runtime/errors.js';
+import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { blockCount, blockLength, parseBlockIndex, verifyBlock, type BlockIndex } from './protocol/index.js';
 import { writeFileAtomic } from './storage/atomic-files.js';
 import { StreamFetcher, downloadError, type DownloadOptions } from './stream-fetcher.js';
+import { ArrivalsLog, BlockWriter, InOrderHash } from './block-writes.js';
 
 const log = logger('agent.download');
 
@@ -15,8 +16,16 @@ export type { DownloadOptions, DownloadProgress } from './stream-fetcher.js';
 const PART = 'artifact.part';
 const DONE = 'artifact.tar.gz';
 const INDEX = 'index.json';
-/** One uint32 per arrival: how many block bytes came in. Appended without fsync: SIGKILL keeps the page cache. */
+/** One uint32 per arrival: how many block bytes came in. Appended in batches without fsync (block-writes.ts). */
 export const ARRIVALS = 'arrivals.log';
+/** Arrival records per append: a SIGKILL loses fewer than two batches (one filling, one being written). */
+export const ARRIVALS_BATCH = 32;
+/** A batch that does not fill (a stalled or slow stream) is appended this long after its first record. */
+const ARRIVALS_LINGER_MS = 100; // ms
+/** Positional block writes in flight while the next blocks arrive. */
+const WRITE_DEPTH = 4;
+/** Blocks arrived ahead of their turn kept for the running digest, at most (past it the digest reads the disk). */
+const HOLD_BLOCKS = 16;
 
 /** Sum of the arrivals log: bytes fetched over all runs. */
 async function fetchedSoFar(dir: string): Promise<number> {
@@ -125,12 +134,13 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
 
   let fetched = await fetchedSoFar(dir);
   const arrivals = await open(join(dir, ARRIVALS), 'a');
-  const record = Buffer.alloc(4);
-  const onArrival = async (bytes: number) => {
-    record.writeUInt32LE(bytes);
-    await arrivals.write(record);
+  const arrivalsLog = new ArrivalsLog(arrivals, ARRIVALS_BATCH, ARRIVALS_LINGER_MS);
+  const onArrival = (bytes: number) => {
+    arrivalsLog.record(bytes);
     fetched += bytes;
+    return Promise.resolve();
   };
+  let sha256: string | undefined;
   try {
     const index = await fetchIndex(options, onArrival);
     const part = await open(join(dir, PART), 'a+').then(async (h) => {
@@ -145,26 +155,38 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
         options.onProgress?.({ bytesTotal: index.size, bytesReceived: received, bytesFetched: fetched });
       report();
       if (have.size > 0) log.info({ blocks: have.size, of: index.blocks.length }, 'resuming download');
-      await new StreamFetcher(options, archiveFileId, index.size, index.blockSize).fetch(
-        missing,
-        async (block, bytes) => {
-          if (!verifyBlock(index, block, bytes)) return false;
-          await part.write(bytes, 0, bytes.length, block * index.blockSize);
-          received += bytes.length;
-          report();
-          return true;
-        },
-        async (bytes) => {
-          await onArrival(bytes);
-          report();
-        },
-      );
+      const writer = new BlockWriter(part, index.blockSize, WRITE_DEPTH);
+      const whole = new InOrderHash(index.blockSize, Math.min(HOLD_BLOCKS, options.maxInFlightBlocks));
+      if (have.size > 0) whole.stop(); // blocks on disk never arrive: the digest reads the file
+      try {
+        await new StreamFetcher(options, archiveFileId, index.size, index.blockSize).fetch(
+          missing,
+          async (block, bytes) => {
+            if (!verifyBlock(index, block, bytes)) return false;
+            await writer.write(block, bytes);
+            whole.add(block, bytes);
+            received += bytes.length;
+            report();
+            return true;
+          },
+          (bytes) => {
+            void onArrival(bytes);
+            report();
+            return Promise.resolve();
+          },
+        );
+      } catch (error) {
+        await writer.flush().catch(() => undefined); // no write may be left pending on a closed handle
+        throw error;
+      }
+      await writer.flush();
       await part.truncate(index.size);
       await part.sync();
+      sha256 = await whole.digest(part, index.size);
     } finally {
       await part.close();
     }
-    if ((await sha256Of(join(dir, PART))) !== document.artifact.sha256) {
+    if (sha256 !== document.artifact.sha256) {
       throw new OutpostError('DOWNLOAD_FAILED', `downloaded archive does not match the job document's sha256`, {
         retryable: true,
       });
@@ -174,7 +196,11 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
   } catch (error) {
     throw downloadError(error, dir, true);
   } finally {
-    await arrivals.close();
+    // The log is a count for reports: a record it could not keep does not fail the download.
+    await arrivalsLog
+      .flush()
+      .catch((error: unknown) => log.warn({ error: messageOf(error) }, 'arrivals log not fully written'))
+      .finally(() => arrivals.close());
   }
 }
 

@@ -69,12 +69,21 @@ async function openStreamFile(file: StreamFile): Promise<OpenStreamFile> {
 }
 
 /**
- * Block `block` of `blockSize` bytes, read with one positional read into a buffer of exactly its length: serving a
- * block of a 10 GB file costs the block, not the file.
+ * Block `block` of `blockSize` bytes, read with one positional read into a buffer of exactly its length (`into`,
+ * when given: a data message's payload, so the block is read where it is sent from): serving a block of a 10 GB file
+ * costs the block, not the file.
  */
-export async function readBlock(file: OpenStreamFile, blockSize: number, block: number): Promise<Buffer> {
+export async function readBlock(
+  file: OpenStreamFile,
+  blockSize: number,
+  block: number,
+  into?: Buffer,
+): Promise<Buffer> {
   const length = blockLength(file.size, blockSize, block);
-  const payload = Buffer.allocUnsafe(length);
+  if (into !== undefined && into.length !== length) {
+    throw new OutpostError('INTERNAL', `block ${block} is ${length} bytes, not ${into.length}`);
+  }
+  const payload = into ?? Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await file.handle.read(payload, filled, length - filled, block * blockSize + filled);

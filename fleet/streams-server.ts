@@ -1,9 +1,10 @@
 import {
-  type DataBlock,
   type GetStreamRequest,
   type StreamEncoding,
   type StreamRejected,
   blockCount,
+  blockLength,
+  dataMessageFrame,
   decodeDescribeStreamRequest,
   decodeGetStreamRequest,
   encodeStreamMessage,
@@ -281,7 +282,12 @@ export class StreamsServer {
     request: GetStreamRequest,
     block: number,
   ): Promise<void> {
-    const payload = await readBlock(file, request.l, block);
+    const frame = dataMessageFrame(
+      encoding,
+      { ...(request.c === undefined ? {} : { c: request.c }), f: file.fileId, i: block },
+      blockLength(file.size, request.l, block),
+    );
+    const payload = await readBlock(file, request.l, block, frame.payload);
     const fault = this.fault(stream, thing, file.fileId, block);
     if (fault === 'drop') {
       stream.stats.blocksDropped++;
@@ -291,14 +297,7 @@ export class StreamsServer {
       payload[0] = (payload[0] ?? 0) ^ 0xff;
       stream.stats.blocksCorrupted++;
     }
-    const message: DataBlock = {
-      ...(request.c === undefined ? {} : { c: request.c }),
-      f: file.fileId,
-      l: payload.length,
-      i: block,
-      p: payload,
-    };
-    await this.publish(streamTopics.data(thing, stream.streamId, encoding), encodeStreamMessage(encoding, message));
+    await this.publish(streamTopics.data(thing, stream.streamId, encoding), frame.message());
     stream.stats.blocksServed++;
     stream.stats.bytesServed += payload.length;
     this.options.onServed?.({ streamId: stream.streamId, thing, fileId: file.fileId, bytes: payload.length });

@@ -29,6 +29,11 @@ export function encodeCbor(value: CborValue): Uint8Array {
   return Buffer.concat(chunks);
 }
 
+/** An item's head (§3): major type and argument; a byte string's head is followed by its `n` bytes. */
+export function cborHead(major: number, n: number): Uint8Array {
+  return head(major, n);
+}
+
 function head(major: number, n: number): Uint8Array {
   // §3: the argument in the initial byte (< 24) or in the following 1, 2, 4 or 8 bytes (additional info 24–27).
   if (n < 24) return Uint8Array.of((major << 5) | n);
@@ -80,11 +85,21 @@ function writeNumber(chunks: Uint8Array[], n: number): void {
 
 // ── Decoding ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export function decodeCbor(bytes: Uint8Array): CborValue {
-  const reader = new Reader(bytes);
+export interface CborDecodeOptions {
+  /** Byte strings as views into `bytes` rather than copies (default false: a copy outlives a pooled buffer). */
+  readonly byteViews?: boolean;
+}
+
+export function decodeCbor(bytes: Uint8Array, options: CborDecodeOptions = {}): CborValue {
+  const reader = new Reader(bytes, options.byteViews === true);
   const value = reader.item(0);
   if (reader.offset !== bytes.length) throw invalid(`${bytes.length - reader.offset} bytes after the first item`);
   return value;
+}
+
+/** The same bytes as a plain Uint8Array (a Buffer's subarray is a Buffer). */
+function plainView(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function invalid(message: string): ProtocolError {
@@ -95,7 +110,10 @@ class Reader {
   offset = 0;
   private readonly view: DataView;
 
-  constructor(private readonly bytes: Uint8Array) {
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly byteViews: boolean,
+  ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -113,8 +131,8 @@ class Reader {
       case 1:
         return -1 - n;
       case 2:
-        // A copy, as a plain Uint8Array: not a view into the message (which may be a pooled Buffer).
-        return new Uint8Array(this.take(n));
+        // A copy, as a plain Uint8Array: not a view into the message (which may be a pooled Buffer), unless asked.
+        return this.byteViews ? plainView(this.take(n)) : new Uint8Array(this.take(n));
       case 3:
         return this.text(n);
       case 4:
@@ -200,7 +218,7 @@ class Reader {
       }
       const joined = Buffer.concat(chunks);
       if (major === 2) return new Uint8Array(joined);
-      const reader = new Reader(joined);
+      const reader = new Reader(joined, false);
       return reader.text(joined.length);
     }
     if (major === 4) {

@@ -1,5 +1,5 @@
 import { base64ToBytes, bitmapFromJson } from './bitmap.js';
-import { type CborValue, decodeCbor, encodeCbor } from './cbor.js';
+import { type CborValue, cborHead, decodeCbor, encodeCbor } from './cbor.js';
 import { ProtocolError } from './errors.js';
 import { MAX_CLIENT_TOKEN_BYTES } from './ids.js';
 import {
@@ -100,6 +100,42 @@ export function encodeStreamMessage(encoding: StreamEncoding, message: StreamMes
   return Buffer.from(JSON.stringify(plain), 'utf8');
 }
 
+/** A data message being built (service side): fill `payload`, then send `message()`. */
+export interface DataMessageFrame {
+  /** The block's `length` bytes, to be filled in place (read from the file straight into the message in CBOR). */
+  readonly payload: Buffer;
+  message(): Uint8Array;
+}
+
+/**
+ * A data message with room for its block: in CBOR the map's framing, then `p`'s head, then the block's bytes in the
+ * same buffer, so a block read from disk is not copied again to frame it. Same bytes as `encodeStreamMessage`.
+ */
+export function dataMessageFrame(
+  encoding: StreamEncoding,
+  fields: Omit<DataBlock, 'p' | 'l'>,
+  length: number,
+): DataMessageFrame {
+  const head: Record<string, number | string> = { ...(fields.c === undefined ? {} : { c: fields.c }) };
+  Object.assign(head, { f: fields.f, l: length, i: fields.i });
+  if (encoding === 'json') {
+    const payload = Buffer.allocUnsafe(length);
+    return { payload, message: () => encodeStreamMessage('json', { ...head, p: payload } as unknown as DataBlock) };
+  }
+  const entries = Object.entries(head);
+  const parts = [cborHead(5, entries.length + 1)];
+  for (const [key, value] of entries) parts.push(encodeCbor(key), encodeCbor(value));
+  parts.push(encodeCbor('p'), cborHead(2, length));
+  const framing = parts.reduce((sum, part) => sum + part.length, 0);
+  const buffer = Buffer.allocUnsafe(framing + length);
+  let at = 0;
+  for (const part of parts) {
+    buffer.set(part, at);
+    at += part.length;
+  }
+  return { payload: buffer.subarray(framing), message: () => buffer };
+}
+
 // ── Decoding requests (service side): failures become the guide's rejection ─────────────────────────────────
 
 export function decodeDescribeStreamRequest(
@@ -182,8 +218,12 @@ export function decodeStreamDescription(encoding: StreamEncoding, payload: Uint8
   return { ...optionalToken(fields), s, d: fields.d, r: files };
 }
 
+/**
+ * A data message. In CBOR, `p` is a view into `payload`, not a copy (the block is hashed and written, then
+ * dropped): the caller must not keep it longer than it would keep `payload`.
+ */
 export function decodeDataBlock(encoding: StreamEncoding, payload: Uint8Array): DataBlock {
-  const fields = replyBody(encoding, payload);
+  const fields = replyBody(encoding, payload, true);
   const f = integer(fields.f);
   const l = integer(fields.l);
   const i = integer(fields.i);
@@ -221,12 +261,19 @@ class Rejection {
 
 type Fields = Record<string, unknown>;
 
-function decodeBody(encoding: StreamEncoding, payload: Uint8Array, emptyIsObject: boolean): StreamDecoded<Fields> {
+function decodeBody(
+  encoding: StreamEncoding,
+  payload: Uint8Array,
+  emptyIsObject: boolean,
+  byteViews = false,
+): StreamDecoded<Fields> {
   if (emptyIsObject && payload.length === 0) return { ok: true, value: {} };
   let value: unknown;
   try {
     value =
-      encoding === 'json' ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload)) : decodeCbor(payload);
+      encoding === 'json'
+        ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload))
+        : decodeCbor(payload, { byteViews });
   } catch (error) {
     const o = encoding === 'json' ? 'InvalidJson' : 'InvalidCbor';
     return {
@@ -240,8 +287,8 @@ function decodeBody(encoding: StreamEncoding, payload: Uint8Array, emptyIsObject
   return { ok: true, value: value as Fields };
 }
 
-function replyBody(encoding: StreamEncoding, payload: Uint8Array): Fields {
-  const body = decodeBody(encoding, payload, false);
+function replyBody(encoding: StreamEncoding, payload: Uint8Array, byteViews = false): Fields {
+  const body = decodeBody(encoding, payload, false, byteViews);
   if (!body.ok) throw messageInvalid(body.rejection.m);
   return body.value;
 }

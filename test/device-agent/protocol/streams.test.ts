@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type StreamEncoding,
   type StreamMessage,
+  dataMessageFrame,
   decodeDataBlock,
   decodeDescribeStreamRequest,
   decodeGetStreamRequest,
@@ -196,5 +197,29 @@ describe("stream messages: what the service refuses, with the guide's codes", ()
         'PROTOCOL_MESSAGE_INVALID',
       ),
     ).toBe(true);
+  });
+});
+
+describe('data messages framed around their block (the server reads the block into place)', () => {
+  it.each([
+    ['cbor', 'tok', 300],
+    ['cbor', undefined, 70_000],
+    ['json', 'tok', 300],
+  ] as const)('%s with token %s, %i bytes: the same bytes as encodeStreamMessage', (encoding, c, length) => {
+    const block = Buffer.alloc(length, 7);
+    const frame = dataMessageFrame(encoding, { ...(c === undefined ? {} : { c }), f: 3, i: 41 }, length);
+    expect(frame.payload.length).toBe(length);
+    frame.payload.set(block);
+    const expected = encodeStreamMessage(encoding, {
+      ...(c === undefined ? {} : { c }),
+      f: 3,
+      l: length,
+      i: 41,
+      p: block,
+    });
+    expect(Buffer.from(frame.message()).equals(Buffer.from(expected))).toBe(true);
+    const decoded = decodeDataBlock(encoding, frame.message());
+    expect(Buffer.from(decoded.p).equals(block)).toBe(true);
+    expect(decoded.p).not.toBeInstanceOf(Buffer); // a plain Uint8Array view in CBOR, as before a copy
   });
 });
