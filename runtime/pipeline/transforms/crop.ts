@@ -34,6 +34,12 @@ export const cropParams = z
   .refine((p) => p.minWidth <= p.maxWidth, { message: 'minWidth must not exceed maxWidth', path: ['minWidth'] });
 export type CropParams = z.infer<typeof cropParams>;
 
+interface Norm {
+  readonly mean: number;
+  readonly std: number;
+  readonly from: 0 | 1 | 2;
+}
+
 interface Corners {
   readonly x: readonly [number, number, number, number];
   readonly y: readonly [number, number, number, number];
@@ -74,23 +80,14 @@ export function cropBoxes(
   const width = Math.min(params.maxWidth, Math.max(params.minWidth, ...widths));
   const plane = height * width;
   const data = new Float32Array(count * 3 * plane); // zeros: the padding PaddleOCR's recogniser was trained with
-  const norm = [0, 1, 2].map((c) => ({
+  const norm: Norm[] = [0, 1, 2].map((c) => ({
     mean: params.mean[c] ?? params.mean[0] ?? 0,
     std: params.std[c] ?? params.std[0] ?? 1,
-    from: params.colorOrder === 'BGR' ? 2 - c : c,
+    from: (params.colorOrder === 'BGR' ? 2 - c : c) as 0 | 1 | 2,
   }));
-  const pixel = (px: number, py: number, c: number): number => {
-    const x = Math.min(Math.max(px, 0), imageWidth - 1);
-    const y = Math.min(Math.max(py, 0), imageHeight - 1);
-    const x0 = Math.floor(x);
-    const y0 = Math.floor(y);
-    const x1 = Math.min(x0 + 1, imageWidth - 1);
-    const y1 = Math.min(y0 + 1, imageHeight - 1);
-    const fx = x - x0;
-    const fy = y - y0;
-    const v = (xx: number, yy: number) => image[(yy * imageWidth + xx) * 3 + c] ?? 0;
-    return (v(x0, y0) * (1 - fx) + v(x1, y0) * fx) * (1 - fy) + (v(x0, y1) * (1 - fx) + v(x1, y1) * fx) * fy;
-  };
+  const [n0, n1, n2] = norm as [Norm, Norm, Norm];
+  const maxX = imageWidth - 1;
+  const maxY = imageHeight - 1;
   for (let i = 0; i < count; i++) {
     const { c, w, h } = shapes[i] as { c: Corners; w: number; h: number };
     const tw = widths[i] as number;
@@ -98,23 +95,54 @@ export function cropBoxes(
     const [x0, x1, x2, x3] = c.x;
     const [y0, y1, y2, y3] = c.y;
     const base = i * 3 * plane;
+    const weight = 1 / (k * k);
     for (let v = 0; v < height; v++) {
       for (let u = 0; u < tw; u++) {
-        const sum = [0, 0, 0];
+        let r = 0;
+        let g = 0;
+        let b = 0;
         for (let sv = 0; sv < k; sv++) {
           const t = (v + (sv + 0.5) / k) / height;
           for (let su = 0; su < k; su++) {
             const s = (u + (su + 0.5) / k) / tw;
-            const px = (1 - s) * (1 - t) * x0 + s * (1 - t) * x1 + s * t * x2 + (1 - s) * t * x3 - 0.5;
-            const py = (1 - s) * (1 - t) * y0 + s * (1 - t) * y1 + s * t * y2 + (1 - s) * t * y3 - 0.5;
-            for (let ch = 0; ch < 3; ch++) sum[ch] = (sum[ch] ?? 0) + pixel(px, py, ch);
+            // Bilinear map of the unit square onto the quadrilateral (tl, tr, br, bl), then to pixel centres.
+            let px = (1 - s) * (1 - t) * x0 + s * (1 - t) * x1 + s * t * x2 + (1 - s) * t * x3 - 0.5;
+            let py = (1 - s) * (1 - t) * y0 + s * (1 - t) * y1 + s * t * y2 + (1 - s) * t * y3 - 0.5;
+            px = px < 0 ? 0 : px > maxX ? maxX : px;
+            py = py < 0 ? 0 : py > maxY ? maxY : py;
+            const ix = Math.floor(px);
+            const iy = Math.floor(py);
+            const fx = px - ix;
+            const fy = py - iy;
+            const dx = ix < maxX ? 3 : 0;
+            const dy = iy < maxY ? imageWidth * 3 : 0;
+            const p00 = (iy * imageWidth + ix) * 3;
+            const w00 = (1 - fx) * (1 - fy);
+            const w10 = fx * (1 - fy);
+            const w01 = (1 - fx) * fy;
+            const w11 = fx * fy;
+            r +=
+              (image[p00] as number) * w00 +
+              (image[p00 + dx] as number) * w10 +
+              (image[p00 + dy] as number) * w01 +
+              (image[p00 + dx + dy] as number) * w11;
+            g +=
+              (image[p00 + 1] as number) * w00 +
+              (image[p00 + dx + 1] as number) * w10 +
+              (image[p00 + dy + 1] as number) * w01 +
+              (image[p00 + dx + dy + 1] as number) * w11;
+            b +=
+              (image[p00 + 2] as number) * w00 +
+              (image[p00 + dx + 2] as number) * w10 +
+              (image[p00 + dy + 2] as number) * w01 +
+              (image[p00 + dx + dy + 2] as number) * w11;
           }
         }
-        for (let ch = 0; ch < 3; ch++) {
-          const n = norm[ch] as { mean: number; std: number; from: number };
-          const value = (sum[n.from] ?? 0) / (k * k);
-          data[base + ch * plane + v * width + u] = (value * params.scale - n.mean) / n.std;
-        }
+        const rgb = [r * weight, g * weight, b * weight] as const;
+        const at = base + v * width + u;
+        data[at] = (rgb[n0.from] * params.scale - n0.mean) / n0.std;
+        data[at + plane] = (rgb[n1.from] * params.scale - n1.mean) / n1.std;
+        data[at + 2 * plane] = (rgb[n2.from] * params.scale - n2.mean) / n2.std;
       }
     }
   }
