@@ -102,11 +102,14 @@ describe('OCR pipeline (PP-OCRv4 det → mask-to-boxes → crop → rec → ctc-
         expect(byName.text).toMatchObject({ datatype: 'BYTES', data: texts[1] });
         expect(byName.boxes?.shape).toEqual([texts[1]?.length, 4, 2]);
         expect(byName.scores?.datatype).toBe('FP32');
+        const request = { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [png.toString('base64')] }] };
+        const viaJson = json(await call(url, '/v2/models/ocr/infer', { body: JSON.stringify(request) })) as typeof body;
+        expect(viaJson.outputs.find((o) => o.name === 'text')?.data).toEqual(texts[1]);
         const meta = json(await call(url, '/v2/models/ocr'));
         expect(meta).toMatchObject({ name: 'ocr', platform: 'outpost-pipeline' });
         const text = (await call(url, '/metrics')).body.toString('utf8');
         expect(text).toMatch(
-          /outpost_pipeline_step_duration_seconds_count\{pipeline="ocr",version="1.0.0",step="rec"\} 1/,
+          /outpost_pipeline_step_duration_seconds_count\{pipeline="ocr",version="1.0.0",step="rec"\} 2/,
         );
         expect(text).toMatch(/outpost_pipeline_errors_total\{pipeline="ocr",version="1.0.0",code="INPUT_INVALID"\} 1/);
       } finally {
