@@ -5,7 +5,7 @@ import type { TensorLike } from '../../tensor/tensor.js';
 import { dtypeFromName, kserveDatatype, tensorToJson } from '../../tensor/json.js';
 import type { PipelineMetrics } from '../metrics/pipelines.js';
 import { HttpError } from './status.js';
-import { readBody, responseOpen, sendJson } from './io.js';
+import { readBody, responseOpen, sendText } from './io.js';
 
 /** The pipelines a server serves beside its models, by name (one version each). */
 export interface PipelineEndpoints {
@@ -106,7 +106,7 @@ export async function handlePipelineInfer(
   req: IncomingMessage,
   res: ServerResponse,
   pipeline: Pipeline,
-  limits: { maxBodyBytes: number; metrics?: PipelineMetrics },
+  limits: { maxBodyBytes: number; maxResponseBytes: number; metrics?: PipelineMetrics },
 ): Promise<void> {
   const image = IMAGE_TYPE.test(req.headers['content-type'] ?? '');
   const input = bytesInput(pipeline);
@@ -137,12 +137,21 @@ export async function handlePipelineInfer(
   }
   limits.metrics?.succeeded(pipeline.name, pipeline.version, performance.now() - started, result.timings);
   if (!responseOpen(res)) return;
-  sendJson(res, 200, {
+  const answer = JSON.stringify({
     model_name: pipeline.name,
     model_version: pipeline.version,
     outputs: Object.entries(result.outputs).map(([name, tensor]) => ({ name, ...tensorToJson(tensor) })),
     parameters: { steps_ms: result.timings },
   });
+  // The server's response limit holds for pipelines too (../protocol/response.ts); their answers are small JSON.
+  if (Buffer.byteLength(answer) > limits.maxResponseBytes) {
+    throw new HttpError(
+      400,
+      `the answer of pipeline ${pipeline.name} would be ${Buffer.byteLength(answer)} bytes, over this server's ${limits.maxResponseBytes}-byte response limit`,
+      'RESPONSE_TOO_LARGE',
+    );
+  }
+  sendText(res, 200, answer, 'application/json');
 }
 
 /** GET /v2/models/{pipeline}: metadata in the model metadata's shape, `platform: "outpost-pipeline"`. */

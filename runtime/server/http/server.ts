@@ -267,8 +267,13 @@ export class InferenceServer {
     if (action === 'infer') {
       if (req.method !== 'POST') throw new HttpError(405, 'infer takes POST', 'METHOD_NOT_ALLOWED');
       const maxBodyBytes = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+      const maxResponseBytes = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
       const metrics = this.options.pipelineMetrics;
-      await handlePipelineInfer(req, res, pipeline, { maxBodyBytes, ...(metrics === undefined ? {} : { metrics }) });
+      await handlePipelineInfer(req, res, pipeline, {
+        maxBodyBytes,
+        maxResponseBytes,
+        ...(metrics === undefined ? {} : { metrics }),
+      });
       return;
     }
     if (req.method !== 'GET') throw new HttpError(405, `${req.url ?? ''} takes GET`, 'METHOD_NOT_ALLOWED');

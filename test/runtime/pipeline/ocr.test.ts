@@ -116,6 +116,25 @@ describe('OCR pipeline (PP-OCRv4 det → mask-to-boxes → crop → rec → ctc-
         await server.close();
         await repository.close();
       }
+      // The response limit holds for pipelines: a cap below the answer is a 400, not a truncated body.
+      const small = new InferenceServer({
+        repository: new StaticRepository(),
+        port: 0,
+        pipelines,
+        maxResponseBytes: 64,
+      });
+      const listening = await small.listen();
+      try {
+        const { png } = await renderTextImage(1);
+        const reply = await call(listening.url, '/v2/models/ocr/infer', {
+          body: png,
+          headers: { 'content-type': 'image/png' },
+        });
+        expect(reply.status).toBe(400);
+        expect(json(reply)).toMatchObject({ code: 'RESPONSE_TOO_LARGE' });
+      } finally {
+        await small.close();
+      }
     },
     SUITE_TIMEOUT_MS,
   );
