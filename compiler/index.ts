@@ -19,3 +19,4 @@ export {
   parameterCount,
   valueTypes,
 } from './onnx/index.js';
+export { buildPipeline, type BuildPipelineOptions, type PipelineBuildReport } from './pipeline/build.js';

@@ -53,6 +53,14 @@ export const ERROR_CODES = Object.freeze({
   // The caller went away before its queued request ran: it never reached the model
   REQUEST_CANCELLED: false,
   MODEL_NOT_FOUND: false,
+  // Pipelines (runtime/pipeline/graph/): a definition that does not fit together (unknown step or tensor, a cycle,
+  // shapes or dtypes that differ across a mapping), a referenced model that is not there, a transform parameter
+  // outside its range, a list (boxes, crops) longer than its documented bound
+  PIPELINE_INVALID: false,
+  PIPELINE_MAPPING_MISMATCH: false,
+  PIPELINE_MODEL_MISSING: false,
+  TRANSFORM_PARAM_INVALID: false,
+  PIPELINE_LIMIT_EXCEEDED: false,
   // Data capture (runtime/server/capture/)
   CAPTURE_INVALID: false,
   CAPTURE_DECRYPT_FAILED: false,

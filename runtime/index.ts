@@ -1,6 +1,7 @@
 /** Outpost's runtime, for apps that run models in-process: `loadModel(path).infer(feeds)`. */
 export { loadModel, type LoadOptions } from './model/load.js';
 export { Model, type Feeds, type Outputs } from './model/model.js';
+export { openPipeline, Pipeline, type OpenPipelineOptions, type PipelineRun } from './pipeline/index.js';
 export { readTestVectors, type TestVectorCase } from './model/test-vectors.js';
 export {
   backends,

@@ -8,6 +8,7 @@ type Register = (program: Command) => void;
  */
 const COMMANDS: Readonly<Record<string, () => Promise<{ register: Register }>>> = Object.freeze({
   compile: () => import('./compile.js'),
+  pipeline: () => import('./pipeline.js'),
   targets: () => import('./targets.js'),
   inspect: () => import('./inspect.js'),
   run: () => import('./run.js'),

@@ -57,6 +57,8 @@ interface Inspection {
   pipeline?: Manifest['pipeline'];
   testVectors?: number;
   producer?: Manifest['producer'];
+  /** A pipeline artifact's steps and models (docs/pipelines.md). */
+  cascade?: Manifest['cascade'];
 }
 
 async function inspectArtifact(path: string, opts: InspectOptions): Promise<Inspection> {
@@ -83,6 +85,7 @@ async function inspectArtifact(path: string, opts: InspectOptions): Promise<Insp
       pipeline: manifest.pipeline,
       testVectors: manifest.testVectors?.cases.length ?? 0,
       producer: manifest.producer,
+      ...(manifest.cascade === undefined ? {} : { cascade: manifest.cascade }),
     };
   } finally {
     await artifact.dispose();
@@ -159,7 +162,27 @@ function printInspection(i: Inspection): void {
       graphLines(v.graph, '    ');
     }
   }
+  if (i.cascade !== undefined) printCascade(i.cascade);
   if (i.testVectors !== undefined) print(`\n  test vectors ${i.testVectors}`);
+}
+
+function printCascade(cascade: NonNullable<Manifest['cascade']>): void {
+  print('\n  pipeline');
+  print(
+    table(
+      ['step', 'runs', 'inputs', 'batch'],
+      cascade.steps.map((s) => [
+        s.id,
+        s.transform ?? `model ${s.model ?? ''}`,
+        Object.entries(s.inputs)
+          .map(([k, v]) => `${k}←${v}`)
+          .join(' '),
+        s.batch ?? '',
+      ]),
+    ),
+  );
+  for (const [key, m] of Object.entries(cascade.models))
+    print(`  model  ${key}  ${'dir' in m ? `bundled in ${m.dir}/` : `installed ${m.name}@${m.version}`}`);
 }
 
 export function register(program: Command): void {

@@ -6,6 +6,8 @@ import { postprocess, type PostprocessResult } from '../../runtime/pipeline/inde
 import { tensorToJson } from '../../runtime/tensor/index.js';
 import type { TensorValue } from '../../runtime/backends/index.js';
 import { readInputs } from '../inputs.js';
+import { isPipelineArtifact } from '../../runtime/pipeline/index.js';
+import { runPipelineCommand } from '../pipeline-run.js';
 import { collect } from '../options.js';
 import { formatNumber, print, printJson } from '../output.js';
 import { addModelOptions, loadOptions, type ModelOptions } from './shared.js';
@@ -38,6 +40,10 @@ export function register(program: Command): void {
         collect,
       ),
   ).action(async (path: string, opts: RunOptions) => {
+    if (await isPipelineArtifact(path)) {
+      await runPipelineCommand(path, opts);
+      return;
+    }
     const model = await loadModel(path, { ...loadOptions(opts), warmup: 0 });
     try {
       const feeds = await readInputs(opts.input, model, opts.inputShape ?? {});

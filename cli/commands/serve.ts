@@ -9,7 +9,9 @@ import {
   DEFAULT_MAX_RESPONSE,
   DEFAULT_MAX_BODY,
   InferenceServer,
+  StaticPipelines,
 } from '../../runtime/server/index.js';
+import { isPipelineArtifact, openPipeline, type Pipeline } from '../../runtime/pipeline/index.js';
 import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson } from '../output.js';
 import { loadAll, readToken, schedulerFor } from '../serving.js';
@@ -68,9 +70,27 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
   const scheduler = schedulerFor(opts, tuning, metrics.batches);
   const repository = new StaticRepository({ scheduler, observers: [metrics.observer] });
   metrics.watch(repository);
-  const models = await loadAll(paths, { ...loadOptions(opts), requireSignature }, tuning);
+  // Pipeline artifacts are served beside the models, one endpoint each (docs/pipelines.md, "Serving").
+  const kinds = await Promise.all(paths.map((p) => isPipelineArtifact(p)));
+  const pipelines = new StaticPipelines();
+  const opened: Pipeline[] = [];
+  const models = await loadAll(
+    paths.filter((_, i) => kinds[i] !== true),
+    { ...loadOptions(opts), requireSignature },
+    tuning,
+  );
   let server: InferenceServer | undefined;
   try {
+    for (const path of paths.filter((_, i) => kinds[i] === true)) {
+      const pipeline = await openPipeline(path, {
+        trustedKeys: trustKeys,
+        requireSignature,
+        ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+        ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+      });
+      opened.push(pipeline);
+      pipelines.add(pipeline);
+    }
     for (const model of models) await repository.add(model);
     server = new InferenceServer({
       repository,
@@ -81,15 +101,20 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
       maxBodyBytes: opts.maxBodyBytes,
       maxResponseBytes: opts.maxResponseBytes,
       metrics: () => metrics.text(),
+      pipelines,
+      pipelineMetrics: metrics.pipelines,
     });
     const { url } = await server.listen();
     if (token === undefined && opts.socket === undefined && !LOOPBACK.has(opts.host)) {
       log.warn({ url }, 'serving on a network address without a token: anyone who can reach it can run the models');
     }
-    if (opts.json === true) printJson({ url, auth: token !== undefined, models: models.map(describe) });
+    const served = opened.map((p) => ({ name: p.name, version: p.version, steps: p.steps.map((s) => s.id) }));
+    if (opts.json === true)
+      printJson({ url, auth: token !== undefined, models: models.map(describe), pipelines: served });
     else {
       print(`outpost serve: listening on ${url}${token === undefined ? '' : ' (bearer token required)'}`);
       for (const m of models) print(`  ${m.name}@${m.version}  variant ${m.variant.id}  backend ${m.backend}`);
+      for (const p of served) print(`  ${p.name}@${p.version}  pipeline  ${p.steps.join(' → ')}`);
       print('Open Inference Protocol at /v2, Prometheus metrics at /metrics; Ctrl-C stops.');
     }
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -102,6 +127,7 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
     await server?.close();
     await repository.close();
     await Promise.allSettled(models.map((m) => m.release()));
+    await Promise.allSettled(opened.map((p) => p.release()));
   }
 }
 

@@ -1,5 +1,9 @@
 import { z } from 'zod';
 import { DTYPE_NAMES, type DType } from '../tensor/dtype.js';
+import { cascadeSchema } from './cascade.js';
+import { relativePathSchema } from './manifest-paths.js';
+
+export { relativePathSchema };
 
 /**
  * `manifest.json`: what an artifact is and everything needed to trust and run it (docs/architecture.md, "The
@@ -13,21 +17,6 @@ export const MANIFEST_FILE = 'manifest.json';
 export const SIGNATURE_FILE = 'manifest.sig';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256');
-/**
- * A path inside the artifact: relative, forward slashes, no `.`/`..` segments, no control characters (a NUL cannot
- * name a file at all, and a newline or escape sequence in a name printed by `outpost inspect` can forge output).
- */
-export const relativePathSchema = z
-  .string()
-  .min(1)
-  .max(255)
-  .refine(
-    (p) => !p.startsWith('/') && !p.includes('\\') && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'),
-    {
-      message: 'a relative path without "..", "." or empty segments',
-    },
-  )
-  .refine((p) => !/[\u0000-\u001f\u007f]/.test(p), { message: 'a path without control characters' });
 const relativePath = relativePathSchema;
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'letters, digits, ".", "_" or "-" (max 128)');
 
@@ -123,31 +112,39 @@ export const testVectorsSchema = z.object({
 
 export const fileEntrySchema = z.object({ sha256, bytes: z.number().int().nonnegative() });
 
-export const manifestSchema = z.object({
-  schemaVersion: z.number().int(),
-  name,
-  version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/, 'a version such as 1.2.0'),
-  createdAt: z.iso.datetime(),
-  description: z.string().optional(),
-  target: targetSchema,
-  /** May be empty: a model with no inputs is valid ONNX (onnx backend test_constant: one Constant node). */
-  inputs: z.array(tensorSpecSchema),
-  outputs: z.array(tensorSpecSchema).min(1),
-  variants: z.array(variantSchema).min(1),
-  /** "fixed": run the rank-1 variant. "device": benchmark the candidates at install and keep the fastest that passes. */
-  selection: z.enum(['fixed', 'device']).default('fixed'),
-  pipeline: pipelineSchema.default({ postprocess: [] }),
-  testVectors: testVectorsSchema.optional(),
-  producer: z.object({
-    outpost: z.string(),
-    onnxruntime: z.string().optional(),
-    source: z.object({ file: z.string(), sha256 }).optional(),
-  }),
-  /** Compile report summary, as `outpost compile --json` prints it. */
-  report: z.record(z.string(), z.unknown()).optional(),
-  /** Every file of the artifact except manifest.json and manifest.sig. */
-  files: z.record(relativePath, fileEntrySchema),
-});
+export const manifestSchema = z
+  .object({
+    schemaVersion: z.number().int(),
+    name,
+    version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/, 'a version such as 1.2.0'),
+    createdAt: z.iso.datetime(),
+    description: z.string().optional(),
+    target: targetSchema,
+    /** May be empty: a model with no inputs is valid ONNX (onnx backend test_constant: one Constant node). */
+    inputs: z.array(tensorSpecSchema),
+    outputs: z.array(tensorSpecSchema).min(1),
+    /** At least one, except in a pipeline artifact (`cascade`), whose models carry their own. */
+    variants: z.array(variantSchema),
+    /** "fixed": run the rank-1 variant. "device": benchmark the candidates at install and keep the fastest that passes. */
+    selection: z.enum(['fixed', 'device']).default('fixed'),
+    pipeline: pipelineSchema.default({ postprocess: [] }),
+    testVectors: testVectorsSchema.optional(),
+    producer: z.object({
+      outpost: z.string(),
+      onnxruntime: z.string().optional(),
+      source: z.object({ file: z.string(), sha256 }).optional(),
+    }),
+    /** Compile report summary, as `outpost compile --json` prints it. */
+    report: z.record(z.string(), z.unknown()).optional(),
+    /** Every file of the artifact except manifest.json and manifest.sig. */
+    files: z.record(relativePath, fileEntrySchema),
+    /** Present in a pipeline artifact only: its steps, models and tensor mapping (cascade.ts, docs/pipelines.md). */
+    cascade: cascadeSchema.optional(),
+  })
+  .refine((m) => m.cascade !== undefined || m.variants.length > 0, {
+    message: 'a model artifact lists at least one variant',
+    path: ['variants'],
+  });
 
 export type TensorSpec = z.infer<typeof tensorSpecSchema>;
 export type Variant = z.infer<typeof variantSchema>;

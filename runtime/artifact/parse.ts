@@ -113,6 +113,10 @@ export function crossReferenceProblems(manifest: Manifest): ManifestProblem[] {
   });
 
   if (manifest.pipeline.labels !== undefined) covered(manifest.pipeline.labels, 'pipeline.labels');
+  // A pipeline's bundled models are model artifacts inside it: their manifests are files it covers.
+  for (const [model, source] of Object.entries(manifest.cascade?.models ?? {})) {
+    if ('dir' in source) covered(`${source.dir}/${MANIFEST_FILE}`, `cascade.models${key(model)}.dir`);
+  }
   const caseIds = new Set<string>();
   manifest.testVectors?.cases.forEach((testCase, i) => {
     const at = `testVectors.cases[${i}]`;

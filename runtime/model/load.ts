@@ -123,6 +123,13 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const source = await classify(path);
   const { manifest, artifact } = await openSource(source, options);
   try {
+    if (manifest?.cascade !== undefined) {
+      throw new OutpostError(
+        'INVALID_ARGUMENT',
+        `${path} is a pipeline artifact (steps: ${manifest.cascade.steps.map((s) => s.id).join(', ')}): open it with openPipeline()`,
+        { details: { path } },
+      );
+    }
     const registry = options.registry ?? defaultBackends();
     const order: readonly BackendName[] =
       options.backend === undefined || options.backend === 'auto' ? registry.names() : [options.backend];

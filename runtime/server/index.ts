@@ -42,3 +42,5 @@ export {
   type CaptureTensor,
   type SealedFile,
 } from './capture/writer.js';
+export { StaticPipelines, type PipelineEndpoints } from './http/pipeline.js';
+export { PipelineMetrics } from './metrics/pipelines.js';

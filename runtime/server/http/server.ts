@@ -10,6 +10,8 @@ import { BINARY_EXTENSION } from '../protocol/binary.js';
 import { CLIENT_CLOSED_STATUS, errorResponse, HttpError } from './status.js';
 import { responseOpen, sendJson, sendText } from './io.js';
 import { handleInfer } from './infer.js';
+import { handlePipelineInfer, pipelineMetadata, type PipelineEndpoints } from './pipeline.js';
+import type { PipelineMetrics } from '../metrics/pipelines.js';
 import { servingPipeline } from '../serving/pipeline.js';
 import { modelMetadata } from '../protocol/request.js';
 import { DEFAULT_MAX_RESPONSE } from '../protocol/response.js';
@@ -54,6 +56,9 @@ export interface ServerOptions {
   readonly token?: string;
   /** Prometheus text exposition for `GET /metrics`; the route is absent without it. */
   readonly metrics?: () => Promise<string>;
+  /** Pipelines served beside the models (`POST /v2/models/{pipeline}/infer`), and where their step times go. */
+  readonly pipelines?: PipelineEndpoints;
+  readonly pipelineMetrics?: PipelineMetrics;
   readonly timeouts?: Partial<ServerTimeouts>;
 }
 
@@ -209,7 +214,9 @@ export class InferenceServer {
       return;
     }
     if (req.method === 'GET' && path === '/v2/health/ready') {
-      const ready = repository.services().some((s) => s.versions().some((m) => !m.released));
+      const ready =
+        repository.services().some((s) => s.versions().some((m) => !m.released)) ||
+        (this.options.pipelines?.names().length ?? 0) > 0;
       sendJson(res, ready ? 200 : 503, { ready });
       return;
     }
@@ -227,6 +234,11 @@ export class InferenceServer {
     const [, rawName = '', rawVersion, action] = match;
     const name = decode(rawName);
     const version = rawVersion === undefined ? undefined : decode(rawVersion);
+    const pipeline = this.options.pipelines?.get(name);
+    if (pipeline !== undefined && (version === undefined || version === pipeline.version)) {
+      await this.handlePipeline(req, res, pipeline, action);
+      return;
+    }
     const service = repository.service(name);
     const model = service?.select(version);
     if (service === undefined || model === undefined) throw notFound(repository, name, version);
@@ -244,6 +256,29 @@ export class InferenceServer {
     }
     const versions = service.versions().map((m) => m.version);
     sendJson(res, 200, modelMetadata(model, versions, (await servingPipeline(model)).extraOutputs));
+  }
+
+  private async handlePipeline(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pipeline: NonNullable<ReturnType<PipelineEndpoints['get']>>,
+    action: string | undefined,
+  ): Promise<void> {
+    if (action === 'infer') {
+      if (req.method !== 'POST') throw new HttpError(405, 'infer takes POST', 'METHOD_NOT_ALLOWED');
+      const maxBodyBytes = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+      const maxResponseBytes = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
+      const metrics = this.options.pipelineMetrics;
+      await handlePipelineInfer(req, res, pipeline, {
+        maxBodyBytes,
+        maxResponseBytes,
+        ...(metrics === undefined ? {} : { metrics }),
+      });
+      return;
+    }
+    if (req.method !== 'GET') throw new HttpError(405, `${req.url ?? ''} takes GET`, 'METHOD_NOT_ALLOWED');
+    if (action === 'ready') sendJson(res, 200, { name: pipeline.name, ready: true });
+    else sendJson(res, 200, pipelineMetadata(pipeline));
   }
 }
 

@@ -14,6 +14,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
   REQUEST_CANCELLED: 499, // nobody is left to read it: see CLIENT_CLOSED_STATUS
   MODEL_NOT_FOUND: 404,
   INFERENCE_FAILED: 500,
+  PIPELINE_LIMIT_EXCEEDED: 400, // the request's image holds more boxes than a pipeline carries (docs/pipelines.md)
 });
 
 /**

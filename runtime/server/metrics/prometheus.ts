@@ -4,6 +4,7 @@ import type { BatchEvent, BatchObserver } from '../scheduling/batching.js';
 import { CALLER_FAULTS } from '../http/status.js';
 import type { ServiceRepository } from '../serving/model-repository.js';
 import type { InferenceEvent, ServiceObserver } from '../serving/service.js';
+import { PipelineMetrics } from './pipelines.js';
 import { DEFAULT_WINDOW, SlidingWindow, type Outcome, type WindowOptions, type WindowStats } from './window.js';
 
 export type { WindowStats } from './window.js';
@@ -48,6 +49,8 @@ export class ServerMetrics {
   readonly registry = new Registry();
   /** Add to every ModelService (ServiceOptions.observers). */
   readonly observer: ServiceObserver = { onInference: (event) => this.record(event) };
+  /** Per-pipeline requests, errors, latency and step times (pipelines.ts). */
+  readonly pipelines: PipelineMetrics;
   /** Pass to batchingScheduler({ observer }). */
   readonly batches: BatchObserver = { onBatch: (event) => this.recordBatch(event) };
 
@@ -90,6 +93,7 @@ export class ServerMetrics {
       buckets: [...(options.batchSizeBuckets ?? BATCH_SIZE_BUCKETS)],
       registers,
     });
+    this.pipelines = new PipelineMetrics(this.registry, options.latencyBuckets ?? LATENCY_BUCKETS);
     this.registerGauges();
   }
 

@@ -1,0 +1,56 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+const LABELS = ['pipeline', 'version'] as const;
+
+/**
+ * Per-pipeline metrics beside the per-model ones, in the server's registry: requests, errors by code, end-to-end
+ * latency and the time of each step (`step` is the step id of the pipeline definition), so a slow recogniser or a
+ * slow crop shows as itself on a dashboard rather than inside one number.
+ */
+export class PipelineMetrics {
+  private readonly requests: Counter<(typeof LABELS)[number]>;
+  private readonly errors: Counter<(typeof LABELS)[number] | 'code'>;
+  private readonly latency: Histogram<(typeof LABELS)[number]>;
+  private readonly steps: Histogram<(typeof LABELS)[number] | 'step'>;
+
+  constructor(registry: Registry, buckets: readonly number[]) {
+    const registers = [registry];
+    this.requests = new Counter({
+      name: 'outpost_pipeline_requests_total',
+      help: 'Pipeline calls that finished, successful or not',
+      labelNames: LABELS,
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'outpost_pipeline_errors_total',
+      help: 'Pipeline calls that failed, by Outpost error code',
+      labelNames: [...LABELS, 'code'],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: 'outpost_pipeline_duration_seconds',
+      help: 'Latency of successful pipeline calls, every step included',
+      labelNames: LABELS,
+      buckets: [...buckets],
+      registers,
+    });
+    this.steps = new Histogram({
+      name: 'outpost_pipeline_step_duration_seconds',
+      help: 'Time of each step of successful pipeline calls',
+      labelNames: [...LABELS, 'step'],
+      buckets: [...buckets],
+      registers,
+    });
+  }
+
+  succeeded(pipeline: string, version: string, totalMs: number, timings: Readonly<Record<string, number>>): void {
+    this.requests.inc({ pipeline, version });
+    this.latency.observe({ pipeline, version }, totalMs / 1000);
+    for (const [step, ms] of Object.entries(timings)) this.steps.observe({ pipeline, version, step }, ms / 1000);
+  }
+
+  failed(pipeline: string, version: string, code: string): void {
+    this.requests.inc({ pipeline, version });
+    this.errors.inc({ pipeline, version, code });
+  }
+}
