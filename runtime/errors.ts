@@ -53,6 +53,8 @@ export const ERROR_CODES = Object.freeze({
   // The caller went away before its queued request ran: it never reached the model
   REQUEST_CANCELLED: false,
   MODEL_NOT_FOUND: false,
+  // outpost batch: the -o file exists but is not a batch output (runtime/batch/journal.ts)
+  BATCH_JOURNAL_INVALID: false,
   // Data capture (runtime/server/capture/)
   CAPTURE_INVALID: false,
   CAPTURE_DECRYPT_FAILED: false,
