@@ -24,6 +24,8 @@ export const EXIT_SOME_FAILED = 2;
 /** Niceness a batch runs at unless told otherwise: an agent serving on the device keeps its share of the CPU. */
 export const DEFAULT_NICE = 10;
 const MAX_NICE = 19; // the lowest priority Linux and macOS schedule
+/** After SIGINT/SIGTERM, how long the inputs in flight may take to finish before the process exits regardless. */
+const FORCED_EXIT_MS = 5_000;
 
 /** Lowers this process's priority to `nice` (never raises it: that needs privileges and is not ours to take). */
 function lowerPriority(nice: number): void {
@@ -76,6 +78,21 @@ async function batch(path: string, inputs: string[], opts: BatchOptions): Promis
   const stop = (received: NodeJS.Signals) => {
     signal = received;
     controller.abort();
+    // An input stuck in a read (a FIFO, a hung network mount) must not hold the exit: the lines written are whole,
+    // and the inputs dropped are simply not in the file, so --resume runs them.
+    setTimeout(() => {
+      try {
+        journal.close();
+      } finally {
+        process.stderr.write(
+          `outpost: batch interrupted by ${received}; inputs still running after ${FORCED_EXIT_MS / 1000} s were dropped, --resume runs them [INTERRUPTED]\n`,
+        );
+        // process.exit would wait for the stuck thread-pool read; the signal's default action does not.
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        process.kill(process.pid, received);
+      }
+    }, FORCED_EXIT_MS).unref();
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
