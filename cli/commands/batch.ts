@@ -16,6 +16,7 @@ interface BatchOptions extends ModelOptions {
   maxBatchSize?: number;
   concurrency?: number;
   tuning?: string;
+  agentConfig?: string;
   nice: number;
 }
 
@@ -35,6 +36,17 @@ function lowerPriority(nice: number): void {
   } catch (error) {
     throw fromFsError(error, `the priority of process ${process.pid}`, 'set');
   }
+}
+
+/**
+ * The tuning file: --tuning, else the one the device's agent serves with (`tuning` in its config), so a batch on
+ * the device runs with the threads, variant and backend `outpost tune` measured there.
+ */
+async function tuningFile(opts: BatchOptions): Promise<string | undefined> {
+  if (opts.tuning !== undefined || opts.agentConfig === undefined) return opts.tuning;
+  // Loaded only when asked for: the agent's modules are not batch's to pay for otherwise.
+  const { parseAgentConfig, readAgentConfig } = await import('../../device-agent/index.js');
+  return parseAgentConfig(await readAgentConfig(opts.agentConfig), opts.agentConfig).tuning;
 }
 
 function printSummary(summary: BatchSummary, output: string): void {
@@ -70,7 +82,8 @@ async function batch(path: string, inputs: string[], opts: BatchOptions): Promis
     );
   }
   lowerPriority(opts.nice);
-  const tuning = opts.tuning === undefined ? undefined : await readTuneChoices(opts.tuning);
+  const file = await tuningFile(opts);
+  const tuning = file === undefined ? undefined : await readTuneChoices(file);
   const items = await listInputs(inputs);
   const journal = Journal.open(opts.output, { resume: opts.resume === true, overwrite: opts.force === true });
   const controller = new AbortController();
@@ -153,6 +166,7 @@ export function register(program: Command): void {
       .option('--max-batch-size <rows>', 'rows per batch (default: the tuning file, else 8)', parsePositiveInt)
       .option('--concurrency <n>', 'batches run at once (default 2)', parsePositiveInt)
       .option('--tuning <file>', '`outpost tune --out` file: threads, variant, backend and batch size of the model')
+      .option('--agent-config <file>', "the device agent's config: use its tuning file (unless --tuning)")
       .option(
         '--nice <n>',
         'run at this niceness (0–19) so a serving agent keeps the CPU it needs',

@@ -137,6 +137,42 @@ describe('outpost batch', () => {
   );
 
   it(
+    "takes the batch size (and threads) from the tuning file named by the device agent's config",
+    async () => {
+      const random = seededRandom(6);
+      const jsonl = join(root, 'tuned.jsonl');
+      const rows = Array.from({ length: 12 }, (_, i) =>
+        JSON.stringify({ id: `t${i}`, x: [Array.from({ length: 16 }, random)] }),
+      );
+      await writeFile(jsonl, `${rows.join('\n')}\n`);
+      const measured = { p50_ms: 1, p90_ms: 1, p99_ms: 1, mean_ms: 1, throughput_per_s: 1, calls_per_s: 1, load_ms: 1 };
+      const tune = {
+        model: 'mlp',
+        version: '1.0.0',
+        variant: 'fp32',
+        backend: 'native',
+        threads: 1,
+        measured,
+        criterion: 'test',
+      };
+      await writeFile(
+        join(root, 'tune.json'),
+        JSON.stringify({ ...tune, batch: { maxBatchSize: 2, maxQueueDelayMs: 0 } }),
+      );
+      await writeFile(join(root, 'agent.json'), JSON.stringify({ thing: 'pi-1', tuning: join(root, 'tune.json') }));
+      const out = join(root, 'tuned.out.jsonl');
+      const args = ['batch', mlp, jsonl, '-o', out, '--json', '--agent-config', join(root, 'agent.json')];
+      const result = await runCli(args, { timeoutMs: CLI_TIMEOUT_MS });
+      expect(result.code, result.stderr).toBe(0);
+      const summary = JSON.parse(result.stdout) as BatchSummary;
+      expect(summary.succeeded).toBe(12);
+      expect(summary.mean_batch).toBeLessThanOrEqual(2); // 12 rows decoded at once, batches of at most 2
+      expect(summary.model_runs).toBeGreaterThanOrEqual(6);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'after a SIGKILL mid-run, --resume drops the torn line and writes each input exactly once, as a clean run would',
     async () => {
       // Inputs before and after one that stalls (a FIFO nobody writes): the killed run has written exactly the first.
