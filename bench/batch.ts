@@ -6,7 +6,8 @@
  *   2) the loop a script would write without it: `outpost run <artifact> --input <png> --json`, one process per input;
  *   3) in process, the batch transform alone (ModelRunner + transform, model already loaded);
  *   4) in process, the same transform with a window of one input: decoded, run and written one by one, no batching.
- * Every answer of (1) is checked against (2): the same logits to the bit.
+ * Every answer of (1) is checked against (2): the same logits to the bit. Last, `outpost serve`'s latency alone and
+ * while `outpost batch` runs beside it, at niceness 0 and 10 (bench/batch-alongside.ts).
  * The CLI runs from dist/ as on a device: `npm run build` first.
  */
 import { spawn } from 'node:child_process';
@@ -19,6 +20,7 @@ import { setLogLevel } from '../runtime/log.js';
 import { loadModel } from '../runtime/model/index.js';
 import { buildFixture, testImage } from '../test/helpers/serving-artifacts.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
+import { alongside } from './batch-alongside.js';
 
 const { values } = parseArgs({
   options: { inputs: { type: 'string', default: '200' }, json: { type: 'boolean', default: false } },
@@ -120,8 +122,10 @@ try {
     ['batch transform in process (model loaded)', seconds.transform ?? [], seqRate, 'sequential'],
     ['the same, one input at a time (window 1)', seconds.sequential ?? [], seqRate, 'sequential'],
   ] as const;
+  const served = await alongside(MAIN, artifact, inputs, dir);
   const report = {
     inputs: INPUTS,
+    alongside: served,
     rounds: ROUNDS,
     mean_batch: meanBatch,
     mismatches,
@@ -145,6 +149,12 @@ try {
       console.log(`| ${r.subject} | ${s} | ${r.inputs_per_s.toFixed(1)} | ${r.ratio.toFixed(1)}× vs ${r.vs} |`);
     }
     console.log(`mean batch of the in-process transform: ${meanBatch.toFixed(2)} inputs per model run`);
+    console.log('\n`outpost serve`, one PNG request at a time, beside `outpost batch` on the same cores');
+    console.log('| phase | p50 ms | p99 ms | p50 vs alone |');
+    console.log('| --- | ---: | ---: | ---: |');
+    for (const r of served) {
+      console.log(`| ${r.phase} | ${r.p50_ms.toFixed(2)} | ${r.p99_ms.toFixed(2)} | ${r.vs_alone_p50.toFixed(2)}× |`);
+    }
   }
   if (mismatches > 0) process.exitCode = 1;
 } finally {
