@@ -21,6 +21,7 @@ const LAYERS = Object.freeze({
       'retry.ts',
       'version.ts',
       'artifact/index.ts',
+      'batch/index.ts',
       'backends/index.ts',
       'host/index.ts',
       'model/index.ts',

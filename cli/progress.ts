@@ -25,6 +25,8 @@ export interface ProgressOptions {
   /** Renders `done` and `total` (e.g. as bytes); default: the numbers. */
   readonly format?: (n: number) => string;
   readonly now?: () => number;
+  /** Also show the rate (done per second over the stage) and the time left at that rate: `12.5/s  ETA 40 s`. */
+  readonly rate?: boolean;
 }
 
 export class ProgressReporter {
@@ -33,6 +35,7 @@ export class ProgressReporter {
   private readonly tty: boolean;
   private readonly format: (n: number) => string;
   private readonly now: () => number;
+  private readonly rate: boolean;
   private readonly started: number;
   private stage: string | undefined;
   private stageStarted = 0;
@@ -48,6 +51,7 @@ export class ProgressReporter {
     this.tty = this.stream.isTTY === true;
     this.format = options.format ?? String;
     this.now = options.now ?? Date.now;
+    this.rate = options.rate === true;
     this.started = this.now();
   }
 
@@ -65,7 +69,10 @@ export class ProgressReporter {
       this.lastDraw = now;
       const filled = total > 0 ? Math.round((Math.min(done, total) / total) * BAR_WIDTH) : 0;
       const bar = `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`;
-      this.stream.write(`\r\x1b[2K${this.label}: ${stage} ${bar} ${this.count(done, total)}  ${this.elapsed(now)}`);
+      const speed = this.speed(done, total, now);
+      this.stream.write(
+        `\r\x1b[2K${this.label}: ${stage} ${bar} ${this.count(done, total)}  ${this.elapsed(now)}${speed}`,
+      );
       this.drawn = true;
       return;
     }
@@ -73,7 +80,8 @@ export class ProgressReporter {
     this.lastDraw = now;
     const time = new Date(now).toISOString();
     const took = finished && !fresh ? ` in ${((now - this.stageStarted) / 1000).toFixed(1)} s` : '';
-    this.stream.write(`${time} ${this.label}: ${stage} ${this.count(done, total)}${took}\n`);
+    const speed = finished ? '' : this.speed(done, total, now);
+    this.stream.write(`${time} ${this.label}: ${stage} ${this.count(done, total)}${took}${speed}\n`);
   }
 
   /** A one-off line (a status change): printed as is, after clearing a drawn bar. */
@@ -97,7 +105,25 @@ export class ProgressReporter {
     return total > 0 ? `${this.format(done)}/${this.format(total)}` : this.format(done);
   }
 
+  /** `  12.5/s  ETA 40 s` when asked for and measurable (something done, time passed), else nothing. */
+  private speed(done: number, total: number, now: number): string {
+    const seconds = (now - this.stageStarted) / 1000;
+    if (!this.rate || done <= 0 || seconds <= 0) return '';
+    const perSecond = done / seconds;
+    const text = perSecond >= 10 ? perSecond.toFixed(0) : perSecond.toFixed(1);
+    const left = total > done ? `  ETA ${formatSeconds((total - done) / perSecond)}` : '';
+    return `  ${text}/s${left}`;
+  }
+
   private elapsed(now: number): string {
     return `${Math.round((now - this.started) / 1000)} s`;
   }
+}
+
+/** `42 s`, `3 min 20 s`, `2 h 05 min`. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
 }

@@ -61,6 +61,8 @@ export const ERROR_CODES = Object.freeze({
   PIPELINE_MODEL_MISSING: false,
   TRANSFORM_PARAM_INVALID: false,
   PIPELINE_LIMIT_EXCEEDED: false,
+  // outpost batch: the -o file exists but is not a batch output (runtime/batch/journal.ts)
+  BATCH_JOURNAL_INVALID: false,
   // Data capture (runtime/server/capture/)
   CAPTURE_INVALID: false,
   CAPTURE_DECRYPT_FAILED: false,

@@ -12,6 +12,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<{ register: Register }>>> 
   targets: () => import('./targets.js'),
   inspect: () => import('./inspect.js'),
   run: () => import('./run.js'),
+  batch: () => import('./batch.js'),
   bench: () => import('./bench.js'),
   tune: () => import('./tune.js'),
   serve: () => import('./serve.js'),

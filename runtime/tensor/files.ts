@@ -56,6 +56,21 @@ export async function readTensorFile(
     if (error instanceof OutpostError) throw error;
     throw new OutpostError('INPUT_INVALID', `${path}: not valid JSON: ${messageOf(error)}`, { cause: error });
   }
+  return tensorsFromJson(value, path, inputs, options);
+}
+
+/**
+ * The tensors of a parsed `.json` input (see readTensorFile) for the model inputs `inputs`; `where` names it in
+ * errors. `outpost batch` reads each `.jsonl` line through here.
+ */
+export function tensorsFromJson(
+  value: unknown,
+  where: string,
+  inputs: readonly TensorSpec[],
+  options: { name?: string; shapes?: Readonly<Record<string, readonly number[]>> } = {},
+): FeedMap {
+  const path = where;
+  const shapes = options.shapes ?? {};
   const dtypeOf = (n: string) => inputs.find((i) => i.name === n)?.dtype;
   const one = (n: string, v: unknown) => reshape(tensorFromJson(v, `${path} (${n})`, dtypeOf(n)), shapes[n]);
   if (options.name !== undefined) return { [options.name]: one(options.name, value) };

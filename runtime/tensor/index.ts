@@ -25,5 +25,5 @@ export {
 export { allClose, elementCount, seededRandom, syntheticData, zeros, type TensorLike } from './tensor.js';
 export { decodeNpy, encodeNpy, type NpyTensor } from './npy.js';
 export { kserveDatatype, tensorToJson } from './json.js';
-export { readBytes, readTensorFile, type FeedMap } from './files.js';
+export { readBytes, readTensorFile, tensorsFromJson, type FeedMap } from './files.js';
 export { Agreement, looksLikeClassifier, type AgreementFigures } from './agreement.js';

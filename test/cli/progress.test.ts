@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProgressReporter, type ProgressSink } from '../../cli/progress.js';
+import { formatSeconds, ProgressReporter, type ProgressSink } from '../../cli/progress.js';
 
 function sink(isTTY: boolean): ProgressSink & { text: string } {
   const s = { isTTY, text: '', write: (t: string) => (s.text += t) };
@@ -62,5 +62,22 @@ describe('ProgressReporter', () => {
     p.update('download pi-1', 512, 1024);
     p.line('pi-1: QUEUED → IN_PROGRESS');
     expect(out.text).toMatch(/ deploy: download pi-1 0\.5 KiB\/1 KiB\n.* deploy: pi-1: QUEUED → IN_PROGRESS\n$/);
+  });
+
+  it('with rate, adds done per second over the stage and the time left at that rate', () => {
+    const out = sink(true);
+    const c = clock();
+    const p = new ProgressReporter('batch', { stream: out, quiet: false, now: c.now, rate: true });
+    p.update('classifier@1.0.0', 0, 200);
+    c.advance(4000);
+    p.update('classifier@1.0.0', 50, 200);
+    c.advance(4000);
+    p.update('classifier@1.0.0', 200, 200);
+    const frames = out.text.split('\r\x1b[2K').filter((f) => f !== '');
+    expect(frames[0]).toMatch(/ 0\/200  0 s$/); // nothing done yet: no rate
+    expect(frames[1]).toMatch(/ 50\/200  4 s  13\/s  ETA 12 s$/);
+    expect(frames[2]).toMatch(/ 200\/200  8 s  25\/s$/); // finished: no ETA
+    expect(formatSeconds(200)).toBe('3 min 20 s');
+    expect(formatSeconds(7500)).toBe('2 h 05 min');
   });
 });

@@ -7,6 +7,8 @@ const USAGE_ERRORS: readonly (readonly [string[], RegExp])[] = [
   [['compile', 'm.onnx', '--target', 'host', '-o', 'x', '--precision', 'int4'], /"int4" is not one of auto/],
   [['deploy', 'artifact'], /required option '--thing <names>' not specified/],
   [['run', 'model.onnx'], /required option '-i, --input <file>' not specified/],
+  [['batch', 'model.onnx', 'inputs'], /required option '-o, --output <file.jsonl>' not specified/],
+  [['batch', 'm.onnx', 'in', '-o', 'o.jsonl', '--resume', '--force'], /--resume and --force are alternatives/],
   [['agent', 'status', '--bogus'], /unknown option '--bogus'/],
   [['teleport'], /unknown command 'teleport'/],
   [['serve'], /missing required argument 'artifact'/],
