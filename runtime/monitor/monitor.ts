@@ -158,6 +158,10 @@ export class DriftMonitor {
     this.byName.get(model)?.delete(version);
   }
 
+  versions(model: string): string[] {
+    return [...(this.byName.get(model)?.keys() ?? [])];
+  }
+
   watching(model: string, version: string): boolean {
     return this.byName.get(model)?.has(version) ?? false;
   }
@@ -165,8 +169,7 @@ export class DriftMonitor {
   /** Counters held (numbers): constant for a watched set, whatever the traffic; the memory test reads it. */
   footprint(): number {
     let n = 0;
-    for (const versions of this.byName.values())
-      for (const w of versions.values()) n += w.counters();
+    for (const versions of this.byName.values()) for (const w of versions.values()) n += w.counters();
     return n;
   }
 
@@ -203,7 +206,13 @@ export class DriftMonitor {
     const over = report.scores.filter((s) => s.value > s.threshold);
     if (!w.drifting && over.length > 0) {
       w.drifting = true;
-      this.options.onDrift?.({ type: 'drift', model: w.model, version: w.version, samples: report.samples, scores: over });
+      this.options.onDrift?.({
+        type: 'drift',
+        model: w.model,
+        version: w.version,
+        samples: report.samples,
+        scores: over,
+      });
     } else if (w.drifting && report.scores.every((s) => s.value < s.threshold * CLEAR_RATIO)) {
       w.drifting = false;
       const worst = [...report.scores].sort((a, b) => b.value / b.threshold - a.value / a.threshold).slice(0, 3);
