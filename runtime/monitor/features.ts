@@ -16,7 +16,7 @@ export type FeatureKind = 'channel' | 'element' | 'tensor';
 /** A row of at most this many values is described element by element. */
 export const MAX_ELEMENT_FEATURES = 32;
 /** Values read per feature per row and call: bounds the hot-path cost whatever the tensor's size (strided). */
-export const VALUES_PER_FEATURE = 64;
+export const VALUES_PER_FEATURE = 32;
 
 export interface FeatureLayout {
   readonly tensor: string;
@@ -124,4 +124,42 @@ function strided(length: number, count: number, offset: number, visit: (i: numbe
   const step = length / count;
   const start = offset % Math.max(1, Math.floor(step));
   for (let k = 0; k < count; k++) visit(Math.min(length - 1, start + Math.floor(k * step)));
+}
+
+/**
+ * The positions visitFeatures reads at offset 0, precomputed once per shape for the hot path. A call shifts them all
+ * by `(offset % step) * stride`, which keeps each inside its feature (strided features only; `step` 1 otherwise).
+ */
+export interface SamplePlan {
+  readonly feature: Int32Array;
+  readonly index: Int32Array;
+  readonly step: number;
+  readonly stride: number;
+}
+
+export function samplePlan(
+  layout: FeatureLayout,
+  dims: readonly number[],
+  total: number,
+  perFeature = VALUES_PER_FEATURE,
+): SamplePlan {
+  const features: number[] = [];
+  const indices: number[] = [];
+  const record = (f: number, i: number) => {
+    features.push(f);
+    indices.push(i);
+  };
+  visitFeatures(layout, dims, (i) => i, total, record, perFeature);
+  const length =
+    layout.kind === 'tensor'
+      ? total
+      : layout.kind === 'channel'
+        ? total / Math.max(1, (dims[0] ?? 1) * layout.names.length)
+        : 0;
+  return {
+    feature: Int32Array.from(features),
+    index: Int32Array.from(indices),
+    step: length > perFeature ? Math.floor(length / perFeature) : 1,
+    stride: layout.kind === 'channel' && layout.channelAxis === 3 ? layout.names.length : 1,
+  };
 }

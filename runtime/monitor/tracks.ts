@@ -1,6 +1,6 @@
 import type { Baseline, SampleTensor } from './baseline.js';
 import { classCount, countClasses } from './baseline.js';
-import { elementReader, featureLayout, visitFeatures, type FeatureLayout } from './features.js';
+import { elementReader, featureLayout, samplePlan, type SamplePlan } from './features.js';
 import { binOf } from './statistics.js';
 
 /** One feature the window counts: the baseline's bins and counts, and the live counts per slice. */
@@ -18,8 +18,8 @@ export interface Tracked {
 /** What the window does with one named tensor of a call: bin its features, count its classes. */
 export class TensorTracks {
   classes: { readonly size: number; readonly feature: Tracked } | undefined;
-  private lastDims: readonly number[] = [];
-  private last: { layout: FeatureLayout; tracked: (Tracked | undefined)[] } | undefined;
+  private lastDims: readonly number[] | undefined;
+  private last: { plan: SamplePlan; tracked: (Tracked | undefined)[] } | undefined;
 
   constructor(
     readonly name: string,
@@ -35,32 +35,33 @@ export class TensorTracks {
       const counts = classes.feature.slices[slice];
       if (counts !== undefined) countClasses(t, classes.size, counts);
     }
-    const live = this.layoutFor(t.dims);
+    const live = this.planFor(t.dims, t.data.length);
     if (live === undefined) return;
-    visitFeatures(
-      live.layout,
-      t.dims,
-      elementReader(t.type, t.data),
-      t.data.length,
-      (f, v) => {
-        const tracked = live.tracked[f];
-        const counts = tracked?.slices[slice];
-        if (tracked === undefined || counts === undefined) return;
-        const bin = binOf(tracked.edges, v);
-        counts[bin] = (counts[bin] ?? 0) + 1;
-      },
-      undefined,
-      offset,
-    );
+    const { feature, index, step, stride } = live.plan;
+    const shift = (offset % step) * stride;
+    // float32/float64/integers read directly; float16, bfloat16 and 64-bit integers through their reader.
+    const direct = t.type !== 'float16' && t.type !== 'bfloat16' && !(t.data instanceof BigInt64Array);
+    const data = t.data;
+    const read = direct ? undefined : elementReader(t.type, data);
+    for (let k = 0; k < index.length; k++) {
+      const i = (index[k] as number) + shift;
+      const v = read === undefined ? (data[i] as number) : read(i);
+      if (!Number.isFinite(v)) continue; // non-finite values are the guardrails' business, not a distribution's
+      const tracked = live.tracked[feature[k] as number];
+      const counts = tracked?.slices[slice];
+      if (tracked === undefined || counts === undefined) continue;
+      const bin = binOf(tracked.edges, v);
+      counts[bin] = (counts[bin] ?? 0) + 1;
+    }
   }
 
   /** The live layout for these dims, matched to the baseline's features by name (cached while dims repeat). */
-  private layoutFor(dims: readonly number[]) {
-    if (this.last !== undefined && sameDims(dims, this.lastDims)) return this.last;
+  private planFor(dims: readonly number[], total: number) {
+    if (this.lastDims !== undefined && sameDims(dims, this.lastDims)) return this.last;
     const layout = featureLayout(this.name, dims, this.imageLayout);
     const tracked = layout.names.map((n) => this.byFeature.get(n));
     this.lastDims = [...dims];
-    this.last = tracked.some((t) => t !== undefined) ? { layout, tracked } : undefined;
+    this.last = tracked.some((t) => t !== undefined) ? { plan: samplePlan(layout, dims, total), tracked } : undefined;
     return this.last;
   }
 }
