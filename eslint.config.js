@@ -25,6 +25,7 @@ const LAYERS = Object.freeze({
       'backends/index.ts',
       'host/index.ts',
       'model/index.ts',
+      'monitor/index.ts',
       'pipeline/index.ts',
       'server/index.ts',
       'server/http/index.ts',

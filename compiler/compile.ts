@@ -14,6 +14,7 @@ import { chooseFormat } from './formats.js';
 import { compileInputs } from './inputs.js';
 import { loadModel as loadOnnx, saveModel } from './onnx/index.js';
 import { checkWritable, inputSpecs, nameNodes, precisionPlan } from './prepare.js';
+import { compileBaseline } from './baseline.js';
 import { writeCompiledArtifact } from './output.js';
 import { fixInputShapes } from './passes/fix-input-shapes.js';
 import { usesFloat16 } from './passes/ort-offline.js';
@@ -43,6 +44,8 @@ export interface CompileOptions {
   /** A directory or file of .npy/.json tensors or images, or "synthetic" (the default, with a warning). */
   readonly calibration?: string;
   readonly calibrationMethod?: CalibrationMethod;
+  /** Inputs the drift baseline describes (default: the calibration and held-out samples). */
+  readonly baseline?: string;
   readonly quantization?: QuantizationMode;
   /** Node names or op types that must be quantised (static): one that cannot be fails the compile, naming it. */
   readonly requireQuantized?: readonly string[];
@@ -229,6 +232,18 @@ async function run(
     warnings: pass.report.warnings,
   });
 
+  progress('baseline', 0, 1);
+  const baseline = await compileBaseline({
+    data,
+    original,
+    inputs,
+    ...((data.preprocess ?? preprocess) === undefined ? {} : { preprocess: data.preprocess ?? preprocess }),
+    evaluator,
+    ...(options.baseline === undefined ? {} : { source: options.baseline }),
+    warnings: pass.report.warnings,
+  });
+  progress('baseline', 1, 1);
+
   progress('write artifact', 0, 1);
   const packed = /\.(tar\.gz|tgz)$/.test(options.output);
   const dir = packed ? join(pass.workDir, 'artifact') : options.output;
@@ -247,6 +262,7 @@ async function run(
     },
     ...(options.labels === undefined ? {} : { labels: (await readBytes(options.labels)).toString('utf8') }),
     vectors: testVectors(data, pass.report.warnings),
+    ...(baseline === undefined ? {} : { baseline }),
     source: { file: options.model, sha256: (await sha256File(options.model)).sha256 },
     report,
     ...(options.signKey === undefined ? {} : { signingKey: options.signKey }),

@@ -9,6 +9,7 @@ import {
 } from '../runtime/artifact/index.js';
 import type { TensorValue } from '../runtime/backends/index.js';
 import { OutpostError } from '../runtime/errors.js';
+import { BASELINE_FILE, type Baseline } from '../runtime/monitor/index.js';
 import { encodeNpy } from '../runtime/tensor/index.js';
 import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { TargetProfile } from './targets/types.js';
@@ -42,6 +43,8 @@ export interface ArtifactPlan {
   readonly labels?: string;
   /** Held-out samples with the fp32 original's outputs: the device's self-test (bounded when written). */
   readonly vectors: readonly TestVector[];
+  /** The drift baseline (compiler/baseline.ts), shipped as baseline.json. */
+  readonly baseline?: Baseline;
   readonly source: { file: string; sha256: string };
   readonly report: Omit<CompileReport, 'output' | 'seconds'>;
   readonly signingKey?: string;
@@ -100,7 +103,10 @@ export async function writeCompiledArtifact(plan: ArtifactPlan) {
     }
     return { id, inputs, outputs, ...(Object.keys(elements).length === 0 ? {} : { elements }) };
   });
-  if (plan.labels !== undefined) files.push({ path: 'labels.txt', from: plan.labels });
+  // Contents, not a path: a string `from` names a file to copy (runtime/artifact/write.ts).
+  if (plan.labels !== undefined) files.push({ path: 'labels.txt', from: Buffer.from(plan.labels, 'utf8') });
+  if (plan.baseline !== undefined)
+    files.push({ path: BASELINE_FILE, from: Buffer.from(JSON.stringify(plan.baseline)) });
   const worst = plan.variants.reduce(
     (t, v) => ({ atol: Math.max(t.atol, v.tolerance.atol), rtol: Math.max(t.rtol, v.tolerance.rtol) }),
     { atol: 0, rtol: 0 },
@@ -121,6 +127,7 @@ export async function writeCompiledArtifact(plan: ArtifactPlan) {
     selection: plan.selection,
     pipeline: { ...plan.pipeline, ...(plan.labels === undefined ? {} : { labels: 'labels.txt' }) },
     ...(cases.length === 0 ? {} : { testVectors: { tolerance: worst, cases } }),
+    ...(plan.baseline === undefined ? {} : { baseline: BASELINE_FILE }),
     producer: {
       outpost: OUTPOST_VERSION,
       onnxruntime: await onnxruntimeVersion(),

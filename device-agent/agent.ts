@@ -21,6 +21,7 @@ import { NextJobs } from './next-jobs.js';
 import { offlineStatusPayload, outpostTopics } from './protocol/index.js';
 import type { ActiveModels } from './serving/active-models.js';
 import { CaptureUploader } from './serving/capture-upload.js';
+import { driftEvent } from './serving/drift.js';
 import { createServingStack, servingStatus, type ServingStack } from './serving/stack.js';
 import { Spool } from './storage/spool.js';
 import { DeploymentStore } from './storage/deployment-records.js';
@@ -140,7 +141,8 @@ export class Agent {
     for (const dir of ['store', 'deployments', 'downloads', 'spool'])
       await mkdir(join(dataDir, dir), { recursive: true });
     await this.spool.open();
-    const stack = await createServingStack(this.config, [{ onInference: () => (this.statusStale = true) }]);
+    const stale = { onInference: () => (this.statusStale = true) }; // an alarm happens in a call: status follows
+    const stack = await createServingStack(this.config, [stale], (e) => this.emit(driftEvent(e)));
     this.stack = stack;
     await this.serveInstalled();
     const { host, port, socket, tokenFile } = this.config.http;

@@ -44,6 +44,40 @@ const guardrailsSchema = z
   })
   .strict();
 
+const MONITOR_CONFIG_DEFAULTS = Object.freeze({
+  enabled: true,
+  samplePercent: 100, // percent of production calls binned into the drift window
+  window: 1000, // calls in the sliding window (it slides by a quarter)
+  thresholds: Object.freeze({ psi: 0.25, ks: 0.2 }), // PSI > 0.25: a significant shift (rule of thumb)
+  captureOnDrift: Object.freeze({ samplePercent: 100, seconds: 600 }), // capture's rate while a drift alarm is young
+});
+
+/** Model Monitor on the device (runtime/monitor): drift of live traffic against each artifact's baseline.json. */
+const monitorSchema = z
+  .object({
+    enabled: z.boolean().default(MONITOR_CONFIG_DEFAULTS.enabled),
+    samplePercent: z.number().min(0).max(100).default(MONITOR_CONFIG_DEFAULTS.samplePercent),
+    window: z.number().int().min(8).default(MONITOR_CONFIG_DEFAULTS.window),
+    thresholds: z
+      .object({
+        /** Population stability index per feature above which the version is drifting. */
+        psi: z.number().positive().default(MONITOR_CONFIG_DEFAULTS.thresholds.psi),
+        /** Kolmogorov–Smirnov statistic (0–1) per feature above which the version is drifting. */
+        ks: z.number().positive().max(1).default(MONITOR_CONFIG_DEFAULTS.thresholds.ks),
+      })
+      .strict()
+      .default(MONITOR_CONFIG_DEFAULTS.thresholds),
+    /** On a drift alarm, data capture (when on) samples at this rate for this long, to keep what explains it. */
+    captureOnDrift: z
+      .object({
+        samplePercent: z.number().min(0).max(100).default(MONITOR_CONFIG_DEFAULTS.captureOnDrift.samplePercent),
+        seconds: z.number().positive().default(MONITOR_CONFIG_DEFAULTS.captureOnDrift.seconds),
+      })
+      .strict()
+      .default(MONITOR_CONFIG_DEFAULTS.captureOnDrift),
+  })
+  .strict();
+
 const SERVING_CONFIG_DEFAULTS = Object.freeze({
   concurrency: 4, // calls run at once per served version
   maxQueue: 256, // calls waiting per served version; one more is a 503
@@ -193,6 +227,8 @@ export const agentConfigSchema = z
     benchmarkVariants: z.number().int().positive().default(1),
     /** Data capture (runtime/server/capture/writer.ts, docs/serving-operations.md): off unless samplePercent > 0. */
     capture: captureSchema.default(CAPTURE_CONFIG_DEFAULTS),
+    /** Drift of live inputs and outputs against each artifact's baseline (runtime/monitor): on by default. */
+    monitor: monitorSchema.default(MONITOR_CONFIG_DEFAULTS),
     /** Alarms after a deployment (device-agent/deployment/guardrails.ts): off when absent. */
     guardrails: guardrailsSchema.optional(),
     /** How each served version takes requests (runtime/server/scheduling/direct.ts, batching.ts). */

@@ -186,6 +186,14 @@ function printStatus(s: AgentStatus & { running: boolean }): void {
       `baking ${g.model}@${g.version}: ${g.elapsedSeconds.toFixed(0)}/${g.windowSeconds} s watched, ${g.requests} calls, ${g.errors} errors (${(g.errorRate * 100).toFixed(1)}%), p99 ${g.p99Ms?.toFixed(2) ?? '?'} ms`,
     );
   }
+  for (const d of s.drift ?? []) {
+    const worst = d.scores[0];
+    const figure =
+      worst === undefined
+        ? 'window filling'
+        : `worst ${worst.feature} ${worst.stat} ${worst.value} (threshold ${worst.threshold})`;
+    print(`drift ${d.model}@${d.version}: ${d.drifting ? 'DRIFTING' : 'ok'}, ${d.samples} calls in window, ${figure}`);
+  }
   if (s.capture !== undefined) {
     const c = s.capture;
     const dropped = (c.droppedQueueFull ?? 0) + (c.droppedTooLarge ?? 0) + (c.droppedByCap ?? 0) + (c.lost ?? 0);

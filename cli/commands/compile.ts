@@ -16,6 +16,7 @@ interface CompileFlags {
   inputShape?: Record<string, number[]>;
   calibration?: string;
   calibrationMethod: 'minmax' | 'percentile' | 'entropy';
+  baseline?: string;
   quantization: 'auto' | 'static' | 'dynamic';
   requireInt8?: string[];
   preprocess?: string;
@@ -125,6 +126,10 @@ export function register(program: Command): void {
       'minmax',
     )
     .option(
+      '--baseline <dir|file>',
+      'inputs the drift baseline (baseline.json) describes: .npy/.json tensors or images (default: the calibration set)',
+    )
+    .option(
       '--quantization <mode>',
       'auto (static for conv nets, dynamic otherwise), static or dynamic',
       choice(['auto', 'static', 'dynamic'] as const),
@@ -183,6 +188,7 @@ export function register(program: Command): void {
           inputShapes: flags.inputShape,
           calibration: flags.calibration,
           calibrationMethod: flags.calibrationMethod,
+          ...(flags.baseline === undefined ? {} : { baseline: flags.baseline }),
           quantization: flags.quantization,
           requireQuantized: flags.requireInt8,
           preprocess: flags.preprocess,

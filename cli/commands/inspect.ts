@@ -11,6 +11,7 @@ import {
 } from '../../compiler/index.js';
 import { openArtifact, type Manifest, type TensorSpec } from '../../runtime/artifact/index.js';
 import { fromFsError } from '../../runtime/errors.js';
+import { readBaseline, type Baseline } from '../../runtime/monitor/index.js';
 import { collect } from '../options.js';
 import { formatBytes, print, printJson, table } from '../output.js';
 
@@ -56,6 +57,7 @@ interface Inspection {
   variants?: (Manifest['variants'][number] & { graph?: GraphSummary })[];
   pipeline?: Manifest['pipeline'];
   testVectors?: number;
+  baseline?: Baseline;
   producer?: Manifest['producer'];
   /** A pipeline artifact's steps and models (docs/pipelines.md). */
   cascade?: Manifest['cascade'];
@@ -84,6 +86,7 @@ async function inspectArtifact(path: string, opts: InspectOptions): Promise<Insp
       variants,
       pipeline: manifest.pipeline,
       testVectors: manifest.testVectors?.cases.length ?? 0,
+      ...(manifest.baseline === undefined ? {} : { baseline: await readBaseline(manifest, artifact.dir) }),
       producer: manifest.producer,
       ...(manifest.cascade === undefined ? {} : { cascade: manifest.cascade }),
     };
@@ -164,6 +167,37 @@ function printInspection(i: Inspection): void {
   }
   if (i.cascade !== undefined) printCascade(i.cascade);
   if (i.testVectors !== undefined) print(`\n  test vectors ${i.testVectors}`);
+  if (i.baseline !== undefined) printBaseline(i.baseline);
+}
+
+/** The drift baseline: one row per feature (inputs, then outputs), then the class distributions. */
+function printBaseline(b: Baseline): void {
+  print(`\n  baseline  ${b.samples} samples (${b.source}), ${b.inputs.length + b.outputs.length} features`);
+  const n = (v: number | undefined) => (v === undefined ? '' : Number(v.toPrecision(4)).toString());
+  const rows = [...b.inputs.map((f) => ['input', f] as const), ...b.outputs.map((f) => ['output', f] as const)];
+  print(
+    table(
+      ['side', 'feature', 'mean', 'std', 'p01', 'p50', 'p99', 'bins'],
+      rows.map(([side, f]) => [
+        side,
+        f.feature,
+        n(f.mean),
+        n(f.std),
+        n(f.quantiles.p01),
+        n(f.quantiles.p50),
+        n(f.quantiles.p99),
+        f.histogram.counts.length,
+      ]),
+    ),
+  );
+  for (const c of b.classes) {
+    const total = c.counts.reduce((a, x) => a + x, 0);
+    const top = c.counts
+      .map((count, id) => ({ id, share: total === 0 ? 0 : count / total }))
+      .sort((a, x) => x.share - a.share)
+      .slice(0, 5);
+    print(`  classes ${c.output}: ${top.map((t) => `${t.id} ${(t.share * 100).toFixed(1)}%`).join(', ')}`);
+  }
 }
 
 function printCascade(cascade: NonNullable<Manifest['cascade']>): void {

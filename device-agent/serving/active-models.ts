@@ -11,8 +11,25 @@ const log = logger('agent.repository');
  */
 export class ActiveModels implements ServiceRepository {
   private readonly byName = new Map<string, ModelService>();
+  private readonly listeners: ((name: string, loaded: readonly Model[]) => void)[] = [];
 
   constructor(private readonly options: ServiceOptions = {}) {}
+
+  /** Told the models loaded under a name (production and shadow) after every change to it; none after removal. */
+  onChange(listener: (name: string, loaded: readonly Model[]) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(name: string, loaded: readonly (Model | undefined)[]): void {
+    const models = loaded.filter((m): m is Model => m !== undefined);
+    for (const listener of this.listeners) {
+      try {
+        listener(name, models);
+      } catch (error) {
+        log.warn({ model: name, error }, 'serving change listener failed');
+      }
+    }
+  }
 
   service(name: string): ModelService | undefined {
     return this.byName.get(name);
@@ -66,6 +83,7 @@ export class ActiveModels implements ServiceRepository {
       },
       'serving',
     );
+    this.changed(name, [...kept]);
     for (const old of before) if (old !== undefined && !kept.has(old)) await old.release();
   }
 
@@ -74,6 +92,7 @@ export class ActiveModels implements ServiceRepository {
     this.byName.delete(name);
     const models = [...(service?.versions() ?? []), service?.shadowModel()];
     await service?.close();
+    this.changed(name, []);
     for (const m of models) await m?.release();
   }
 

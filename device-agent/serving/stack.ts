@@ -12,7 +12,9 @@ import {
 import type { Model } from '../../runtime/model/index.js';
 import type { AgentConfig } from '../config.js';
 import { Guardrails } from '../deployment/guardrails.js';
+import type { DriftEvent, DriftMonitor } from '../../runtime/monitor/index.js';
 import { ActiveModels } from './active-models.js';
+import { createDriftWatch, driftStatus, followServedModels } from './drift.js';
 import type { AgentStatus } from '../storage/status.js';
 
 const log = logger('agent.serving');
@@ -25,16 +27,22 @@ export interface ServingStack {
   readonly guardrails: Guardrails | undefined;
   /** Data capture; absent unless `capture.samplePercent` > 0. */
   readonly capture: CaptureWriter | undefined;
+  /** Drift against each served version's baseline; absent when `monitor.enabled` is false. */
+  readonly drift: DriftMonitor | undefined;
   /** `outpost tune` choices by model name. */
   readonly tuning: ReadonlyMap<string, TuneChoiceFile>;
   /** Installed files hashed and found matching, while unchanged: a boot re-hashes only what changed (verified.json). */
   readonly verdicts: VerdictFile;
 }
 
-/** `extra` observers see every production call too (the agent marks its status stale with one). */
+/**
+ * `extra` observers see every production call too (the agent marks its status stale with one); `onDrift` hears the
+ * monitor's alarms (the agent spools them as events).
+ */
 export async function createServingStack(
   config: AgentConfig,
   extra: readonly ServiceObserver[] = [],
+  onDrift: (event: DriftEvent) => Promise<void> = () => Promise.resolve(),
 ): Promise<ServingStack> {
   const tuning = config.tuning === undefined ? new Map<string, TuneChoiceFile>() : await readTuneChoices(config.tuning);
   const metrics = new ServerMetrics();
@@ -52,9 +60,11 @@ export async function createServingStack(
         })
       : undefined;
   await capture?.open();
+  const drift = createDriftWatch(config.monitor, capture, onDrift);
   const observers: ServiceObserver[] = [metrics.observer];
   if (guardrails !== undefined) observers.push(guardrails.observer);
   if (capture !== undefined) observers.push(capture.observer);
+  if (drift !== undefined) observers.push(drift.observer);
   observers.push(...extra);
   const { concurrency, maxQueue, batching } = config.serving;
   const scheduler = plannedScheduler({
@@ -66,15 +76,19 @@ export async function createServingStack(
   });
   const models = new ActiveModels({ scheduler, observers });
   metrics.watch(models);
+  if (drift !== undefined) {
+    followServedModels(drift, models);
+    metrics.watchDrift(drift);
+  }
   if (tuning.size > 0) log.info({ models: [...tuning.keys()], file: config.tuning }, 'tuned serving configuration');
   const verdicts = await VerdictFile.open(join(config.dataDir, 'verified.json'), join(config.dataDir, 'verified.key'));
-  return { models, metrics, guardrails, capture, tuning, verdicts };
+  return { models, metrics, guardrails, capture, drift, tuning, verdicts };
 }
 
 /** What the stack serves and watches, as `agent status` and the status message show it. */
 export function servingStatus(
   stack: ServingStack,
-): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture' | 'health'> {
+): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture' | 'health' | 'drift'> {
   const services = stack.models.services();
   const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
   const active = services.flatMap((service) => {
@@ -131,5 +145,6 @@ export function servingStatus(
     guardrails: watched,
     health,
     ...(capture === undefined ? {} : { capture: { ...capture.stats() } }),
+    ...(stack.drift === undefined ? {} : { drift: stack.drift.reports().map(driftStatus) }),
   };
 }

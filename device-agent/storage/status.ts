@@ -20,6 +20,17 @@ const SERVING_FIGURES = z.object({
   p99Ms: z.number().optional(),
 });
 
+/** Drift of one served version against its baseline (runtime/monitor): the worst scores. */
+const DRIFT_FIGURES = z.object({
+  model: z.string(),
+  version: z.string(),
+  samples: z.number(),
+  drifting: z.boolean(),
+  scores: z.array(
+    z.object({ feature: z.string(), stat: z.enum(['psi', 'ks']), value: z.number(), threshold: z.number() }),
+  ),
+});
+
 export const agentStatusSchema = z.object({
   thing: z.string(),
   connected: z.boolean(),
@@ -78,6 +89,8 @@ export const agentStatusSchema = z.object({
     .optional(),
   /** Serving health per production version over the last minute (requests, errors, p50/p99 of successful calls). */
   health: z.array(SERVING_FIGURES).default([]),
+  /** Drift of each monitored version against its baseline: absent when the monitor is off. */
+  drift: z.array(DRIFT_FIGURES).optional(),
   /** Data capture counters (sampled, written, dropped …) when capture is on. */
   capture: z.record(z.string(), z.number()).optional(),
   deployments: z.array(

@@ -32,6 +32,7 @@ export function thingView(thing: ThingRecord) {
     onnxruntimeVersion: thing.onnxruntimeVersion ?? null,
     models: thing.models,
     health: thing.health,
+    drift: thing.drift,
     attributes: thing.attributes,
   };
 }

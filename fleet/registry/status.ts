@@ -45,6 +45,22 @@ const statusSchema = deviceStatusSchema.extend({
     )
     .max(256)
     .optional(),
+  drift: z
+    .array(
+      z.looseObject({
+        model: z.string().max(128),
+        version: z.string().max(64),
+        samples: finite,
+        drifting: z.boolean(),
+        scores: z
+          .array(
+            z.looseObject({ feature: z.string().max(256), stat: z.string().max(16), value: finite, threshold: finite }),
+          )
+          .max(64),
+      }),
+    )
+    .max(256)
+    .optional(),
 });
 
 /** Status messages are small; a bigger one is refused before parsing. */
@@ -109,6 +125,17 @@ export function parseStatus(topicThing: string, payload: Buffer, atMs: number): 
               errors: h.errors,
               ...(h.p50Ms === undefined ? {} : { p50Ms: h.p50Ms }),
               ...(h.p99Ms === undefined ? {} : { p99Ms: h.p99Ms }),
+            })),
+          }),
+      ...(s.drift === undefined
+        ? {}
+        : {
+            drift: s.drift.map((d) => ({
+              model: d.model,
+              version: d.version,
+              samples: d.samples,
+              drifting: d.drifting,
+              scores: d.scores.map(({ feature, stat, value, threshold }) => ({ feature, stat, value, threshold })),
             })),
           }),
     },

@@ -36,7 +36,11 @@ export const rolloutConfigSchema = z
   );
 export type RolloutConfig = z.output<typeof rolloutConfigSchema>;
 
-export const ABORT_FAILURE_TYPES = Object.freeze(['FAILED', 'REJECTED', 'TIMED_OUT', 'ALL'] as const);
+/**
+ * AWS's failure types, plus Outpost's DRIFT: things that succeeded whose drift monitor now reports the deployed
+ * version drifting from its artifact's baseline (registry, `fleet things --drift`). ALL keeps AWS's meaning.
+ */
+export const ABORT_FAILURE_TYPES = Object.freeze(['FAILED', 'REJECTED', 'TIMED_OUT', 'ALL', 'DRIFT'] as const);
 export const abortCriteriaSchema = z.strictObject({
   action: z.literal('CANCEL').default('CANCEL'),
   failureType: z.enum(ABORT_FAILURE_TYPES),

@@ -20,9 +20,12 @@ export interface Figures {
   readonly timedOut: number;
   /** Of `failed`: the device's own guardrail rolled the version back during its bake (FAILED GUARDRAIL_*). */
   readonly guardrail: number;
+  /** Of `succeeded`: things whose drift monitor reports the deployed version drifting from its baseline. */
+  readonly drifting: number;
 }
 
-export function figures(outcomes: readonly Outcome[]): Figures {
+/** `drifting`: the things the registry has reporting the deployed version drifting (only DRIFT criteria ask). */
+export function figures(outcomes: readonly Outcome[], drifting: ReadonlySet<string> = new Set()): Figures {
   const count = (status: JobStatus) => outcomes.filter((o) => o.status === status).length;
   const failed = count('FAILED');
   return {
@@ -32,6 +35,7 @@ export function figures(outcomes: readonly Outcome[]): Figures {
     rejected: count('REJECTED'),
     timedOut: count('TIMED_OUT'),
     guardrail: outcomes.filter((o) => o.status === 'FAILED' && isGuardrail(o.statusDetails)).length,
+    drifting: outcomes.filter((o) => o.status === 'SUCCEEDED' && drifting.has(o.thing)).length,
   };
 }
 
@@ -64,7 +68,9 @@ const failuresOf = (f: Figures, type: AbortCriteria['failureType']): number =>
       ? f.rejected
       : type === 'TIMED_OUT'
         ? f.timedOut
-        : f.failed + f.rejected + f.timedOut;
+        : type === 'DRIFT'
+          ? f.drifting
+          : f.failed + f.rejected + f.timedOut;
 
 /**
  * AbortCriteria: once at least `minNumberOfExecutedThings` have executed, the job aborts when the failures of

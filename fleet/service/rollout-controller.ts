@@ -88,7 +88,7 @@ export class RolloutController {
     if (await this.retry(deployment, rollout, all)) all = await this.store.listExecutions(deployment.id);
     const latest = latestByThing(all);
     const waves = await this.store.listWaves(deployment.id);
-    const trip = this.abortTrip(rollout, latest, waves);
+    const trip = this.abortTrip(rollout, latest, waves, await this.drifting(deployment, rollout, latest));
     if (trip !== undefined) {
       await this.abort(deployment, trip);
       return;
@@ -225,20 +225,40 @@ export class RolloutController {
     return any;
   }
 
+  /** Things that took the deployment and now report its version drifting (read only for a DRIFT criterion). */
+  private async drifting(
+    deployment: DeploymentRecord,
+    rollout: RolloutStrategy,
+    latest: readonly ExecutionRecord[],
+  ): Promise<ReadonlySet<string>> {
+    if (!(rollout.abortConfig?.criteriaList ?? []).some((c) => c.failureType === 'DRIFT')) return new Set();
+    const succeeded = latest.filter((e) => e.status === 'SUCCEEDED').map((e) => e.thing);
+    if (succeeded.length === 0) return new Set();
+    const things = await this.store.listThings(succeeded);
+    const { model, version } = deployment;
+    return new Set(
+      things
+        .filter((t) => t.drift.some((d) => d.model === model && d.version === version && d.drifting))
+        .map((t) => t.name),
+    );
+  }
+
   /** abortConfig over each started wave, then over the whole deployment. */
   private abortTrip(
     rollout: RolloutStrategy,
     latest: readonly ExecutionRecord[],
     waves: readonly WaveRecord[],
+    drifting: ReadonlySet<string>,
   ): Trip | undefined {
     const criteria = rollout.abortConfig?.criteriaList ?? [];
     if (criteria.length === 0) return undefined;
     for (const wave of waves) {
       if (wave.state === 'PENDING' || wave.state === 'CANCELED') continue;
-      const trip = tripped(criteria, figures(latest.filter((e) => (e.wave ?? 0) === wave.wave)), 'wave', wave.wave);
+      const members = latest.filter((e) => (e.wave ?? 0) === wave.wave);
+      const trip = tripped(criteria, figures(members, drifting), 'wave', wave.wave);
       if (trip !== undefined) return trip;
     }
-    return tripped(criteria, figures(latest), 'deployment');
+    return tripped(criteria, figures(latest, drifting), 'deployment');
   }
 
   /**

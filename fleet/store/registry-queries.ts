@@ -44,6 +44,7 @@ export async function recordStatus(
       ...(update.onnxruntimeVersion === undefined ? {} : { ort_version: update.onnxruntimeVersion }),
       ...(update.models === undefined ? {} : { models_json: JSON.stringify(update.models) }),
       ...(update.health === undefined ? {} : { health_json: JSON.stringify(update.health) }),
+      ...(update.drift === undefined ? {} : { drift_json: JSON.stringify(update.drift) }),
     };
     await trx
       .insertInto('things')
@@ -55,6 +56,7 @@ export async function recordStatus(
         connected: 0,
         models_json: '[]',
         health_json: '[]',
+        drift_json: '[]',
         attributes_json: '{}',
         ...reported,
       })
@@ -90,6 +92,7 @@ export async function setAttributes(
         updated_ms: nowMs,
         models_json: '[]',
         health_json: '[]',
+        drift_json: '[]',
         attributes_json: json,
       })
       .onConflict((oc) => oc.column('name').doUpdateSet({ attributes_json: json, updated_ms: nowMs }))

@@ -50,6 +50,8 @@ export function toThing(row: Selectable<ThingsTable>): ThingRecord {
     ...(row.ort_version === null ? {} : { onnxruntimeVersion: row.ort_version }),
     models: parseJson(row.models_json, []),
     health: parseJson(row.health_json, []),
+    // A store opened at a schema before 005-drift has no such column (rolling upgrades, the migration tests).
+    drift: 'drift_json' in row ? parseJson(row.drift_json, []) : [],
     attributes: parseJson(row.attributes_json, {}),
   };
 }

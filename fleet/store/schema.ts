@@ -23,6 +23,7 @@ export interface ThingsTable {
   ort_version: string | null;
   models_json: string;
   health_json: string;
+  drift_json: string;
   attributes_json: string;
   updated_ms: number;
 }

@@ -34,6 +34,21 @@ export interface ThingHealth {
   readonly p99Ms?: number;
 }
 
+/** A monitored version's drift as the thing last reported it (device-agent/serving/drift.ts): the worst scores. */
+export interface ThingDrift {
+  readonly model: string;
+  readonly version: string;
+  /** Calls in the device's drift window. */
+  readonly samples: number;
+  readonly drifting: boolean;
+  readonly scores: readonly {
+    readonly feature: string;
+    readonly stat: string;
+    readonly value: number;
+    readonly threshold: number;
+  }[];
+}
+
 export interface ThingRecord {
   readonly name: string;
   readonly connected: boolean;
@@ -46,6 +61,7 @@ export interface ThingRecord {
   /** Installed and active models as the agent last reported them. */
   readonly models: readonly ThingModel[];
   readonly health: readonly ThingHealth[];
+  readonly drift: readonly ThingDrift[];
   /** Operator attributes (`fleet thing <name> --attr site=plant-3`), matched by `attr.<key>` in dynamic groups. */
   readonly attributes: Readonly<Record<string, string>>;
 }
@@ -60,6 +76,7 @@ export interface ThingStatusUpdate {
   readonly onnxruntimeVersion?: string;
   readonly models?: readonly ThingModel[];
   readonly health?: readonly ThingHealth[];
+  readonly drift?: readonly ThingDrift[];
 }
 
 /** A dynamic group's condition: every clause must hold (registry/query.ts parses and matches them). */

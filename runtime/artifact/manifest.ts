@@ -129,6 +129,8 @@ export const manifestSchema = z
     selection: z.enum(['fixed', 'device']).default('fixed'),
     pipeline: pipelineSchema.default({ postprocess: [] }),
     testVectors: testVectorsSchema.optional(),
+    /** Statistics of the compile's inputs and the fp32 outputs (runtime/monitor/baseline.ts): the drift baseline. */
+    baseline: relativePath.optional(),
     producer: z.object({
       outpost: z.string(),
       onnxruntime: z.string().optional(),

@@ -4,17 +4,23 @@ import type { ThingView } from '../../../fleet/index.js';
 import { OutpostError } from '../../../runtime/errors.js';
 import { printJson } from '../../output.js';
 import { type ClientOptions, FleetClient, addClientOptions } from './client.js';
+import { driftRows, printDrift } from './drift.js';
 import { printThing, printThings } from './print.js';
 
 /** `outpost fleet things [--group g]` and `outpost fleet thing <name> [--attr k=v …]`. */
 export function register(fleet: Command): void {
   addClientOptions(fleet.command('things').description('list registered things'))
     .option('--group <name>', 'only the members of this group')
-    .action(async (opts: ClientOptions & { group?: string }) => {
+    .option('--drift', "each monitored version's drift against its baseline, drifting devices first")
+    .action(async (opts: ClientOptions & { group?: string; drift?: boolean }) => {
       const client = await FleetClient.from(opts);
       const query = opts.group === undefined ? '' : `?group=${encodeURIComponent(opts.group)}`;
       const { things } = await client.get<{ things: ThingView[] }>(`/v1/things${query}`);
-      if (opts.json === true) printJson({ things });
+      if (opts.drift === true) {
+        const rows = driftRows(things);
+        if (opts.json === true) printJson({ drift: rows });
+        else printDrift(rows);
+      } else if (opts.json === true) printJson({ things });
       else printThings(things);
     });
   addClientOptions(

@@ -107,6 +107,7 @@ export class CaptureWriter {
   /** Directory operations run one at a time: the writer loop, sealing and uploads' deletions never interleave. */
   private lock: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private boost: { readonly percent: number; readonly until: number } | undefined;
   private failing = false;
   private readonly counts = { sampled: 0, written: 0, droppedQueueFull: 0, droppedTooLarge: 0, writeErrors: 0 };
 
@@ -146,8 +147,27 @@ export class CaptureWriter {
   }
 
   /** On the request path: one draw, and for the sampled few a copy of the tensors. Never awaits, never throws. */
+  /**
+   * Samples at `percent` (when higher than the configured rate) until `seconds` from now: what the drift monitor asks
+   * for on an alarm, so the calls that explain the drift are kept.
+   */
+  raiseSampling(percent: number, seconds: number): void {
+    if (!(percent >= 0 && percent <= 100) || !(seconds > 0))
+      throw new OutpostError('INVALID_ARGUMENT', `capture boost ${percent} % for ${seconds} s is out of range`);
+    this.boost = { percent, until: this.now() + seconds * 1000 };
+  }
+
+  /** The sample rate in force now (percent). */
+  samplePercent(): number {
+    const boost = this.boost;
+    if (boost !== undefined && this.now() >= boost.until) this.boost = undefined;
+    return Math.max(this.options.samplePercent, this.boost?.percent ?? 0);
+  }
+
   private offer(event: InferenceEvent): void {
-    if (this.closed || this.options.samplePercent <= 0 || this.random() * 100 >= this.options.samplePercent) return;
+    if (this.closed) return;
+    const percent = this.boost === undefined ? this.options.samplePercent : this.samplePercent();
+    if (percent <= 0 || this.random() * 100 >= percent) return;
     this.counts.sampled++;
     const bytes = bytesOf(event.feeds) + bytesOf(event.outputs);
     if (this.queue.length >= this.maxQueue || this.queueBytes + bytes > this.maxQueueBytes) {

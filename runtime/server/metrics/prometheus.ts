@@ -37,6 +37,15 @@ interface Series {
   readonly batchSize: Histogram.Internal<Label>;
 }
 
+/** Drift scores as the gauge reads them at scrape time (runtime/monitor's DriftMonitor satisfies this). */
+export interface DriftSource {
+  reports(): readonly {
+    readonly model: string;
+    readonly version: string;
+    readonly scores: readonly { readonly feature: string; readonly stat: string; readonly value: number }[];
+  }[];
+}
+
 const EMPTY: WindowStats = Object.freeze({ requests: 0, errors: 0, clientErrors: 0, errorRate: 0, p99Ms: undefined });
 
 /**
@@ -56,6 +65,7 @@ export class ServerMetrics {
 
   private readonly series = new Map<string, Map<string, Series>>();
   private repository: Pick<ServiceRepository, 'services'> | undefined;
+  private drift: DriftSource | undefined;
   private readonly windowOptions: WindowOptions;
   private readonly now: (() => number) | undefined;
   private readonly requests: Counter<Label>;
@@ -103,6 +113,12 @@ export class ServerMetrics {
    */
   watch(repository: Pick<ServiceRepository, 'services'>): this {
     this.repository = repository;
+    return this;
+  }
+
+  /** Where the drift gauge finds its scores (runtime/monitor's DriftMonitor); without it the gauge is empty. */
+  watchDrift(source: DriftSource): this {
+    this.drift = source;
     return this;
   }
 
@@ -200,6 +216,19 @@ export class ServerMetrics {
           for (const m of shadow === undefined ? s.versions() : [...s.versions(), shadow])
             this.set({ model: m.name, version: m.version }, m.loadMs / 1000);
         }
+      },
+    });
+    const drift = () => this.drift?.reports() ?? [];
+    new Gauge({
+      name: 'outpost_drift_score',
+      help: 'Drift of live traffic from the artifact baseline per feature: population stability index (psi) or Kolmogorov-Smirnov statistic (ks)',
+      labelNames: ['model', 'version', 'feature', 'stat'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of drift())
+          for (const s of r.scores)
+            this.set({ model: r.model, version: r.version, feature: s.feature, stat: s.stat }, s.value);
       },
     });
     new Gauge({

@@ -12,6 +12,7 @@ const thing: ThingRecord = {
   target: { profile: 'cuda:sm_87', cpuProfile: 'arm64:cortex-a78ae', arch: 'arm64' },
   models: [{ model: 'cnn', version: '1.0.0' }],
   health: [],
+  drift: [],
   attributes: { site: 'plant-3' },
 };
 
@@ -43,7 +44,7 @@ describe('dynamic group queries', () => {
 
 describe('status messages', () => {
   const at = 1_700_000_000_000;
-  it("reads the agent's host, active models and health", () => {
+  it("reads the agent's host, active models, health and drift", () => {
     const message = {
       thing: 'pi-1',
       connected: true,
@@ -56,6 +57,15 @@ describe('status messages', () => {
       },
       active: [{ model: 'cnn', version: '1.0.0', variant: 'int8', backend: 'native', role: 'production' }],
       health: [{ model: 'cnn', version: '1.0.0', requests: 3, errors: 0, errorRate: 0, p50Ms: 1.2, p99Ms: 4 }],
+      drift: [
+        {
+          model: 'cnn',
+          version: '1.0.0',
+          samples: 300,
+          drifting: true,
+          scores: [{ feature: 'image[c0]', stat: 'psi', value: 0.4, threshold: 0.25 }],
+        },
+      ],
       deployments: [],
       disk: { path: '/', freeBytes: 1, totalBytes: 2 },
     };
@@ -71,6 +81,15 @@ describe('status messages', () => {
         onnxruntimeVersion: '1.30.0',
         models: [{ model: 'cnn', version: '1.0.0', variant: 'int8', backend: 'native', role: 'production' }],
         health: [{ model: 'cnn', version: '1.0.0', requests: 3, errors: 0, p50Ms: 1.2, p99Ms: 4 }],
+        drift: [
+          {
+            model: 'cnn',
+            version: '1.0.0',
+            samples: 300,
+            drifting: true,
+            scores: [{ feature: 'image[c0]', stat: 'psi', value: 0.4, threshold: 0.25 }],
+          },
+        ],
       },
     });
     expect(parseStatus('pi-1', Buffer.from('{"thing":"pi-1","connected":false}'), at)).toEqual({

@@ -183,7 +183,7 @@ describe('IoT Jobs rate, abort and retry settings', () => {
       { thing: 'c', status: 'QUEUED' as const, statusDetails: {} },
     ];
     const f = figures(outcomes);
-    expect(f).toEqual({ executed: 2, succeeded: 1, failed: 1, rejected: 0, timedOut: 0, guardrail: 1 });
+    expect(f).toEqual({ executed: 2, succeeded: 1, failed: 1, rejected: 0, timedOut: 0, guardrail: 1, drifting: 0 });
     const criteria = {
       action: 'CANCEL' as const,
       failureType: 'FAILED' as const,
@@ -195,6 +195,22 @@ describe('IoT Jobs rate, abort and retry settings', () => {
     expect(tripped([{ ...criteria, thresholdPercentage: 51 }], f, 'wave')).toBeUndefined();
     expect(tripped([{ ...criteria, failureType: 'TIMED_OUT' }], f, 'wave')).toBeUndefined();
     expect(tripped([{ ...criteria, failureType: 'ALL' }], f, 'deployment')).toMatchObject({ scope: 'deployment' });
+  });
+
+  it('DRIFT criteria count things that succeeded and now report the version drifting; ALL keeps AWS meaning', () => {
+    const outcomes: Outcome[] = ['a', 'b', 'c', 'd'].map((thing) => ({
+      thing,
+      status: thing === 'd' ? ('FAILED' as const) : ('SUCCEEDED' as const),
+      statusDetails: {},
+    }));
+    // d failed (drift figures of a thing that did not take the version do not count), a and b drift.
+    const f = figures(outcomes, new Set(['a', 'b', 'd']));
+    expect(f).toMatchObject({ executed: 4, succeeded: 3, failed: 1, drifting: 2 });
+    const [drift] = parseAbort(['failureType=DRIFT,minNumberOfExecutedThings=2,thresholdPercentage=50']).criteriaList;
+    if (drift === undefined) throw new Error('no criteria parsed');
+    expect(tripped([drift], f, 'wave', 0)).toMatchObject({ failurePercentage: 50 });
+    expect(tripped([{ ...drift, thresholdPercentage: 60 }], f, 'wave')).toBeUndefined();
+    expect(tripped([{ ...drift, failureType: 'ALL', thresholdPercentage: 30 }], f, 'wave')).toBeUndefined();
   });
 
   it('retries per failure type, up to numberOfRetries', () => {

@@ -49,6 +49,9 @@ const SEEDS: Readonly<Record<number, readonly string[]>> = Object.freeze({
     `INSERT INTO executions (job_id, thing, retry, artifact, status, status_details_json, version_number, queued_ms, last_updated_ms, attempts, wave, released_ms)
      VALUES ('d-1', 'pi-1', 1, '${'a'.repeat(64)}', 'QUEUED', '{}', 1, 1700000000000, 1700000000000, 0, 0, NULL)`,
   ],
+  5: [
+    `UPDATE things SET drift_json = '[{"model":"cnn","version":"1.0.0","samples":300,"drifting":true,"scores":[]}]' WHERE name = 'pi-1'`,
+  ],
 });
 
 describe('migrations', () => {
@@ -111,6 +114,8 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
       const latest = await openStore({ url });
       try {
         if (version === 2) expect((await latest.listExecutions('d-1')).map((e) => e.status)).toEqual(['QUEUED']);
+        if (version === 5)
+          expect((await latest.getThing('pi-1'))?.drift).toMatchObject([{ model: 'cnn', drifting: true }]);
         if (version === 4) {
           expect(await latest.listWaves('d-1')).toMatchObject([
             { wave: 0, state: 'BAKING', bakeUntilMs: 1_700_000_060_000 },
