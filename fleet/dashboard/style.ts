@@ -49,6 +49,9 @@ ul.legend .key { display: inline-block; width: .8rem; height: .8rem; border-radi
 .key.seg-0 { background: #0969da; } .key.seg-1 { background: #8250df; } .key.seg-2 { background: #bf8700; }
 .key.seg-3 { background: #1a7f37; } .key.seg-4 { background: #cf222e; } .key.seg-5 { background: #57606a; }
 .key.seg-6 { background: #bc4c00; } .key.seg-7 { background: #0a3069; }
+.key.seg-succeeded { background: var(--ok); } .key.seg-failed { background: var(--bad); }
+.key.seg-inProgress { background: var(--warn); } .key.seg-queued { background: var(--idle); }
+.key.seg-canceled { background: #d0d7de; } .key.seg-held { background: #eaeef2; }
 ol.waves { list-style: none; padding: 0; margin: 0; border-left: 3px solid var(--line); }
 ol.waves > li { position: relative; margin: 0 0 .8rem; padding: .2rem 0 .2rem 1rem; }
 ol.waves > li::before { content: ""; position: absolute; left: -8px; top: .55rem; width: 13px; height: 13px;
@@ -56,6 +59,11 @@ ol.waves > li::before { content: ""; position: absolute; left: -8px; top: .55rem
 ol.waves > li.w-DONE::before { border-color: var(--ok); } ol.waves > li.w-CANCELED::before { border-color: var(--idle); }
 ol.waves > li.w-BAKING::before, ol.waves > li.w-RUNNING::before { border-color: var(--warn); }
 .counts { display: flex; flex-wrap: wrap; gap: .2rem 1rem; font-size: .9rem; }
+.skip { position: absolute; left: -10000px; top: 0; }
+.skip:focus { left: .5rem; top: .5rem; z-index: 1; background: var(--bg); padding: .3rem .6rem; }
+ul.figures { list-style: none; padding: 0; margin: .4rem 0 0; display: grid; gap: .1rem 1.2rem;
+  grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); font-size: .9rem; }
+.abort h2 { margin-top: 0; }
 .abort { border: 1px solid var(--bad); border-radius: 6px; padding: .6rem .8rem; background: #ffebe9; }
 .actions { display: flex; flex-wrap: wrap; gap: .6rem; margin: .8rem 0; }
 .muted { color: var(--muted); }

@@ -87,15 +87,14 @@ function wave(w: WaveView): Html {
     { name: 'canceled', count: w.canceled, cls: 'seg-canceled' },
   ];
   return html`<li class="w-${w.state}" data-wave="${w.wave}">
-    <strong>Wave ${w.wave + 1}</strong> ${badge(w.state)} · ${w.devices} device${w.devices === 1 ? '' : 's'} ·
-    ${bake(w)}
+    <strong>Wave ${w.wave}</strong> ${badge(w.state)} · ${w.devices} device${w.devices === 1 ? '' : 's'} · ${bake(w)}
     <div class="counts">
       <span data-count="queued">queued ${w.queued}</span><span data-count="inProgress">in progress ${w.inProgress}</span
       ><span data-count="succeeded">succeeded ${w.succeeded}</span><span data-count="failed">failed ${w.failed}</span
       ><span data-count="canceled">canceled ${w.canceled}</span
       ><span data-count="rolledBack">rolled back ${w.rolledBack}</span>
     </div>
-    ${w.devices > 0 ? bar(`Wave ${w.wave + 1} by status`, segments) : ''}
+    ${w.devices > 0 ? bar(`Wave ${w.wave} by status`, segments) : ''}
   </li>`;
 }
 
@@ -146,6 +145,14 @@ export function deploymentBody(d: DeploymentView, session: { cancel: boolean }):
         : ''
     }
     ${
+      rollout === null || rollout.waves.length === 0
+        ? ''
+        : html`<h2>Waves</h2>
+            <ol class="waves" id="waves">
+              ${rollout.waves.map(wave)}
+            </ol>`
+    }
+    ${
       d.reason === null && rollout?.abort == null
         ? ''
         : html`<section class="abort" id="abort" aria-labelledby="abort-title">
@@ -154,23 +161,11 @@ export function deploymentBody(d: DeploymentView, session: { cancel: boolean }):
             ${
               rollout?.abort == null
                 ? ''
-                : html`<dl class="record" id="abort-figures">
-                    ${flatten(rollout.abort).map(
-                      ([k, v]) =>
-                        html`<dt>${k}</dt>
-                          <dd>${v}</dd>`,
-                    )}
-                  </dl>`
+                : html`<ul class="figures" id="abort-figures">
+                    ${flatten(rollout.abort).map(([k, v]) => html`<li><span class="muted">${k}</span> ${v}</li>`)}
+                  </ul>`
             }
           </section>`
-    }
-    ${
-      rollout === null || rollout.waves.length === 0
-        ? ''
-        : html`<h2>Waves</h2>
-            <ol class="waves" id="waves">
-              ${rollout.waves.map(wave)}
-            </ol>`
     }
     ${
       rollout === null || (rollout.rolledBack.length === 0 && Object.keys(rollout.rollbacks).length === 0)
@@ -203,7 +198,7 @@ export function deploymentBody(d: DeploymentView, session: { cancel: boolean }):
                 <th scope="row">
                   <a href="/ui/things/${pathPart(e.thing)}">${e.thing}</a>${e.retry > 0 ? ` (retry ${e.retry})` : ''}
                 </th>
-                <td class="num">${e.wave === null ? '–' : e.wave + 1}</td>
+                <td class="num">${e.wave ?? '–'}</td>
                 <td>${badge(e.status)}${e.released ? '' : html` <span class="muted">held</span>`}</td>
                 <td>${e.artifactTarget ?? '–'}</td>
                 <td>${e.previousVersion ?? '–'}</td>
