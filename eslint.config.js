@@ -37,6 +37,9 @@ const LAYERS = Object.freeze({
   'device-agent': { may: ['runtime', 'device-agent/protocol'], entries: ['index.ts'] },
   'device-agent/protocol': { may: [], entries: ['index.ts'] },
   fleet: { may: ['runtime', 'device-agent/protocol'], entries: ['index.ts'] },
+  // The dashboard is part of the fleet (it reads the store and the API's views); its browser script is not.
+  'fleet/dashboard': { may: ['runtime', 'device-agent/protocol'], entries: ['index.ts'] },
+  'fleet/dashboard/client': { may: [], entries: [] },
   cli: { may: ['runtime', 'compiler', 'device-agent', 'device-agent/protocol', 'fleet', 'models'], entries: [] },
   models: { may: ['compiler/onnx'], entries: ['index.ts'] },
 });
@@ -72,6 +75,14 @@ zones.push({
   from: './device-agent',
   except: ['./protocol'],
   message: 'docs/architecture.md: device-agent/protocol/ is the device–fleet contract and imports nothing of ours.',
+});
+
+// The dashboard's browser script runs in a page: it imports nothing of ours, not even the rest of fleet/.
+zones.push({
+  target: './fleet/dashboard/client',
+  from: './fleet',
+  except: ['./dashboard/client'],
+  message: 'docs/architecture.md: fleet/dashboard/client/ runs in the browser and imports nothing of ours.',
 });
 
 export default tseslint.config(

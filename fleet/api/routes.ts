@@ -88,7 +88,8 @@ async function artifactsOf(store: FleetStore, shas: readonly string[]): Promise<
   return map;
 }
 
-async function describeDeployment(store: FleetStore, id: string, nowMs = Date.now()) {
+/** A deployment as the API answers it: with its rollout (waves, abort, rolled-back devices); the dashboard shows the same. */
+export async function describeDeployment(store: FleetStore, id: string, nowMs = Date.now()) {
   const d = await store.getDeployment(id);
   if (d === undefined) throw new OutpostError('DEPLOYMENT_NOT_FOUND', `no deployment ${id}`, { details: { id } });
   const group = d.target.group === undefined ? undefined : await store.getGroup(d.target.group);

@@ -3,6 +3,13 @@ import type { AddressInfo } from 'node:net';
 import { OutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { BearerAuth, HttpError } from '../../runtime/server/http/index.js';
+import {
+  Dashboard,
+  type DashboardOptions,
+  authorizationOf,
+  checkSameOrigin,
+  isSafeMethod,
+} from '../dashboard/index.js';
 import { sendError, sendJson } from './http.js';
 import { type ApiContext, route } from './routes.js';
 
@@ -17,6 +24,8 @@ export interface ApiServerOptions {
   readonly host?: string; // default 127.0.0.1
   readonly port?: number; // default 8090; 0 picks a free one
   readonly token?: string;
+  /** The dashboard's live feed and script (tests shorten the feed's interval). */
+  readonly dashboard?: Omit<DashboardOptions, 'auth'>;
 }
 
 export const DEFAULT_API_PORT = 8090;
@@ -24,17 +33,30 @@ export const DEFAULT_API_PORT = 8090;
 export class ApiServer {
   private readonly server: Server;
   private readonly auth: BearerAuth | undefined;
+  readonly dashboard: Dashboard;
 
   constructor(
     private readonly ctx: ApiContext,
     private readonly options: ApiServerOptions = {},
   ) {
     this.auth = options.token === undefined ? undefined : new BearerAuth(options.token);
+    this.dashboard = new Dashboard(ctx, {
+      ...options.dashboard,
+      ...(this.auth === undefined ? {} : { auth: this.auth }),
+    });
     this.server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
+      // The dashboard's pages and files (fleet/dashboard/): they send to the login form rather than answer 401.
+      if (Dashboard.owns(url.pathname)) {
+        void this.dashboard.handle(req, res, url);
+        return;
+      }
       void (async () => {
         try {
-          this.auth?.check(req.headers.authorization);
+          // The header, or the dashboard's cookie; a cookie alone may change something only from this origin.
+          const { header, fromCookie } = authorizationOf(req);
+          this.auth?.check(header);
+          if (fromCookie && !isSafeMethod(req.method)) checkSameOrigin(req);
           const found = route(req.method ?? 'GET', url.pathname);
           if (found === undefined) throw new HttpError(404, `no route ${url.pathname}`, 'NOT_FOUND');
           if (found === 'method')
@@ -74,6 +96,7 @@ export class ApiServer {
   }
 
   async close(): Promise<void> {
+    this.dashboard.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
