@@ -53,6 +53,10 @@ export const ERROR_CODES = Object.freeze({
   // The caller went away before its queued request ran: it never reached the model
   REQUEST_CANCELLED: false,
   MODEL_NOT_FOUND: false,
+  // Asynchronous inference over MQTT (device-agent/serving/async-infer.ts): a request over the message size cap,
+  // one whose own deadline passed before it was answered
+  MESSAGE_TOO_LARGE: false,
+  DEADLINE_EXCEEDED: true,
   // Data capture (runtime/server/capture/)
   CAPTURE_INVALID: false,
   CAPTURE_DECRYPT_FAILED: false,
