@@ -1,10 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
-import { detectHostTarget, onnxruntimeVersion } from '../runtime/host/index.js';
 import { logger } from '../runtime/log.js';
 import { retry } from '../runtime/retry.js';
-import { OUTPOST_VERSION } from '../runtime/version.js';
 import type { Model } from '../runtime/model/index.js';
 import { readTokenFile, InferenceServer } from '../runtime/server/index.js';
 import type { AgentConfig } from './config.js';
@@ -22,30 +20,17 @@ import { offlineStatusPayload, outpostTopics } from './protocol/index.js';
 import type { ActiveModels } from './serving/active-models.js';
 import { CaptureUploader } from './serving/capture-upload.js';
 import { driftEvent } from './serving/drift.js';
+import { AsyncInference } from './serving/async-infer.js';
 import { createServingStack, servingStatus, type ServingStack } from './serving/stack.js';
 import { Spool } from './storage/spool.js';
 import { DeploymentStore } from './storage/deployment-records.js';
-import { deploymentSummary, diskUsage, memoryUsage, writeStatus, type AgentStatus } from './storage/status.js';
+import { deploymentSummary, diskUsage, hostReport, memoryUsage, writeStatus } from './storage/status.js';
+import type { AgentStatus } from './storage/status.js';
 import { ModelStore } from './storage/model-store.js';
 import { createTransport } from './transport/index.js';
 import type { Transport } from './transport/types.js';
 
 const log = logger('agent');
-
-/** The status message's `host`: an architecture no profile covers still reports what it is, without a profile. */
-function hostReport(): NonNullable<AgentStatus['host']> {
-  const versions = {
-    agentVersion: OUTPOST_VERSION,
-    ...(onnxruntimeVersion() === undefined ? {} : { onnxruntimeVersion: onnxruntimeVersion() }),
-  };
-  try {
-    const { arch, profile, cpuProfile } = detectHostTarget();
-    return { arch, profile, cpuProfile, ...versions };
-  } catch (error) {
-    log.warn({ error: messageOf(error) }, 'no target profile for this host');
-    return { arch: process.arch, ...versions };
-  }
-}
 
 /** status.json is rewritten at most this often while calls change what it shows (shadow and guardrail figures). */
 const STATUS_REFRESH_MS = 1000; // ms
@@ -65,6 +50,7 @@ export class Agent {
   readonly config: AgentConfig;
   private stack: ServingStack | undefined;
   private uploader: CaptureUploader | undefined;
+  private asyncInference: AsyncInference | undefined;
   private readonly store: ModelStore;
   private readonly deployments: DeploymentStore;
   private readonly spool: Spool;
@@ -173,6 +159,11 @@ export class Agent {
         void this.refreshStatus();
         if (connected) this.onConnected();
       });
+      if (this.config.async.enabled) {
+        const { thing, async: limits } = this.config;
+        this.asyncInference = new AsyncInference({ thing, transport: this.transport, models: stack.models, ...limits });
+        this.asyncInference.start();
+      }
       // Not awaited: the agent serves offline and comes online whenever the broker does.
       this.transport
         .connect()
@@ -353,6 +344,7 @@ export class Agent {
       disk: await diskUsage(this.config.dataDir),
       memory: memoryUsage(),
       spool: { entries: this.spool.size, dropped: this.spool.dropped, refused: this.spool.refused },
+      ...(this.asyncInference === undefined ? {} : { async: this.asyncInference.stats() }),
     };
   }
 
@@ -387,6 +379,7 @@ export class Agent {
     await this.working?.catch(() => undefined);
     this.uploader?.stop();
     await this.uploader?.idle();
+    await this.asyncInference?.stop();
     await this.server?.close();
     await this.transport?.close().catch(() => undefined);
     for (const model of this.tested.values()) await model.release();

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
+import { IOT_CORE_MAX_MESSAGE_BYTES } from './protocol/index.js';
 
 /** A lifecycle hook: a command run with a timeout, like CodeDeploy's lifecycle event hooks. */
 const hookSchema = z.object({
@@ -97,6 +98,28 @@ const servingSchema = z
       })
       .strict()
       .optional(),
+  })
+  .strict();
+
+const ASYNC_CONFIG_DEFAULTS = Object.freeze({
+  /** On by default: the broker's ACL decides who may publish requests (docs/mosquitto-acl.md). */
+  enabled: true,
+  maxQueue: 64, // requests per model accepted and not yet answered; one more is answered OVERLOADED at once
+  maxMessageBytes: IOT_CORE_MAX_MESSAGE_BYTES, // bytes per request and per answer (IoT Core's message limit)
+});
+
+/** Asynchronous inference over MQTT (device-agent/serving/async-infer.ts, docs/serving-operations.md). */
+const asyncSchema = z
+  .object({
+    enabled: z.boolean().default(ASYNC_CONFIG_DEFAULTS.enabled),
+    maxQueue: z.number().int().positive().default(ASYNC_CONFIG_DEFAULTS.maxQueue),
+    /** At least 2 KiB: an answer keeps 1 KiB of it for the correlation and the error body. */
+    maxMessageBytes: z
+      .number()
+      .int()
+      .min(2048)
+      .max(256 * 1024 * 1024)
+      .default(ASYNC_CONFIG_DEFAULTS.maxMessageBytes),
   })
   .strict();
 
@@ -233,6 +256,7 @@ export const agentConfigSchema = z
     guardrails: guardrailsSchema.optional(),
     /** How each served version takes requests (runtime/server/scheduling/direct.ts, batching.ts). */
     serving: servingSchema.default(SERVING_CONFIG_DEFAULTS),
+    async: asyncSchema.default(ASYNC_CONFIG_DEFAULTS),
     /** `outpost tune --out` file(s): per model, batching and threads (and variant/backend for the tuned version). */
     tuning: z.string().optional(),
   })

@@ -63,6 +63,10 @@ export const ERROR_CODES = Object.freeze({
   PIPELINE_LIMIT_EXCEEDED: false,
   // outpost batch: the -o file exists but is not a batch output (runtime/batch/journal.ts)
   BATCH_JOURNAL_INVALID: false,
+  // Asynchronous inference over MQTT (device-agent/serving/async-infer.ts): a request over the message size cap,
+  // one whose own deadline passed before it was answered
+  MESSAGE_TOO_LARGE: false,
+  DEADLINE_EXCEEDED: true,
   // Data capture (runtime/server/capture/)
   CAPTURE_INVALID: false,
   CAPTURE_DECRYPT_FAILED: false,

@@ -23,12 +23,16 @@ export const NEXT_JOB_ID = '$next';
  */
 export const MAX_CLIENT_TOKEN_BYTES = 64; // bytes, UTF-8
 
-export type IdKind = 'thing name' | 'job id' | 'stream id';
+/** A model's name as a deployment names it (job-document.ts) and as it appears in the async inference topic. */
+export const MODEL_NAME_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export type IdKind = 'thing name' | 'job id' | 'stream id' | 'model name';
 
 const PATTERNS: Readonly<Record<IdKind, { pattern: RegExp; accepted: string }>> = Object.freeze({
   'thing name': { pattern: THING_NAME_PATTERN, accepted: '1–128 of [a-zA-Z0-9:_-]' },
   'job id': { pattern: JOB_ID_PATTERN, accepted: '1–64 of [a-zA-Z0-9_-]' },
   'stream id': { pattern: STREAM_ID_PATTERN, accepted: '1–128 of [a-zA-Z0-9_-]' },
+  'model name': { pattern: MODEL_NAME_ID_PATTERN, accepted: '1–128 of [A-Za-z0-9._-], not starting with . _ or -' },
 });
 
 export function isValidId(kind: IdKind, value: string): boolean {

@@ -68,7 +68,22 @@ export const outpostTopics = Object.freeze({
   events: (thing: string) => `outpost/things/${checkId('thing name', thing)}/events`,
   /** Sampled inference data (data capture), chunked: `{ file, seq, last, data }`, not retained. */
   capture: (thing: string) => `outpost/things/${checkId('thing name', thing)}/capture`,
+  /**
+   * Asynchronous inference requests for one model (docs/serving-operations.md, "Asynchronous inference over MQTT"):
+   * an Open Inference Protocol request, answered on the request's response topic (MQTT 5.0 §4.10 Request / Response).
+   */
+  infer: (thing: string, model: string) =>
+    `outpost/things/${checkId('thing name', thing)}/infer/${checkId('model name', model)}`,
+  /**
+   * Where the fleet (and the ACL example's inference clients) ask for answers: under the device's own prefix, so the
+   * ACL that confines a device to `outpost/things/{thing}/#` lets it publish them. `client` is the asker's id.
+   */
+  inferReplies: (thing: string, client: string) =>
+    `outpost/things/${checkId('thing name', thing)}/infer-replies/${checkId('thing name', client)}`,
 });
+
+/** The agent's one subscription for every model's requests: `+` is the model name (MQTT 3.1.1 §4.7.1.3). */
+export const inferFilter = (thing: string): string => `outpost/things/${checkId('thing name', thing)}/infer/+`;
 
 /** Subscriptions for the side that plays the service: `+` stands for every thing (MQTT 3.1.1 §4.7.1.3). */
 export const serviceFilters = Object.freeze({
@@ -97,7 +112,8 @@ export type ParsedTopic =
   | { api: 'streams'; thing: string; streamId: string; operation: StreamOperation; encoding: StreamEncoding }
   /** A stream topic whose last segment is not json|cbor: the service answers InvalidTopic on rejected/json. */
   | { api: 'streams'; thing: string; streamId: string; operation: StreamOperation; encoding: 'invalid' }
-  | { api: 'outpost'; thing: string; operation: 'status' | 'events' };
+  | { api: 'outpost'; thing: string; operation: 'status' | 'events' }
+  | { api: 'outpost'; thing: string; operation: 'infer'; model: string };
 
 const STREAM_OPERATIONS: readonly string[] = ['describe', 'description', 'get', 'data', 'rejected'];
 const isReply = (s: string | undefined): s is Reply => s === 'accepted' || s === 'rejected';
@@ -116,8 +132,13 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
 
 function parseOutpost(parts: readonly string[]): ParsedTopic | undefined {
   const [, things, thing, operation, ...rest] = parts;
-  if (things !== 'things' || thing === undefined || !isValidId('thing name', thing) || rest.length > 0)
-    return undefined;
+  if (things !== 'things' || thing === undefined || !isValidId('thing name', thing)) return undefined;
+  if (operation === 'infer') {
+    const [model, ...extra] = rest;
+    if (model === undefined || extra.length > 0 || !isValidId('model name', model)) return undefined;
+    return { api: 'outpost', thing, operation, model };
+  }
+  if (rest.length > 0) return undefined;
   if (operation !== 'status' && operation !== 'events') return undefined;
   return { api: 'outpost', thing, operation };
 }

@@ -2,6 +2,10 @@ import { statfs } from 'node:fs/promises';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { messageOf } from '../../runtime/errors.js';
+import { detectHostTarget, onnxruntimeVersion } from '../../runtime/host/index.js';
+import { logger } from '../../runtime/log.js';
+import { OUTPOST_VERSION } from '../../runtime/version.js';
 import { readJson, writeJsonAtomic } from './atomic-files.js';
 import type { DeploymentState } from './deployment-records.js';
 
@@ -93,6 +97,8 @@ export const agentStatusSchema = z.object({
   drift: z.array(DRIFT_FIGURES).optional(),
   /** Data capture counters (sampled, written, dropped …) when capture is on. */
   capture: z.record(z.string(), z.number()).optional(),
+  /** Asynchronous inference over MQTT counters (received, answered, failed …) when it is on. */
+  async: z.record(z.string(), z.number()).optional(),
   deployments: z.array(
     z.object({
       jobId: z.string(),
@@ -144,4 +150,19 @@ export async function writeStatus(dataDir: string, status: AgentStatus): Promise
 
 export async function readStatus(dataDir: string): Promise<AgentStatus | undefined> {
   return readJson(join(dataDir, STATUS_FILE), agentStatusSchema);
+}
+
+/** The status message's `host`: an architecture no profile covers still reports what it is, without a profile. */
+export function hostReport(): NonNullable<AgentStatus['host']> {
+  const versions = {
+    agentVersion: OUTPOST_VERSION,
+    ...(onnxruntimeVersion() === undefined ? {} : { onnxruntimeVersion: onnxruntimeVersion() }),
+  };
+  try {
+    const { arch, profile, cpuProfile } = detectHostTarget();
+    return { arch, profile, cpuProfile, ...versions };
+  } catch (error) {
+    logger('agent').warn({ error: messageOf(error) }, 'no target profile for this host');
+    return { arch: process.arch, ...versions };
+  }
 }

@@ -15,7 +15,15 @@ import {
   toBuffer,
 } from './state.js';
 import { readTls, type TlsMaterial } from './tls.js';
-import { DEFAULT_RECONNECT, type IncomingMessage, type Qos, type Transport, type TransportOptions } from './types.js';
+import {
+  DEFAULT_RECONNECT,
+  type IncomingMessage,
+  type MessageProperties,
+  type PublishOptions,
+  type Qos,
+  type Transport,
+  type TransportOptions,
+} from './types.js';
 
 type Sdk = typeof AwsIotSdk;
 
@@ -70,11 +78,10 @@ export class AwsIotTransport implements Transport {
     await this.state.waitForConnection(this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   }
 
-  async publish(
-    topic: string,
-    payload: string | Uint8Array,
-    options: { qos?: Qos; retain?: boolean } = {},
-  ): Promise<void> {
+  /** The CRT's Mqtt5Client speaks MQTT 5 only. */
+  readonly protocolVersion = 5;
+
+  async publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     this.state.assertOnline(`publish to ${topic}`);
     const client = this.current();
     const sdk = this.loaded();
@@ -85,6 +92,7 @@ export class AwsIotTransport implements Transport {
         payload: toBuffer(payload),
         qos: qosOf(sdk, options.qos ?? 1),
         retain: options.retain ?? false,
+        ...(options.properties === undefined ? {} : crtProperties(options.properties)),
       });
     } catch (error) {
       throw this.operationError(error, `publish to ${topic}`);
@@ -177,7 +185,9 @@ export class AwsIotTransport implements Transport {
       this.state.setConnected(false);
     });
     client.on('messageReceived', ({ message }) => {
-      this.state.deliver({ topic: message.topicName, payload: payloadBuffer(message.payload) });
+      const properties = receivedProperties(message);
+      const payload = payloadBuffer(message.payload);
+      this.state.deliver({ topic: message.topicName, payload, ...(properties === undefined ? {} : { properties }) });
     });
     client.start();
   }
@@ -290,4 +300,28 @@ export class AwsIotTransport implements Transport {
 
 function qosOf(sdk: Sdk, qos: Qos): mqtt5.QoS {
   return qos === 1 ? sdk.mqtt5.QoS.AtLeastOnce : sdk.mqtt5.QoS.AtMostOnce;
+}
+
+/** Request/response properties as the CRT's PublishPacket fields [MQTT 5.0 §3.3.2.3]. */
+function crtProperties(p: MessageProperties): Partial<mqtt5.PublishPacket> {
+  return {
+    ...(p.responseTopic === undefined ? {} : { responseTopic: p.responseTopic }),
+    ...(p.correlationData === undefined ? {} : { correlationData: p.correlationData }),
+    ...(p.contentType === undefined ? {} : { contentType: p.contentType }),
+    ...(p.userProperties === undefined
+      ? {}
+      : { userProperties: Object.entries(p.userProperties).map(([name, value]) => ({ name, value })) }),
+  };
+}
+
+function receivedProperties(message: mqtt5.PublishPacket): MessageProperties | undefined {
+  const user: Record<string, string> = {};
+  for (const { name, value } of message.userProperties ?? []) user[name] ??= value;
+  const properties: MessageProperties = {
+    ...(message.responseTopic === undefined ? {} : { responseTopic: message.responseTopic }),
+    ...(message.correlationData === undefined ? {} : { correlationData: payloadBuffer(message.correlationData) }),
+    ...(message.contentType === undefined ? {} : { contentType: message.contentType }),
+    ...(Object.keys(user).length === 0 ? {} : { userProperties: user }),
+  };
+  return Object.keys(properties).length === 0 ? undefined : properties;
 }

@@ -1,4 +1,4 @@
-import type { IClientOptions, IConnackPacket, MqttClient, connect as mqttConnect } from 'mqtt';
+import type { IClientOptions, IConnackPacket, IPublishPacket, MqttClient, connect as mqttConnect } from 'mqtt';
 import { OutpostError, messageOf } from '../../runtime/errors.js';
 import { logger, type Logger } from '../../runtime/log.js';
 import { Backoff } from './backoff.js';
@@ -21,7 +21,15 @@ import {
   toBuffer,
 } from './state.js';
 import { readTls, type TlsMaterial } from './tls.js';
-import { DEFAULT_RECONNECT, type IncomingMessage, type Qos, type Transport, type TransportOptions } from './types.js';
+import {
+  DEFAULT_RECONNECT,
+  type IncomingMessage,
+  type MessageProperties,
+  type PublishOptions,
+  type Qos,
+  type Transport,
+  type TransportOptions,
+} from './types.js';
 
 export const MQTTJS_PROTOCOLS = Object.freeze(['mqtt:', 'mqtts:', 'ws:', 'wss:']);
 export const ATTEMPT_TIMEOUT_MS = 10_000; // milliseconds, socket + TLS + CONNACK for one connection attempt
@@ -66,6 +74,10 @@ export class MqttJsTransport implements Transport {
     return this.state.connected;
   }
 
+  get protocolVersion(): ProtocolVersion {
+    return this.version;
+  }
+
   async connect(): Promise<void> {
     if (this.state.closed) throw this.state.closedError('connect');
     this.starting ??= Promise.all([readTls(this.options.tls), import('mqtt')]).then(([tls, mqtt]) => {
@@ -76,16 +88,14 @@ export class MqttJsTransport implements Transport {
     await this.state.waitForConnection(this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   }
 
-  async publish(
-    topic: string,
-    payload: string | Uint8Array,
-    options: { qos?: Qos; retain?: boolean } = {},
-  ): Promise<void> {
+  async publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     this.state.assertOnline(`publish to ${topic}`);
     const client = this.current();
     const qos = options.qos ?? 1;
+    const properties = this.version === 5 && options.properties ? publishProperties(options.properties) : undefined;
+    const publishOptions = { qos, retain: options.retain ?? false, ...(properties ? { properties } : {}) };
     await new Promise<void>((resolve, reject) => {
-      client.publish(topic, toBuffer(payload), { qos, retain: options.retain ?? false }, (error) => {
+      client.publish(topic, toBuffer(payload), publishOptions, (error) => {
         // MQTT.js passes null or undefined on success, whatever its types say.
         if (!error) resolve();
         else reject(this.ackError(error, `publish to ${topic}`));
@@ -146,8 +156,9 @@ export class MqttJsTransport implements Transport {
       up = true;
       void this.onConnected(client, connack);
     });
-    client.on('message', (topic, payload) => {
-      this.state.deliver({ topic, payload });
+    client.on('message', (topic, payload, packet) => {
+      const properties = incomingProperties(packet);
+      this.state.deliver(properties === undefined ? { topic, payload } : { topic, payload, properties });
     });
     client.on('error', (error) => {
       this.onError(client, error, up);
@@ -282,6 +293,35 @@ export class MqttJsTransport implements Transport {
       cause: error,
     });
   }
+}
+
+type PublishProperties = NonNullable<IPublishPacket['properties']>;
+
+/** Our properties as MQTT.js writes them [MQTT 5.0 §3.3.2.3]. */
+function publishProperties(p: MessageProperties): PublishProperties {
+  return {
+    ...(p.responseTopic === undefined ? {} : { responseTopic: p.responseTopic }),
+    ...(p.correlationData === undefined ? {} : { correlationData: p.correlationData }),
+    ...(p.contentType === undefined ? {} : { contentType: p.contentType }),
+    ...(p.userProperties === undefined ? {} : { userProperties: { ...p.userProperties } }),
+  };
+}
+
+/** What request/response needs of a received PUBLISH's properties; undefined when it carried none (MQTT 3.1.1). */
+function incomingProperties(packet: IPublishPacket): MessageProperties | undefined {
+  const p = packet.properties;
+  if (p === undefined) return undefined;
+  const user: Record<string, string> = {};
+  for (const [name, value] of Object.entries(p.userProperties ?? {})) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (typeof first === 'string') user[name] = first;
+  }
+  return {
+    ...(p.responseTopic === undefined ? {} : { responseTopic: p.responseTopic }),
+    ...(p.correlationData === undefined ? {} : { correlationData: Buffer.from(p.correlationData) }),
+    ...(p.contentType === undefined ? {} : { contentType: p.contentType }),
+    ...(Object.keys(user).length === 0 ? {} : { userProperties: user }),
+  };
 }
 
 /** Graceful end (DISCONNECT after in-flight acks), or destroy the socket when that takes longer than allowed. */

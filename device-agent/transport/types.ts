@@ -58,9 +58,32 @@ export interface TransportOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/**
+ * The MQTT 5 PUBLISH properties request/response needs [MQTT 5.0 §4.10]: absent on MQTT 3.1.1 connections, where a
+ * publish carries none and a message arrives without them.
+ */
+export interface MessageProperties {
+  /** [MQTT 5.0 §3.3.2.3.5] Response Topic: where the receiver should publish its answer. */
+  readonly responseTopic?: string;
+  /** [MQTT 5.0 §3.3.2.3.6] Correlation Data: opaque bytes the answer carries back unchanged. */
+  readonly correlationData?: Buffer;
+  /** [MQTT 5.0 §3.3.2.3.9] Content Type (a MIME type). */
+  readonly contentType?: string;
+  /** [MQTT 5.0 §3.3.2.3.7] User Properties (the first value of a repeated name). */
+  readonly userProperties?: Readonly<Record<string, string>>;
+}
+
 export interface IncomingMessage {
   readonly topic: string;
   readonly payload: Buffer;
+  readonly properties?: MessageProperties;
+}
+
+export interface PublishOptions {
+  readonly qos?: Qos;
+  readonly retain?: boolean;
+  /** Sent on MQTT 5 connections; dropped on MQTT 3.1.1, which has no properties. */
+  readonly properties?: MessageProperties;
 }
 
 export interface Transport {
@@ -74,7 +97,9 @@ export interface Transport {
    */
   connect(): Promise<void>;
   /** QoS 1 resolves when the broker acknowledged (PUBACK); rejects when offline (callers spool). */
-  publish(topic: string, payload: string | Uint8Array, options?: { qos?: Qos; retain?: boolean }): Promise<void>;
+  publish(topic: string, payload: string | Uint8Array, options?: PublishOptions): Promise<void>;
+  /** The MQTT version of the current connection (5, or 4 for 3.1.1): whether properties travel. */
+  readonly protocolVersion: 4 | 5;
   /** Subscriptions are re-established after reconnects. */
   subscribe(filters: readonly string[], qos?: Qos): Promise<void>;
   unsubscribe(filters: readonly string[]): Promise<void>;

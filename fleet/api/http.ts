@@ -30,6 +30,17 @@ const STATUS: Partial<Record<ErrorCode, number>> = Object.freeze({
   STORE_FULL: 507,
   DISK_FULL: 507,
   STORE_SCHEMA_NEWER: 500,
+  // A device's answer to an asynchronous inference request (api/infer-route.ts), as its own server would say it
+  INPUT_INVALID: 400,
+  INPUT_NAME_UNKNOWN: 400,
+  INPUT_MISSING: 400,
+  INPUT_DTYPE_MISMATCH: 400,
+  INPUT_SHAPE_MISMATCH: 400,
+  MODEL_NOT_FOUND: 404,
+  MESSAGE_TOO_LARGE: 413,
+  OVERLOADED: 503,
+  DEADLINE_EXCEEDED: 504,
+  TIMEOUT: 504,
 });
 
 export function statusOf(error: unknown): number {

@@ -7,6 +7,8 @@ import { matches, parseQuery } from '../registry/query.js';
 import type { FleetOperations } from '../service/operations.js';
 import type { ArtifactRecord, FleetStore } from '../store/index.js';
 import { readJson, readUpload } from './http.js';
+import { inferRoute } from './infer-route.js';
+import type { FleetInference } from '../infer.js';
 import { rolloutView } from './rollout-view.js';
 import { artifactView, deploymentView, groupView, thingView } from './views.js';
 
@@ -19,6 +21,8 @@ export interface ApiContext {
   readonly operations: FleetOperations;
   readonly now: () => number;
   readonly health: () => Record<string, unknown>;
+  /** Asynchronous inference on a device over MQTT (fleet/infer.ts); absent: the route answers INVALID_ARGUMENT. */
+  readonly inference?: Pick<FleetInference, 'infer'>;
 }
 
 type Handler = (
@@ -158,6 +162,7 @@ const ROUTES: ReadonlyArray<readonly [string, RegExp, Handler]> = Object.freeze(
       return [200, thingView(await store.setAttributes(name, body.attributes, now()))];
     },
   ],
+  ['POST', /^\/v1\/things\/(?<name>[^/]+)\/infer\/(?<model>[^/]+)$/, inferRoute],
   ['GET', /^\/v1\/groups$/, async ({ store }) => [200, { groups: (await store.listGroups()).map(groupView) }]],
   [
     'POST',

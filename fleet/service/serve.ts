@@ -58,6 +58,7 @@ export async function serveFleet(options: ServeFleetOptions): Promise<RunningFle
     {
       store,
       operations: service.operations,
+      inference: service.inference,
       now: options.now ?? Date.now,
       health: () => ({
         ok: service.connected,

@@ -16,6 +16,7 @@ import { Inflight } from '../inflight.js';
 import { type ExecutionView, notifyChanges, pendingSignature, toExecutionState } from '../job-executions.js';
 import { JOBS_HANDLERS, type JobsContext } from '../jobs-handlers.js';
 import { type FleetTls, closeBroker, connectPreferringMqtt5 } from '../mqtt.js';
+import { FleetInference } from '../infer.js';
 import type { ExecutionRecord, FleetStore } from '../store/index.js';
 import { StreamsServer } from '../streams-server.js';
 import { StoreExecutions } from './jobs-store.js';
@@ -75,6 +76,8 @@ export interface FleetServiceStats {
 
 export class FleetService {
   readonly operations: FleetOperations;
+  /** Asynchronous inference requests to devices, answered on this worker's reply topic (fleet/infer.ts). */
+  readonly inference: FleetInference;
   readonly workerId: string;
   readonly ownership: Ownership;
   readonly rollouts: RolloutController;
@@ -99,6 +102,7 @@ export class FleetService {
     mode: OwnershipMode,
   ) {
     this.now = options.now ?? Date.now;
+    this.inference = new FleetInference(client, protocolVersion);
     this.workerId = options.workerId ?? `${hostname()}-${process.pid}`;
     const { store } = options;
     this.ownership = new Ownership(mode, store, this.workerId, this.now, options.ownership ?? DEFAULT_OWNERSHIP);
@@ -193,6 +197,7 @@ export class FleetService {
       // subscription gets no retained messages [MQTT 5.0 §4.8.2]); recording one twice changes nothing.
       await client.subscribeAsync([...service.filters, serviceFilters.status()], { qos: 1 });
       await service.streams.start();
+      await service.inference.start();
       service.sweeper.start();
       service.rollouts.start();
     } catch (error) {
@@ -226,6 +231,7 @@ export class FleetService {
       await this.inflight.settle();
       await this.ownership.stop();
       await this.streams.close();
+      await this.inference.close();
       if (this.client.connected)
         await this.client.unsubscribeAsync([...this.filters, serviceFilters.status()]).catch(() => undefined);
       await closeBroker(this.client);

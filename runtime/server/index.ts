@@ -10,7 +10,9 @@ export {
   type ServerTimeouts,
 } from './http/server.js';
 export { BearerAuth, readTokenFile } from './http/auth.js';
-export { CALLER_FAULTS, HttpError, type HttpErrorCode } from './http/status.js';
+export { CALLER_FAULTS, HttpError, errorResponse, type HttpErrorCode } from './http/status.js';
+export { BINARY_CONTENT_TYPE, HEADER_LENGTH_HEADER, parseHeaderLength } from './protocol/binary.js';
+export { prepareMessage, type MessageAnswer, type MessageRequest, type PreparedMessage } from './serving/message.js';
 export { DEFAULT_MAX_RESPONSE } from './protocol/response.js';
 export { StaticRepository, type ServiceRepository } from './serving/model-repository.js';
 export { ModelService, type InferenceEvent, type ServiceObserver, type ServiceOptions } from './serving/service.js';
