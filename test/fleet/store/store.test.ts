@@ -35,6 +35,7 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
         onnxruntimeVersion: '1.30.0',
         models: [{ model: 'cnn', version: '1.0.0', variant: 'int8', backend: 'native' }],
         health: [{ model: 'cnn', version: '1.0.0', requests: 10, errors: 1, p50Ms: 2, p99Ms: 9 }],
+        drift: [],
         attributes: {},
       });
       expect((await store.recordStatus({ name: 'pi-1', connected: true, atMs: T0 + 9_000 })).cameOnline).toBe(true);
