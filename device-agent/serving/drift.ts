@@ -1,6 +1,12 @@
 import { logger } from '../../runtime/log.js';
 import type { Model } from '../../runtime/model/index.js';
-import { DriftMonitor, readBaseline, type DriftEvent, type DriftReport } from '../../runtime/monitor/index.js';
+import {
+  DriftMonitor,
+  readBaseline,
+  type DriftEvent,
+  type DriftReport,
+  type DriftScore,
+} from '../../runtime/monitor/index.js';
 import type { CaptureWriter } from '../../runtime/server/index.js';
 import type { AgentConfig } from '../config.js';
 import type { ActiveModels } from './active-models.js';
@@ -28,7 +34,7 @@ export function createDriftWatch(
     thresholds: config.thresholds,
     onDrift: (event) => {
       log.warn(
-        { model: event.model, version: event.version, scores: event.scores.slice(0, STATUS_SCORES) },
+        { model: event.model, version: event.version, scores: worst(event.scores) },
         event.type === 'drift' ? 'input drift' : 'drift cleared',
       );
       if (event.type === 'drift' && capture !== undefined && captureOnDrift.samplePercent > 0)
@@ -59,13 +65,18 @@ async function watch(monitor: DriftMonitor, models: ActiveModels, model: Model):
   }
 }
 
-/** A report as the status carries it: the worst scores only, rounded. */
-export function driftStatus(report: DriftReport) {
-  const scores = [...report.scores]
+/** The scores furthest past (or nearest to) their thresholds, rounded: what status and events carry. */
+function worst(scores: readonly DriftScore[]) {
+  return [...scores]
     .sort((a, b) => b.value / b.threshold - a.value / a.threshold)
     .slice(0, STATUS_SCORES)
     .map((s) => ({ ...s, value: Number(s.value.toFixed(4)) }));
-  return { model: report.model, version: report.version, samples: report.samples, drifting: report.drifting, scores };
+}
+
+/** A report as the status carries it: the worst scores only, rounded. */
+export function driftStatus(report: DriftReport) {
+  const { model, version, samples, drifting } = report;
+  return { model, version, samples, drifting, scores: worst(report.scores) };
 }
 
 /** The event spooled for the fleet on an alarm or its end (`outpost/things/{thing}/events`, like deployment steps). */
@@ -76,6 +87,6 @@ export function driftEvent(event: DriftEvent): Record<string, unknown> {
     model: event.model,
     version: event.version,
     samples: event.samples,
-    scores: event.scores.slice(0, STATUS_SCORES).map((s) => ({ ...s, value: Number(s.value.toFixed(4)) })),
+    scores: worst(event.scores),
   };
 }

@@ -73,7 +73,7 @@ export function elementReader(type: DType | undefined, data: Exclude<TensorData,
 
 /**
  * Calls `visit(feature, value)` for up to `perFeature` values of each feature of each row, strided over the
- * feature's values and starting at `offset` (callers rotate it between calls, so every position is seen over time).
+ * feature's values (the serving side precomputes these positions once, samplePlan, and shifts them per call).
  * Non-finite values are skipped: they are the guardrails' business, not a distribution's.
  */
 export function visitFeatures(
@@ -83,7 +83,6 @@ export function visitFeatures(
   total: number,
   visit: (feature: number, value: number) => void,
   perFeature = VALUES_PER_FEATURE,
-  offset = 0,
 ): void {
   const emit = (feature: number, i: number) => {
     const v = read(i);
@@ -95,7 +94,7 @@ export function visitFeatures(
     return;
   }
   if (layout.kind === 'tensor') {
-    strided(total, perFeature, offset, (i) => emit(0, i));
+    strided(total, perFeature, (i) => emit(0, i));
     return;
   }
   const channels = layout.names.length;
@@ -106,28 +105,27 @@ export function visitFeatures(
     for (let c = 0; c < channels; c++) {
       if (nchw) {
         const base = (b * channels + c) * plane;
-        strided(plane, perFeature, offset, (i) => emit(c, base + i));
+        strided(plane, perFeature, (i) => emit(c, base + i));
       } else {
         const base = b * plane * channels;
-        strided(plane, perFeature, offset, (i) => emit(c, base + i * channels + c));
+        strided(plane, perFeature, (i) => emit(c, base + i * channels + c));
       }
     }
   }
 }
 
-/** Visits `count` positions of [0, length) evenly spaced from `offset`: all of them when length <= count. */
-function strided(length: number, count: number, offset: number, visit: (i: number) => void): void {
+/** Visits `count` positions of [0, length) evenly spaced from 0: all of them when length <= count. */
+function strided(length: number, count: number, visit: (i: number) => void): void {
   if (length <= count) {
     for (let i = 0; i < length; i++) visit(i);
     return;
   }
   const step = length / count;
-  const start = offset % Math.max(1, Math.floor(step));
-  for (let k = 0; k < count; k++) visit(Math.min(length - 1, start + Math.floor(k * step)));
+  for (let k = 0; k < count; k++) visit(Math.floor(k * step));
 }
 
 /**
- * The positions visitFeatures reads at offset 0, precomputed once per shape for the hot path. A call shifts them all
+ * The positions visitFeatures reads, precomputed once per shape for the hot path. A call shifts them all
  * by `(offset % step) * stride`, which keeps each inside its feature (strided features only; `step` 1 otherwise).
  */
 export interface SamplePlan {
