@@ -1,53 +1,13 @@
 import type { JobStatus, StatusDetails } from '../../device-agent/protocol/index.js';
+import type { ThingDrift, ThingHealth, ThingModel, ThingTarget } from './thing-reports.js';
+
+export type { ThingDrift, ThingHealth, ThingModel, ThingTarget } from './thing-reports.js';
 
 /**
  * The fleet's persistent state, as every other part of fleet/ sees it: one interface (FleetStore) with two
  * implementations over one typed query layer (kysely-store.ts on SQLite or PostgreSQL). Times are milliseconds since
  * the epoch; the wire forms (seconds, IoT Jobs field names) are made at the edges.
  */
-
-/** What a device reports about itself in its status message (device-agent/storage/status.ts), as the registry keeps it. */
-export interface ThingTarget {
-  /** Target profile key the agent detected, e.g. "arm64:cortex-a72", "cuda:sm_87". */
-  readonly profile?: string;
-  /** The CPU's own profile (differs from `profile` on a Jetson). */
-  readonly cpuProfile?: string;
-  /** x86_64 | arm64. */
-  readonly arch?: string;
-}
-
-export interface ThingModel {
-  readonly model: string;
-  readonly version: string;
-  readonly variant?: string;
-  readonly backend?: string;
-  readonly role?: string;
-  readonly trafficPercent?: number;
-}
-
-export interface ThingHealth {
-  readonly model: string;
-  readonly version: string;
-  readonly requests: number;
-  readonly errors: number;
-  readonly p50Ms?: number;
-  readonly p99Ms?: number;
-}
-
-/** A monitored version's drift as the thing last reported it (device-agent/serving/drift.ts): the worst scores. */
-export interface ThingDrift {
-  readonly model: string;
-  readonly version: string;
-  /** Calls in the device's drift window. */
-  readonly samples: number;
-  readonly drifting: boolean;
-  readonly scores: readonly {
-    readonly feature: string;
-    readonly stat: string;
-    readonly value: number;
-    readonly threshold: number;
-  }[];
-}
 
 export interface ThingRecord {
   readonly name: string;
