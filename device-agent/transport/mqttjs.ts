@@ -154,6 +154,7 @@ export class MqttJsTransport implements Transport {
     let up = false;
     client.on('connect', (connack) => {
       up = true;
+      noDelay(client);
       void this.onConnected(client, connack);
     });
     client.on('message', (topic, payload, packet) => {
@@ -322,6 +323,16 @@ function incomingProperties(packet: IPublishPacket): MessageProperties | undefin
     ...(p.contentType === undefined ? {} : { contentType: p.contentType }),
     ...(Object.keys(user).length === 0 ? {} : { userProperties: user }),
   };
+}
+
+/**
+ * TCP_NODELAY on the connection's socket (TCP and TLS; WebSockets have none to set). With Nagle's algorithm on, a
+ * small PUBLISH written while the previous one is unacknowledged waits for the peer's delayed ACK (40 ms on Linux):
+ * request/response over MQTT (asynchronous inference, Jobs replies) would pay that on every round trip.
+ */
+function noDelay(client: MqttClient): void {
+  const stream = client.stream as { setNoDelay?: (on: boolean) => unknown };
+  if (typeof stream.setNoDelay === 'function') stream.setNoDelay(true);
 }
 
 /** Graceful end (DISCONNECT after in-flight acks), or destroy the socket when that takes longer than allowed. */
