@@ -130,15 +130,29 @@ export class AsyncInference {
       return this.fail(reply, error);
     }
     this.outstanding.set(model, queued + 1);
-    try {
-      await this.run(model, parsed.request, reply, service);
-    } finally {
+    let counted = true;
+    // A request stops counting once its call settles, not once its answer is acknowledged: the queue bounds work
+    // waiting for the model, and a slow PUBACK must not refuse the next caller.
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
       this.outstanding.set(model, (this.outstanding.get(model) ?? 1) - 1);
+    };
+    try {
+      await this.run(model, parsed.request, reply, service, release);
+    } finally {
+      release();
     }
   }
 
   /** Admits the request in arrival order, answers it, or answers DEADLINE_EXCEEDED when its deadline comes first. */
-  private async run(model: string, request: AsyncRequest, reply: ReplyAddress, service: ModelService): Promise<void> {
+  private async run(
+    model: string,
+    request: AsyncRequest,
+    reply: ReplyAddress,
+    service: ModelService,
+    release: () => void,
+  ): Promise<void> {
     const deadline = new AbortController();
     const once = { answered: false };
     let timer: NodeJS.Timeout | undefined;
@@ -178,6 +192,7 @@ export class AsyncInference {
         this.timers.delete(timer);
       }
       if (this.admission.get(model) === settled) this.admission.delete(model);
+      release();
     }
     if (once.answered) return; // the deadline already answered; this late result is dropped
     once.answered = true;
