@@ -9,11 +9,20 @@ const log = logger('fleet.dashboard');
  * One reader per server, whatever the number of pages: a timer reads `eventsAfter(cursor)` while at least one page
  * listens and writes each new event to all of them. A page that reconnects sends `Last-Event-ID` (or `?after=` on
  * its first connection, the id its HTML was rendered at) and is first sent what it missed, read once for it.
+ *
+ * Status messages update a thing's health and models without an event (a log entry per report would drown the log),
+ * so every `healthIntervalMs` the same reader also asks the registry which things reported since it last looked and
+ * sends their names as one `things` message (no id: there is nothing to resume; the next look covers what a dropped
+ * connection missed). Pages refresh on it at most that often, whatever the fleet's size.
  */
 export interface EventFeedOptions {
   readonly intervalMs?: number; // ms between reads of the event log while someone listens; default 500
   readonly batch?: number; // events per read; default 500
   readonly keepAliveMs?: number; // ms between comment lines that keep proxies from closing an idle stream; default 15 s
+  /** ms between looks at which things reported since (health figures are not in the event log); default 5 s. */
+  readonly healthIntervalMs?: number;
+  /** Names in one `things` message; beyond it the message says `more` (every page refreshes). Default 100. */
+  readonly thingsPerMessage?: number;
 }
 
 interface Listener {
@@ -35,6 +44,11 @@ export class EventFeed {
   private readonly intervalMs: number;
   private readonly batch: number;
   private readonly keepAliveMs: number;
+  private readonly healthIntervalMs: number;
+  private readonly thingsPerMessage: number;
+  /** The newest last-seen time already announced; undefined until the first look (which only sets it). */
+  private seenMs: number | undefined;
+  private lastHealthLookMs = 0;
   /** Reads of the event log so far (one per tick, whatever the number of listeners): the tests count them. */
   reads = 0;
 
@@ -45,6 +59,8 @@ export class EventFeed {
     this.intervalMs = options.intervalMs ?? 500;
     this.batch = options.batch ?? 500;
     this.keepAliveMs = options.keepAliveMs ?? 15_000;
+    this.healthIntervalMs = options.healthIntervalMs ?? 5_000;
+    this.thingsPerMessage = options.thingsPerMessage ?? 100;
   }
 
   get listening(): number {
@@ -107,6 +123,7 @@ export class EventFeed {
       this.timer = undefined;
       this.keepAlive = undefined;
       this.cursor = undefined;
+      this.seenMs = undefined;
       return;
     }
     if (this.reading) return;
@@ -115,14 +132,30 @@ export class EventFeed {
       this.reads++;
       const events = await this.store.eventsAfter(this.cursor ?? 0, this.batch);
       const last = events.at(-1);
-      if (last === undefined) return;
-      this.cursor = last.id;
-      for (const l of this.listeners) if (!l.catchingUp) this.send(l, events);
+      if (last !== undefined) {
+        this.cursor = last.id;
+        for (const l of this.listeners) if (!l.catchingUp) this.send(l, events);
+      }
+      await this.lookAtHealth();
     } catch (error) {
       log.warn({ err: error }, 'dashboard event feed: reading the event log failed; trying again');
     } finally {
       this.reading = false;
     }
+  }
+
+  /** Every healthIntervalMs: names the things that reported since the last look, to every page. */
+  private async lookAtHealth(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastHealthLookMs < this.healthIntervalMs) return;
+    this.lastHealthLookMs = now;
+    const first = this.seenMs === undefined;
+    const seen = await this.store.thingsSeenAfter(this.seenMs ?? 0, first ? 0 : this.thingsPerMessage + 1);
+    this.seenMs = Math.max(this.seenMs ?? 0, seen.latestMs);
+    if (first || seen.things.length === 0) return;
+    const more = seen.things.length > this.thingsPerMessage;
+    const data = JSON.stringify({ things: seen.things.slice(0, this.thingsPerMessage), more });
+    for (const l of this.listeners) if (!l.catchingUp) l.res.write(`event: things\ndata: ${data}\n\n`);
   }
 
   /** Sends one page what it missed, until it is level with the shared cursor. */

@@ -21,6 +21,7 @@ import type {
   NewEvent,
   NewExecution,
   RolloutState,
+  SeenThings,
   ThingRecord,
   ThingStatusUpdate,
   WaveChange,
@@ -81,6 +82,9 @@ export class KyselyStore implements FleetStore {
   }
   listThings(names?: readonly string[]): Promise<ThingRecord[]> {
     return this.run('list things', (db) => registry.listThings(db, names));
+  }
+  thingsSeenAfter(afterMs: number, limit: number): Promise<SeenThings> {
+    return this.run('read things seen', (db) => registry.thingsSeenAfter(db, afterMs, limit));
   }
   createGroup(group: GroupRecord): Promise<GroupRecord> {
     return this.run('create group', (db) => registry.createGroup(db, group));

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { OutpostError } from '../../runtime/errors.js';
 import { toArtifact, toGroup, toThing } from './rows.js';
 import type { Database, ThingsTable } from './schema.js';
-import type { ArtifactRecord, GroupRecord, ThingRecord, ThingStatusUpdate } from './types.js';
+import type { ArtifactRecord, GroupRecord, SeenThings, ThingRecord, ThingStatusUpdate } from './types.js';
 
 /** Things, groups and artifacts: the registry's queries (kysely-store.ts wraps them in error mapping and retries). */
 type Db = Kysely<Database>;
@@ -17,6 +17,29 @@ export async function listThings(db: Db, names?: readonly string[]): Promise<Thi
   let query = db.selectFrom('things').selectAll().orderBy('name');
   if (names !== undefined) query = query.where('name', 'in', [...names]);
   return (await query.execute()).map(toThing);
+}
+
+/**
+ * Things heard from after `afterMs` (their last status message, oldest first, at most `limit`), and the newest
+ * last-seen time of all: what the dashboard's live feed uses to refresh health figures, which are not in the event log.
+ */
+export async function thingsSeenAfter(db: Db, afterMs: number, limit: number): Promise<SeenThings> {
+  const latest = await db
+    .selectFrom('things')
+    .select((eb) => eb.fn.max<number | string | null>('last_seen_ms').as('latest'))
+    .executeTakeFirst();
+  // PostgreSQL's bigint arrives as text (see rows.ts); an empty registry gives null.
+  const latestMs = Number(latest?.latest ?? 0);
+  if (limit <= 0 || latestMs <= afterMs) return { things: [], latestMs };
+  const rows = await db
+    .selectFrom('things')
+    .select(['name', 'last_seen_ms'])
+    .where('last_seen_ms', '>', afterMs)
+    .orderBy('last_seen_ms')
+    .orderBy('name')
+    .limit(limit)
+    .execute();
+  return { things: rows.map((r) => r.name), latestMs };
 }
 
 /**

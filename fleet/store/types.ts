@@ -26,6 +26,12 @@ export interface ThingRecord {
   readonly attributes: Readonly<Record<string, string>>;
 }
 
+/** Things heard from after a time (names, oldest report first), and the newest last-seen time of the whole registry. */
+export interface SeenThings {
+  readonly things: readonly string[];
+  readonly latestMs: number;
+}
+
 /** One status message, reduced to what the registry stores. `connected: false` alone is the last will. */
 export interface ThingStatusUpdate {
   readonly name: string;
@@ -282,6 +288,8 @@ export interface FleetStore {
   setAttributes(name: string, attributes: Readonly<Record<string, string | null>>, nowMs: number): Promise<ThingRecord>;
   getThing(name: string): Promise<ThingRecord | undefined>;
   listThings(names?: readonly string[]): Promise<ThingRecord[]>;
+  /** Things whose last status message came after `afterMs` (at most `limit`, oldest first), and the newest of all. */
+  thingsSeenAfter(afterMs: number, limit: number): Promise<SeenThings>;
   createGroup(group: GroupRecord): Promise<GroupRecord>;
   getGroup(name: string): Promise<GroupRecord | undefined>;
   listGroups(): Promise<GroupRecord[]>;

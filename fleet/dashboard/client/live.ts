@@ -3,6 +3,8 @@
  * other). The page is complete without it: it adds live updates. It listens to /ui/events (Server-Sent Events; the
  * browser reconnects by itself and sends Last-Event-ID, so nothing is missed) and, when fleet events arrive, fetches
  * the same page again and swaps its <main> in, at most once per REFRESH_MS, keeping the keyboard focus where it was.
+ * A `things` message (devices that reported since the last one: new health figures) refreshes the fleet page, and a
+ * device page when it names that device.
  * Bake countdowns tick down every second between updates.
  */
 const REFRESH_MS = 400; // ms: events closer together than this cause one refresh
@@ -77,6 +79,21 @@ function schedule(): void {
   }, REFRESH_MS);
 }
 
+/** Whether devices' new reports change this page: the fleet page shows every device's health, a device page its own. */
+function wantsThings(data: string): boolean {
+  const path = location.pathname;
+  if (path === '/') return true;
+  const prefix = '/ui/things/';
+  if (!path.startsWith(prefix)) return false;
+  try {
+    const parsed = JSON.parse(data) as { things?: unknown; more?: unknown };
+    const names = Array.isArray(parsed.things) ? parsed.things : [];
+    return parsed.more === true || names.includes(decodeURIComponent(path.slice(prefix.length)));
+  } catch {
+    return true;
+  }
+}
+
 /** Each `data-bake-until` (an ISO time) shows the seconds left until then. */
 function tick(): void {
   for (const el of document.querySelectorAll<HTMLElement>('[data-bake-until]')) {
@@ -92,5 +109,8 @@ if (main !== null && after !== undefined) {
   source.addEventListener('open', () => status('open', 'live'));
   source.addEventListener('error', () => status('closed', 'reconnecting…'));
   source.addEventListener('fleet', () => schedule());
+  source.addEventListener('things', (e: MessageEvent<string>) => {
+    if (wantsThings(e.data)) schedule();
+  });
   window.setInterval(tick, 1000);
 }

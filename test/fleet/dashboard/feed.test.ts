@@ -9,7 +9,7 @@ import { suiteTmpDir } from '../../helpers/tmp.js';
 /*
  * The dashboard's event feed on a real SQLite store: however many pages listen, each tick is one read of the event
  * log (no polling storm), each page gets each event once, and a page that reconnects with Last-Event-ID is sent
- * exactly what it missed.
+ * exactly what it missed. Devices' reports, which add no event, are announced by name as a `things` message.
  */
 const PAGES = 5;
 
@@ -29,7 +29,7 @@ beforeAll(async () => {
       return Reflect.get(target, key, receiver) as unknown;
     },
   });
-  feed = new EventFeed(store, { intervalMs: 50 });
+  feed = new EventFeed(store, { intervalMs: 50, healthIntervalMs: 100, thingsPerMessage: 3 });
   server = createServer((req, res) => {
     const after = new URL(req.url ?? '/', 'http://x').searchParams.get('after');
     void feed.attach(req, res, after === null ? undefined : Number(after));
@@ -46,10 +46,11 @@ afterAll(async () => {
   await tmp.dispose();
 });
 
-/** An SSE client: the event ids it received, in order. */
+/** An SSE client: the event ids it received, in order, and the `things` messages. */
 function listen(headers: Record<string, string> = {}, query = '') {
   const controller = new AbortController();
   const ids: number[] = [];
+  const things: { things: string[]; more: boolean }[] = [];
   const done = (async () => {
     const r = await fetch(`${url}/${query}`, { headers, signal: controller.signal });
     const reader = (r.body as ReadableStream<Uint8Array>).getReader();
@@ -62,12 +63,15 @@ function listen(headers: Record<string, string> = {}, query = '') {
       let cut;
       while ((cut = text.indexOf('\n\n')) >= 0) {
         const id = /^id: (\d+)$/m.exec(text.slice(0, cut))?.[1];
+        const message = text.slice(0, cut);
         if (id !== undefined) ids.push(Number(id));
+        const data = /^event: things\ndata: (.*)$/m.exec(message)?.[1];
+        if (data !== undefined) things.push(JSON.parse(data) as { things: string[]; more: boolean });
         text = text.slice(cut + 2);
       }
     }
   })().catch(() => undefined);
-  return { ids, close: () => controller.abort(), done };
+  return { ids, things, close: () => controller.abort(), done };
 }
 
 async function until(check: () => boolean): Promise<void> {
@@ -107,5 +111,32 @@ describe('the dashboard event feed', () => {
     expect(fresh.ids).toEqual([next]);
     resumed.close();
     fresh.close();
+  });
+
+  it('names the devices that reported since its last look (health is not in the event log), in bounded messages', async () => {
+    const page = listen();
+    await until(() => feed.listening === 1);
+    const logEnd = (await store.eventsAfter(0, 10_000)).at(-1)?.id ?? 0;
+    // Reports made before the feed's first look are already on the page it rendered: keep reporting until one is named.
+    await expect
+      .poll(
+        async () => {
+          await store.recordStatus({ name: 'pi-7', connected: true, atMs: Date.now() });
+          return page.things.some((m) => m.things.includes('pi-7'));
+        },
+        { timeout: 10_000, interval: 50 },
+      )
+      .toBe(true);
+    expect(page.things.every((m) => !m.more && m.things.length <= 1)).toBe(true);
+    await store.recordStatus({ name: 'pi-7', connected: false, atMs: Date.now() });
+    const relogged = (await store.eventsAfter(0, 10_000)).at(-1)?.id ?? 0;
+    expect(relogged).toBe(logEnd); // the registry's reports added nothing to the log: only the feed announced them
+    // A burst from more devices than one message names (3 here): the message says `more` (every page refreshes).
+    const start = Date.now() + 1;
+    for (let i = 0; i < 40; i++) await store.recordStatus({ name: `burst-${i}`, connected: true, atMs: start + i });
+    await until(() => page.things.some((m) => m.more));
+    expect(page.things.find((m) => m.more)?.things).toHaveLength(3);
+    page.close();
+    await until(() => feed.listening === 0);
   });
 });

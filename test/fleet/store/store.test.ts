@@ -48,6 +48,11 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
       expect((await store.listThings()).map((t) => t.name)).toEqual(['pi-1', 'pi-2']);
       expect((await store.listThings(['pi-2', 'nope'])).map((t) => t.name)).toEqual(['pi-2']);
       expect(await store.getThing('nope')).toBeUndefined();
+      // What reported after a time, oldest first, and the newest report of all (the dashboard's health refresh).
+      await store.recordStatus({ name: 'pi-3', connected: true, atMs: T0 + 7_000 });
+      expect(await store.thingsSeenAfter(T0 + 5_000, 10)).toEqual({ things: ['pi-3', 'pi-1'], latestMs: T0 + 9_000 });
+      expect(await store.thingsSeenAfter(T0 + 5_000, 1)).toEqual({ things: ['pi-3'], latestMs: T0 + 9_000 });
+      expect(await store.thingsSeenAfter(T0 + 9_000, 10)).toEqual({ things: [], latestMs: T0 + 9_000 });
     } finally {
       await store.close();
     }
