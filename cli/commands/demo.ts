@@ -7,6 +7,8 @@ import { Agent, parseAgentConfig } from '../../device-agent/index.js';
 import { startEmbeddedBroker, deploy } from '../../fleet/index.js';
 import { buildSamples } from '../../models/index.js';
 import { generateSigningKeys } from '../../runtime/artifact/index.js';
+import { setLogLevel } from '../../runtime/log.js';
+import { cliFlags } from '../context.js';
 import { formatBytes, print } from '../output.js';
 import { demoFleet } from './demo-fleet.js';
 
@@ -37,6 +39,9 @@ async function infer(http: string): Promise<{ version: string; answer: number; m
  * fleet service, with two rollouts in waves (demo-fleet.ts).
  */
 async function demo(): Promise<void> {
+  // The demo narrates on stdout what the warnings would say (the abort it provokes, MQTT 3.1.1 on the embedded
+  // broker): keep stderr for real trouble unless --verbose asks for everything.
+  if (!cliFlags().verbose) setLogLevel('error');
   const started = performance.now();
   const dir = await mkdtemp(join(tmpdir(), 'outpost-demo-'));
   const step = (text: string) => print(`${since(started)}  ${text}`);
