@@ -33,6 +33,8 @@ export function thingView(thing: ThingRecord) {
     models: thing.models,
     health: thing.health,
     drift: thing.drift,
+    shadows: thing.shadows,
+    guardrails: thing.guardrails,
     attributes: thing.attributes,
   };
 }

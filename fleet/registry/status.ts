@@ -9,6 +9,11 @@ import type { ThingStatusUpdate } from '../store/index.js';
  * part is refused with the reason, counted and logged by the caller, never fatal.
  */
 const finite = z.number(); // zod 4 refuses Infinity and NaN by default
+/** A figure JSON may have turned into null (NaN): kept as absent, so one odd figure does not refuse the message. */
+const absentIfNull = finite
+  .nullish()
+  .transform((v) => v ?? undefined)
+  .optional();
 const statusSchema = deviceStatusSchema.extend({
   host: z
     .looseObject({
@@ -61,7 +66,49 @@ const statusSchema = deviceStatusSchema.extend({
     )
     .max(256)
     .optional(),
+  shadows: z
+    .array(
+      z.looseObject({
+        model: z.string().max(128),
+        version: z.string().max(64),
+        percent: finite,
+        compared: finite,
+        shadowErrors: finite,
+        agreement: absentIfNull,
+        meanCosine: absentIfNull,
+        // null: a NaN or infinity on one side only (the agent's JSON has no Infinity).
+        maxAbsDiff: finite.nullable(),
+        nonFiniteMismatches: finite.default(0),
+        productionP50Ms: absentIfNull,
+        shadowP50Ms: absentIfNull,
+      }),
+    )
+    .max(256)
+    .optional(),
+  guardrails: z
+    .array(
+      z.looseObject({
+        model: z.string().max(128),
+        version: z.string().max(64),
+        requests: finite,
+        errors: finite,
+        errorRate: finite,
+        p50Ms: finite.optional(),
+        p99Ms: finite.optional(),
+        elapsedSeconds: finite,
+        windowSeconds: finite,
+      }),
+    )
+    .max(256)
+    .optional(),
 });
+
+/** Keeps the listed keys whose value is defined: a looseObject's unknown keys stay out of the registry. */
+function pick<T extends object, K extends keyof T>(value: T, keys: readonly K[]): Pick<T, K> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (value[key] !== undefined) out[key] = value[key];
+  return out as Pick<T, K>;
+}
 
 /** Status messages are small; a bigger one is refused before parsing. */
 export const MAX_STATUS_BYTES = 256 * 1024; // bytes
@@ -136,6 +183,34 @@ export function parseStatus(topicThing: string, payload: Buffer, atMs: number): 
               samples: d.samples,
               drifting: d.drifting,
               scores: d.scores.map(({ feature, stat, value, threshold }) => ({ feature, stat, value, threshold })),
+            })),
+          }),
+      ...(s.shadows === undefined
+        ? {}
+        : {
+            shadows: s.shadows.map((x) => ({
+              ...pick(x, ['agreement', 'meanCosine', 'productionP50Ms', 'shadowP50Ms']),
+              model: x.model,
+              version: x.version,
+              percent: x.percent,
+              compared: x.compared,
+              shadowErrors: x.shadowErrors,
+              maxAbsDiff: x.maxAbsDiff,
+              nonFiniteMismatches: x.nonFiniteMismatches,
+            })),
+          }),
+      ...(s.guardrails === undefined
+        ? {}
+        : {
+            guardrails: s.guardrails.map((g) => ({
+              ...pick(g, ['p50Ms', 'p99Ms']),
+              model: g.model,
+              version: g.version,
+              requests: g.requests,
+              errors: g.errors,
+              errorRate: g.errorRate,
+              elapsedSeconds: g.elapsedSeconds,
+              windowSeconds: g.windowSeconds,
             })),
           }),
     },

@@ -68,6 +68,8 @@ export async function recordStatus(
       ...(update.models === undefined ? {} : { models_json: JSON.stringify(update.models) }),
       ...(update.health === undefined ? {} : { health_json: JSON.stringify(update.health) }),
       ...(update.drift === undefined ? {} : { drift_json: JSON.stringify(update.drift) }),
+      ...(update.shadows === undefined ? {} : { shadows_json: JSON.stringify(update.shadows) }),
+      ...(update.guardrails === undefined ? {} : { guardrails_json: JSON.stringify(update.guardrails) }),
     };
     await trx
       .insertInto('things')
@@ -80,6 +82,8 @@ export async function recordStatus(
         models_json: '[]',
         health_json: '[]',
         drift_json: '[]',
+        shadows_json: '[]',
+        guardrails_json: '[]',
         attributes_json: '{}',
         ...reported,
       })
@@ -116,6 +120,8 @@ export async function setAttributes(
         models_json: '[]',
         health_json: '[]',
         drift_json: '[]',
+        shadows_json: '[]',
+        guardrails_json: '[]',
         attributes_json: json,
       })
       .onConflict((oc) => oc.column('name').doUpdateSet({ attributes_json: json, updated_ms: nowMs }))

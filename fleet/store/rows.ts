@@ -50,8 +50,10 @@ export function toThing(row: Selectable<ThingsTable>): ThingRecord {
     ...(row.ort_version === null ? {} : { onnxruntimeVersion: row.ort_version }),
     models: parseJson(row.models_json, []),
     health: parseJson(row.health_json, []),
-    // A store opened at a schema before 005-drift has no such column (rolling upgrades, the migration tests).
+    // A store opened at a schema before 005-drift (006-serving) has no such column (rolling upgrades, the migration tests).
     drift: 'drift_json' in row ? parseJson(row.drift_json, []) : [],
+    shadows: 'shadows_json' in row ? parseJson(row.shadows_json, []) : [],
+    guardrails: 'guardrails_json' in row ? parseJson(row.guardrails_json, []) : [],
     attributes: parseJson(row.attributes_json, {}),
   };
 }

@@ -24,6 +24,8 @@ export interface ThingsTable {
   models_json: string;
   health_json: string;
   drift_json: string;
+  shadows_json: string;
+  guardrails_json: string;
   attributes_json: string;
   updated_ms: number;
 }

@@ -40,3 +40,37 @@ export interface ThingDrift {
     readonly threshold: number;
   }[];
 }
+
+/**
+ * A shadow comparison the thing runs (SageMaker-style shadow test): the shadow version answers a share of production
+ * calls only to be compared with production's answer.
+ */
+export interface ThingShadow {
+  readonly model: string;
+  readonly version: string;
+  /** Share of production calls mirrored to the shadow, in percent. */
+  readonly percent: number;
+  readonly compared: number;
+  readonly shadowErrors: number;
+  /** Share of compared calls whose top class (or rounded answer) agreed, 0–1. */
+  readonly agreement?: number;
+  readonly meanCosine?: number;
+  /** null: a NaN or infinity on one side only (JSON has no Infinity). */
+  readonly maxAbsDiff: number | null;
+  readonly nonFiniteMismatches: number;
+  readonly productionP50Ms?: number;
+  readonly shadowP50Ms?: number;
+}
+
+/** A version under guardrail watch after a deployment (its device-side bake): what has been counted so far. */
+export interface ThingGuardrail {
+  readonly model: string;
+  readonly version: string;
+  readonly requests: number;
+  readonly errors: number;
+  readonly errorRate: number;
+  readonly p50Ms?: number;
+  readonly p99Ms?: number;
+  readonly elapsedSeconds: number;
+  readonly windowSeconds: number;
+}

@@ -1,7 +1,7 @@
 import type { JobStatus, StatusDetails } from '../../device-agent/protocol/index.js';
-import type { ThingDrift, ThingHealth, ThingModel, ThingTarget } from './thing-reports.js';
+import type { ThingDrift, ThingGuardrail, ThingHealth, ThingModel, ThingShadow, ThingTarget } from './thing-reports.js';
 
-export type { ThingDrift, ThingHealth, ThingModel, ThingTarget } from './thing-reports.js';
+export type { ThingDrift, ThingGuardrail, ThingHealth, ThingModel, ThingShadow, ThingTarget } from './thing-reports.js';
 
 /**
  * The fleet's persistent state, as every other part of fleet/ sees it: one interface (FleetStore) with two
@@ -22,6 +22,10 @@ export interface ThingRecord {
   readonly models: readonly ThingModel[];
   readonly health: readonly ThingHealth[];
   readonly drift: readonly ThingDrift[];
+  /** Shadow comparisons running on the thing, as it last reported them. */
+  readonly shadows: readonly ThingShadow[];
+  /** Versions under the thing's guardrail watch (baking after a deployment), as it last reported them. */
+  readonly guardrails: readonly ThingGuardrail[];
   /** Operator attributes (`fleet thing <name> --attr site=plant-3`), matched by `attr.<key>` in dynamic groups. */
   readonly attributes: Readonly<Record<string, string>>;
 }
@@ -43,6 +47,8 @@ export interface ThingStatusUpdate {
   readonly models?: readonly ThingModel[];
   readonly health?: readonly ThingHealth[];
   readonly drift?: readonly ThingDrift[];
+  readonly shadows?: readonly ThingShadow[];
+  readonly guardrails?: readonly ThingGuardrail[];
 }
 
 /** A dynamic group's condition: every clause must hold (registry/query.ts parses and matches them). */

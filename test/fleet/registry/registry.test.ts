@@ -13,6 +13,8 @@ const thing: ThingRecord = {
   models: [{ model: 'cnn', version: '1.0.0' }],
   health: [],
   drift: [],
+  shadows: [],
+  guardrails: [],
   attributes: { site: 'plant-3' },
 };
 
@@ -98,11 +100,86 @@ describe('status messages', () => {
     });
   });
 
+  it('keeps the shadow comparisons and guardrail watches, a NaN figure (null in JSON) as absent', () => {
+    const message = {
+      thing: 'pi-1',
+      connected: true,
+      shadows: [
+        {
+          model: 'cnn',
+          version: '2.0.0',
+          percent: 50,
+          compared: 40,
+          shadowErrors: 1,
+          agreement: 0.95,
+          meanCosine: null,
+          maxAbsDiff: null,
+          nonFiniteMismatches: 2,
+          productionP50Ms: 1.5,
+          shadowP50Ms: 2.5,
+          extra: 'ignored',
+        },
+      ],
+      guardrails: [
+        {
+          model: 'cnn',
+          version: '2.0.0',
+          requests: 12,
+          errors: 1,
+          errorRate: 1 / 12,
+          p99Ms: 9,
+          elapsedSeconds: 30,
+          windowSeconds: 600,
+        },
+      ],
+    };
+    const parsed = parseStatus('pi-1', Buffer.from(JSON.stringify(message)), at);
+    expect(parsed).toEqual({
+      ok: true,
+      update: {
+        name: 'pi-1',
+        connected: true,
+        atMs: at,
+        shadows: [
+          {
+            model: 'cnn',
+            version: '2.0.0',
+            percent: 50,
+            compared: 40,
+            shadowErrors: 1,
+            agreement: 0.95,
+            maxAbsDiff: null,
+            nonFiniteMismatches: 2,
+            productionP50Ms: 1.5,
+            shadowP50Ms: 2.5,
+          },
+        ],
+        guardrails: [
+          {
+            model: 'cnn',
+            version: '2.0.0',
+            requests: 12,
+            errors: 1,
+            errorRate: 1 / 12,
+            p99Ms: 9,
+            elapsedSeconds: 30,
+            windowSeconds: 600,
+          },
+        ],
+      },
+    });
+  });
+
   it.each([
     ['not JSON', 'not json {', /not JSON/],
     ['no connected flag', '{"thing":"pi-1"}', /connected/],
     ['another thing on this topic', '{"thing":"pi-2","connected":true}', /names pi-2, the topic pi-1/],
     ['a malformed host', '{"thing":"pi-1","connected":true,"host":{"arch":7}}', /host\.arch/],
+    [
+      'a shadow without its counts',
+      '{"thing":"pi-1","connected":true,"shadows":[{"model":"m","version":"1"}]}',
+      /shadows\.0/,
+    ],
   ])('refuses %s, saying why', (_what, payload, reason) => {
     const parsed = parseStatus('pi-1', Buffer.from(payload), at);
     expect(parsed.ok).toBe(false);

@@ -52,6 +52,9 @@ const SEEDS: Readonly<Record<number, readonly string[]>> = Object.freeze({
   5: [
     `UPDATE things SET drift_json = '[{"model":"cnn","version":"1.0.0","samples":300,"drifting":true,"scores":[]}]' WHERE name = 'pi-1'`,
   ],
+  6: [
+    `UPDATE things SET shadows_json = '[{"model":"cnn","version":"2.0.0","percent":10,"compared":5,"shadowErrors":0,"maxAbsDiff":0,"nonFiniteMismatches":0}]', guardrails_json = '[{"model":"cnn","version":"1.0.0","requests":3,"errors":0,"errorRate":0,"elapsedSeconds":1,"windowSeconds":60}]' WHERE name = 'pi-1'`,
+  ],
 });
 
 describe('migrations', () => {
@@ -116,6 +119,13 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
         if (version === 2) expect((await latest.listExecutions('d-1')).map((e) => e.status)).toEqual(['QUEUED']);
         if (version === 5)
           expect((await latest.getThing('pi-1'))?.drift).toMatchObject([{ model: 'cnn', drifting: true }]);
+        if (version === 6) {
+          const thing = await latest.getThing('pi-1');
+          expect(thing?.shadows).toMatchObject([{ version: '2.0.0', compared: 5 }]);
+          expect(thing?.guardrails).toMatchObject([{ version: '1.0.0', windowSeconds: 60 }]);
+          // What 005 held is still there.
+          expect(thing?.drift).toMatchObject([{ model: 'cnn', drifting: true }]);
+        }
         if (version === 4) {
           expect(await latest.listWaves('d-1')).toMatchObject([
             { wave: 0, state: 'BAKING', bakeUntilMs: 1_700_000_060_000 },

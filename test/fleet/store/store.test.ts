@@ -5,6 +5,27 @@ import { artifactRecord, newDeployment } from '../../helpers/fleet-records.js';
 import { storeKinds } from '../../helpers/fleet-stores.js';
 
 const T0 = 1_700_000_000_000; // ms
+const SHADOW = {
+  model: 'cnn',
+  version: '2.0.0',
+  percent: 50,
+  compared: 40,
+  shadowErrors: 0,
+  agreement: 0.975,
+  meanCosine: 0.999,
+  maxAbsDiff: null,
+  nonFiniteMismatches: 1,
+};
+const GUARDRAIL = {
+  model: 'cnn',
+  version: '1.0.0',
+  requests: 10,
+  errors: 1,
+  errorRate: 0.1,
+  p99Ms: 9,
+  elapsedSeconds: 5,
+  windowSeconds: 600,
+};
 
 describe.each(storeKinds())('FleetStore on $name', (kind) => {
   const open = async (label: string): Promise<FleetStore> => kind.open(label);
@@ -21,6 +42,8 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
         onnxruntimeVersion: '1.30.0',
         models: [{ model: 'cnn', version: '1.0.0', variant: 'int8', backend: 'native' }],
         health: [{ model: 'cnn', version: '1.0.0', requests: 10, errors: 1, p50Ms: 2, p99Ms: 9 }],
+        shadows: [SHADOW],
+        guardrails: [GUARDRAIL],
       });
       expect(first).toMatchObject({ created: true, cameOnline: true });
       const will = await store.recordStatus({ name: 'pi-1', connected: false, atMs: T0 + 5_000 });
@@ -36,6 +59,8 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
         models: [{ model: 'cnn', version: '1.0.0', variant: 'int8', backend: 'native' }],
         health: [{ model: 'cnn', version: '1.0.0', requests: 10, errors: 1, p50Ms: 2, p99Ms: 9 }],
         drift: [],
+        shadows: [SHADOW],
+        guardrails: [GUARDRAIL],
         attributes: {},
       });
       expect((await store.recordStatus({ name: 'pi-1', connected: true, atMs: T0 + 9_000 })).cameOnline).toBe(true);
