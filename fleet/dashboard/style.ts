@@ -18,6 +18,7 @@ a:focus-visible, button:focus-visible, select:focus-visible, input:focus-visible
 main { padding: 1rem; max-width: 1400px; }
 h1 { font-size: 1.4rem; margin: .2rem 0 .8rem; }
 h2 { font-size: 1.1rem; margin: 1.4rem 0 .5rem; }
+h3 { font-size: 1rem; margin: 1rem 0 .4rem; }
 .live { margin-left: auto; color: var(--muted); font-size: .85rem; }
 .live[data-state="open"]::before { content: "● "; color: var(--ok); }
 .live[data-state="closed"]::before { content: "● "; color: var(--bad); }
@@ -35,9 +36,9 @@ select, input, button { font: inherit; padding: .3rem .5rem; }
 button { border: 1px solid var(--line); border-radius: 6px; background: var(--panel); cursor: pointer; }
 button.danger { border-color: var(--bad); color: var(--bad); }
 .badge { display: inline-block; padding: 0 .45rem; border-radius: 1rem; font-size: .8rem; border: 1px solid currentColor; }
-.s-ok, .s-SUCCEEDED, .s-COMPLETED, .s-DONE, .s-online { color: var(--ok); }
-.s-bad, .s-FAILED, .s-REJECTED, .s-TIMED_OUT, .s-ABORTED { color: var(--bad); }
-.s-warn, .s-IN_PROGRESS, .s-BAKING, .s-RUNNING, .s-RELEASING, .s-ACTIVE { color: var(--warn); }
+.s-ok, .s-calm, .s-SUCCEEDED, .s-COMPLETED, .s-DONE, .s-online { color: var(--ok); }
+.s-bad, .s-drifting, .s-over, .s-FAILED, .s-REJECTED, .s-TIMED_OUT, .s-ABORTED { color: var(--bad); }
+.s-warn, .s-watching, .s-IN_PROGRESS, .s-BAKING, .s-RUNNING, .s-RELEASING, .s-ACTIVE { color: var(--warn); }
 .s-idle, .s-QUEUED, .s-PENDING, .s-CANCELED, .s-REMOVED, .s-offline { color: var(--idle); }
 svg.bar { width: 100%; max-width: 640px; height: 18px; display: block; }
 .seg-0 { fill: #0969da; } .seg-1 { fill: #8250df; } .seg-2 { fill: #bf8700; } .seg-3 { fill: #1a7f37; }

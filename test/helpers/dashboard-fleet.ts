@@ -2,8 +2,11 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connectAsync } from 'mqtt';
 import { build, type Options } from 'tsup';
 import { DEFAULT_TARGETS, Simulator } from '../../device-agent/index.js';
+import { outpostTopics } from '../../device-agent/protocol/index.js';
+import type { AgentStatus } from '../../device-agent/storage/status.js';
 import { type DeploymentView, type RunningFleet, parseAbort, serveFleet } from '../../fleet/index.js';
 import { generateSigningKeys, packArtifact } from '../../runtime/artifact/index.js';
 import config from '../../tsup.config.js';
@@ -179,5 +182,88 @@ export function abortedAndRolledBack(f: DashboardFleet): Promise<DeploymentView>
     const open = d.executions.some((e) => e.status === 'QUEUED' || e.status === 'IN_PROGRESS');
     const switched = d.executions.filter((e) => e.status === 'SUCCEEDED').length;
     return d.state === 'ABORTED' && !open && (d.rollout?.rolledBack.length ?? 0) === switched;
+  });
+}
+
+/** The scripted reporters' names: one whose monitor alarms, one calm. */
+export const DRIFTING = 'lab-drift-1';
+export const CALM = 'lab-calm-1';
+
+/**
+ * Two things that report serving state the simulated devices cannot (they run no model): drift scores, a shadow
+ * comparison and a guardrail watch. A stand-in, named as such: each publishes one retained status message shaped
+ * as the agent's (typed `AgentStatus`, so the registry parses exactly what an agent sends), with figures like those a
+ * real agent reports for the sample MLP fed shifted inputs (test/device-agent/drift.test.ts and
+ * test/fleet/service/rollout-drift.test.ts run the real agent). Resolves once the registry has both.
+ */
+export async function reportServingState(f: DashboardFleet): Promise<void> {
+  const client = await connectAsync(f.broker.urls.tcp, { clientId: 'dashboard-reporter', protocolVersion: 4 });
+  try {
+    for (const [thing, shift] of [
+      [DRIFTING, 1],
+      [CALM, 0],
+    ] as const) {
+      const scores = Array.from({ length: 4 }, (_, i) => [
+        { feature: `x[${i}]`, stat: 'psi' as const, value: 0.04 + shift * (0.9 - 0.15 * i), threshold: 0.25 },
+        { feature: `x[${i}]`, stat: 'ks' as const, value: 0.03 + shift * (0.45 - 0.08 * i), threshold: 0.2 },
+      ]).flat();
+      const now = new Date().toISOString();
+      const status: AgentStatus = {
+        thing,
+        connected: true,
+        pid: process.pid,
+        startedAt: now,
+        updatedAt: now,
+        uptimeSeconds: 600,
+        host: { arch: 'x86_64', profile: 'x86_64:avx2', cpuProfile: 'x86_64:avx2', agentVersion: '0.1.0' },
+        active: [
+          { model: 'mlp', version: '1.0.0', variant: 'fp32', backend: 'native', role: 'production' },
+          { model: 'mlp', version: '1.1.0', variant: 'int8', backend: 'native', role: 'shadow' },
+        ],
+        shadows: [
+          {
+            model: 'mlp',
+            version: '1.1.0',
+            percent: 25,
+            compared: 412,
+            shadowErrors: 0,
+            agreement: 0.983,
+            meanCosine: 0.9991,
+            maxAbsDiff: 0.0123,
+            nonFiniteMismatches: 0,
+            productionP50Ms: 0.21,
+            shadowP50Ms: 0.17,
+          },
+        ],
+        guardrails: [
+          {
+            model: 'mlp',
+            version: '1.0.0',
+            requests: 1630,
+            errors: 2,
+            errorRate: 2 / 1630,
+            p50Ms: 0.21,
+            p99Ms: 0.94,
+            elapsedSeconds: 240,
+            windowSeconds: 600,
+          },
+        ],
+        health: [
+          { model: 'mlp', version: '1.0.0', requests: 1630, errors: 2, errorRate: 2 / 1630, p50Ms: 0.21, p99Ms: 0.94 },
+        ],
+        drift: [{ model: 'mlp', version: '1.0.0', samples: 1000, drifting: shift > 0, scores }],
+        deployments: [],
+        disk: { path: '/var/lib/outpost', freeBytes: 8e9, totalBytes: 16e9 },
+        memory: { rssBytes: 90e6, systemFreeBytes: 1e9, systemTotalBytes: 4e9 },
+        spool: { entries: 0, dropped: 0 },
+      };
+      await client.publishAsync(outpostTopics.status(thing), JSON.stringify(status), { qos: 1, retain: true });
+    }
+  } finally {
+    await client.endAsync();
+  }
+  await until('the scripted reporters to register', async () => {
+    const known = await f.fleet.store.listThings([DRIFTING, CALM]);
+    return known.length === 2 && known.every((t) => t.drift.length > 0) ? true : undefined;
   });
 }

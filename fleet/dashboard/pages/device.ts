@@ -1,11 +1,13 @@
 import type { ExecutionRecord, FleetEvent, ThingRecord } from '../../store/index.js';
 import { type Html, html, pathPart } from '../html.js';
 import { ago, badge, millis, percent } from '../layout.js';
+import { driftSection } from './drift.js';
+import { guardrailsSection, shadowsSection } from './serving.js';
 
 /**
  * A device's page: its registry record and attributes, the versions it reports installed and active with the serving
- * plan (role, traffic weight, variant, backend), serving health per version, its recent deployments (executions) and
- * its recent events. Everything here came from the device or an operator: all of it goes through `html`.
+ * plan (role, traffic weight, variant, backend), its shadow comparisons and guardrail watches, serving health and
+ * drift per version, its recent deployments (executions) and its recent events. Everything here came from the device or an operator: all of it goes through `html`.
  */
 export function details(value: Readonly<Record<string, unknown>>): string {
   return Object.entries(value)
@@ -84,6 +86,10 @@ export function deviceBody(
             </table>
           </div>`
     }
+    <h2>Shadows</h2>
+    ${shadowsSection(thing)}
+    <h2>Guardrails</h2>
+    ${guardrailsSection(thing)}
     <h2>Serving health</h2>
     ${
       thing.health.length === 0
@@ -118,6 +124,8 @@ export function deviceBody(
             </table>
           </div>`
     }
+    <h2 id="drift">Drift</h2>
+    ${driftSection(thing)}
     <h2>Recent deployments</h2>
     ${
       executions.length === 0

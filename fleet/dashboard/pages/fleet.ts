@@ -2,10 +2,11 @@ import { matches } from '../../registry/query.js';
 import type { GroupRecord, ThingRecord } from '../../store/index.js';
 import { type Html, html, pathPart } from '../html.js';
 import { ago, badge, bar, millis, percent } from '../layout.js';
+import { DRIFT_STATES, type DriftState, driftCell, driftState } from './drift.js';
 
 /**
- * The fleet page: every thing with its connection, target, agent, active versions and serving health, filtered by
- * group, target, version and status (a GET form: the filter is in the address, so it can be bookmarked), and the
+ * The fleet page: every thing with its connection, target, agent, active versions, serving health and drift (which
+ * things see inputs unlike the training data), filtered by group, target, version, status and drift (a GET form: the filter is in the address, so it can be bookmarked), and the
  * count of things per active version as a bar.
  */
 export interface FleetFilter {
@@ -13,6 +14,7 @@ export interface FleetFilter {
   readonly target?: string;
   readonly version?: string;
   readonly status?: 'online' | 'offline';
+  readonly drift?: DriftState;
 }
 
 export function readFilter(query: URLSearchParams): FleetFilter {
@@ -21,11 +23,13 @@ export function readFilter(query: URLSearchParams): FleetFilter {
     return value === null || value === '' ? undefined : value;
   };
   const status = pick('status');
+  const drift = DRIFT_STATES.find((d) => d === pick('drift'));
   return {
     ...(pick('group') === undefined ? {} : { group: pick('group') }),
     ...(pick('target') === undefined ? {} : { target: pick('target') }),
     ...(pick('version') === undefined ? {} : { version: pick('version') }),
     ...(status === 'online' || status === 'offline' ? { status } : {}),
+    ...(drift === undefined ? {} : { drift }),
   };
 }
 
@@ -45,6 +49,7 @@ export function filterThings(
     if (filter.target !== undefined && t.target.profile !== filter.target) return false;
     if (filter.version !== undefined && !activeVersions(t).includes(filter.version)) return false;
     if (filter.status !== undefined && t.connected !== (filter.status === 'online')) return false;
+    if (filter.drift !== undefined && driftState(t) !== filter.drift) return false;
     return true;
   });
 }
@@ -94,11 +99,13 @@ export function fleetBody(
   for (const t of shown) for (const v of new Set(activeVersions(t))) byVersion.set(v, (byVersion.get(v) ?? 0) + 1);
   const none = shown.filter((t) => activeVersions(t).length === 0).length;
   const online = shown.filter((t) => t.connected).length;
+  const drifting = shown.filter((t) => driftState(t) === 'drifting').length;
   const segments = [...byVersion].map(([name, count], i) => ({ name, count, cls: `seg-${i % 8}` }));
   if (none > 0) segments.push({ name: 'no active version', count: none, cls: 'seg-held' });
   return html`<h1>Fleet</h1>
     <p id="fleet-summary">
-      ${shown.length} of ${all.length} things shown · ${online} online · ${shown.length - online} offline
+      ${shown.length} of ${all.length} things shown · ${online} online · ${shown.length - online} offline ·
+      <a href="/?drift=drifting" id="drifting-count">${drifting} drifting</a>
     </p>
     <form class="filters" method="get" action="/" aria-label="Filter things">
       ${options(
@@ -109,6 +116,7 @@ export function fleetBody(
       )}
       ${options('target', 'Target', targets, filter.target)} ${options('version', 'Version', versions, filter.version)}
       ${options('status', 'Status', ['online', 'offline'], filter.status)}
+      ${options('drift', 'Drift', DRIFT_STATES, filter.drift)}
       <button type="submit">Filter</button> <a href="/">Clear</a>
     </form>
     <h2>Things per active version</h2>
@@ -130,6 +138,7 @@ export function fleetBody(
             <th scope="col" class="num">Error rate</th>
             <th scope="col" class="num">p50 ms</th>
             <th scope="col" class="num">p99 ms</th>
+            <th scope="col">Drift</th>
           </tr>
         </thead>
         <tbody>
@@ -146,6 +155,7 @@ export function fleetBody(
               <td class="num">${percent(h.errors, h.requests)}</td>
               <td class="num">${millis(h.p50)}</td>
               <td class="num">${millis(h.p99)}</td>
+              <td data-drift="${driftState(t)}">${driftCell(t)}</td>
             </tr>`;
           })}
         </tbody>

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CHROMIUM,
   CHROMIUM_ARGS,
+  CALM,
+  DRIFTING,
   type DashboardFleet,
   PREFIX,
   TOKEN,
@@ -14,6 +16,7 @@ import {
   buildDashboardScript,
   deployV1,
   deployV2,
+  reportServingState,
   startDashboardFleet,
 } from '../../helpers/dashboard-fleet.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
@@ -231,5 +234,43 @@ describe.skipIf(!HAVE_CHROMIUM)('the dashboard in headless Chromium', () => {
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it('shows which things drift, filters on it, and the device page has per-feature scores, shadows and guardrails', async () => {
+    await reportServingState(f);
+    await page.goto(`${f.fleet.url}/`);
+    expect(await page.getAttribute(`tr[data-thing="${DRIFTING}"] td[data-drift]`, 'data-drift')).toBe('drifting');
+    expect(await page.textContent(`tr[data-thing="${DRIFTING}"] td[data-drift]`)).toContain(
+      'mlp@1.0.0 psi 0.940 on x[0]',
+    );
+    expect(await page.getAttribute(`tr[data-thing="${CALM}"] td[data-drift]`, 'data-drift')).toBe('calm');
+    expect(await page.getAttribute(`tr[data-thing="${f.things[0] ?? ''}"] td[data-drift]`, 'data-drift')).toBe(
+      'unmonitored',
+    );
+    expect(await page.textContent('#drifting-count')).toBe('1 drifting');
+    // The filter, by keyboard: choose "drifting" and submit the form.
+    await page.selectOption('select[name="drift"]', 'drifting');
+    await page.focus('form.filters button[type="submit"]');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/[?&]drift=drifting/);
+    expect(await inPage("[...document.querySelectorAll('#things tbody tr')].map((r) => r.dataset.thing)")).toEqual([
+      DRIFTING,
+    ]);
+    await page.click(`a[href="/ui/things/${DRIFTING}"]`);
+    await page.waitForSelector('#drift');
+    const rows = page.locator('table.drift[data-drift="mlp@1.0.0"] tbody tr');
+    expect(await rows.count()).toBe(8);
+    // Worst first, each against its threshold.
+    expect(await rows.first().getAttribute('data-feature')).toBe('x[0]');
+    expect(await rows.first().textContent()).toMatch(/x\[0\]\s*psi\s*0\.940\s*0\.250\s*over/);
+    expect(await page.textContent('h3[data-drift="mlp@1.0.0"]')).toContain('drifting');
+    const shadow = page.locator('#shadows tr[data-shadow="mlp@1.1.0"]');
+    expect(await shadow.locator('[data-figure="agreement"]').textContent()).toBe('98.3 %');
+    expect(await shadow.locator('[data-figure="cosine"]').textContent()).toBe('0.9991');
+    expect(await page.textContent('#guardrails tr[data-guardrail="mlp@1.0.0"]')).toMatch(/watching\s*240 of 600 s/);
+    expect(await page.textContent('#models')).toContain('shadow');
+    await page.goto(`${f.fleet.url}/ui/things/${CALM}`);
+    expect(await page.textContent('h3[data-drift="mlp@1.0.0"]')).toContain('calm');
+    expect(await page.locator('table.drift .s-over').count()).toBe(0);
   });
 });
