@@ -1,17 +1,18 @@
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../compiler/compile.js';
 import { saveModel } from '../../compiler/onnx/index.js';
 import { deploy } from '../../fleet/deploy.js';
 import { buildMlp } from '../../models/samples.js';
-import { encodeNpy, seededRandom } from '../../runtime/tensor/index.js';
+import { seededRandom } from '../../runtime/tensor/index.js';
 import { outpostTopics } from '../../device-agent/protocol/index.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
 import { startAgent, type AgentProcess } from '../helpers/agent.js';
 import { connectPeer, type Peer } from '../helpers/mqtt.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
+import { MLP_FEATURES, draw, npyDir } from '../helpers/drift-artifacts.js';
 import { agentArgs, fleetTls, signingKeys } from '../helpers/signed-artifacts.js';
 
 const THING = 'drifting-1';
@@ -19,22 +20,7 @@ const DEPLOY_TIMEOUT_MS = 60_000; // ms for the deployment to succeed
 const EVENT_TIMEOUT_MS = 10_000; // ms for the spooled drift event to reach the broker
 const STATUS_TIMEOUT_MS = 10_000; // ms for status.json to show the calls made
 const WINDOW = 400; // calls in the agent's drift window (slides by 100)
-const FEATURES = 16; // the sample MLP's x: [batch, 16]
-
-/** Normal draws (Box–Muller) from a seeded source: the "training data" and the live traffic alike. */
-function draw(random: () => number, mean = 0): Float32Array {
-  const out = new Float32Array(FEATURES);
-  for (let i = 0; i < FEATURES; i++)
-    out[i] = mean + Math.sqrt(-2 * Math.log(Math.max(1e-12, random()))) * Math.cos(2 * Math.PI * random());
-  return out;
-}
-
-async function npyDir(dir: string, count: number, random: () => number): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  for (let i = 0; i < count; i++)
-    await writeFile(join(dir, `x${i}.npy`), encodeNpy({ dtype: 'float32', shape: [1, FEATURES], data: draw(random) }));
-  return dir;
-}
+const FEATURES = MLP_FEATURES; // the sample MLP's x: [batch, 16]
 
 async function labelsFile(path: string): Promise<string> {
   await writeFile(path, Array.from({ length: 10 }, (_, i) => `class-${i}`).join('\n'));
