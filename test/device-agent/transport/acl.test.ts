@@ -151,3 +151,68 @@ describe.each(CASES)('device confinement: $name', ({ broker: brokerKind, kind, l
     expect(victim.transport.connected).toBe(true);
   });
 });
+
+/**
+ * The ACL's inference callers (docs/mosquitto-acl.md, "Asynchronous inference callers"): `inference-app` may ask any
+ * device's models and read the answers addressed to it; no caller reads another's answers or speaks for a device.
+ * MQTT.js peers with real certificates on the device's and the callers' sides (the agent's own answering is
+ * test/device-agent/async-infer.test.ts).
+ */
+describe('inference callers: Mosquitto with docs/examples/mosquitto-acl.conf', () => {
+  const installed = mosquittoPath() !== undefined;
+  let broker: TestBroker;
+  const peers: Peer[] = [];
+
+  beforeAll(async () => {
+    if (installed) broker = await startBroker({ kind: 'mosquitto' });
+  });
+  afterAll(async () => {
+    for (const peer of peers) await peer.close();
+    if (installed) await broker.stop();
+  });
+
+  async function peer(cn: string): Promise<Peer> {
+    const pair = await broker.identity(cn);
+    const p = await connectPeer(broker.urls.mtls, {
+      mqtt5: true,
+      clientId: cn,
+      ca: broker.ca.ca,
+      cert: pair.cert,
+      key: pair.key,
+    });
+    peers.push(p);
+    return p;
+  }
+
+  it('asks and reads its own answers; cannot read others’ answers or forge a device’s topics', async (context) => {
+    context.skip(!installed, 'Mosquitto is not installed');
+    const thing = `thing-a-${randomBytes(3).toString('hex')}`;
+    const device = await peer(thing);
+    const caller = await peer('inference-app');
+    const other = await peer('other-app');
+    await device.subscribe(`outpost/things/${thing}/#`);
+    await caller.subscribe('outpost/things/+/infer-replies/#');
+    await other.subscribe('outpost/things/+/infer-replies/#');
+
+    // Not a caller: no `user` block grants other-app a request (MQTT 5: PUBACK 0x87).
+    const refused: unknown = await other
+      .publish(`outpost/things/${thing}/infer/mlp`, 'from other')
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 135 });
+    // A caller speaks for no device.
+    await caller.publish(`outpost/things/${thing}/status`, 'forged').catch(() => undefined);
+    await caller.publish(`outpost/things/${thing}/infer/mlp`, 'request');
+    const requests = await device.inbox.wait(`outpost/things/${thing}/infer/mlp`, 1, MESSAGE_TIMEOUT_MS);
+    expect(requests.map(String)).toEqual(['request']);
+    expect(device.inbox.on(`outpost/things/${thing}/status`)).toEqual([]);
+
+    // The device answers under its own prefix; each caller reads only what is addressed to it.
+    await device.publish(`outpost/things/${thing}/infer-replies/other-app`, 'for other');
+    await device.publish(`outpost/things/${thing}/infer-replies/inference-app`, 'for caller');
+    await caller.inbox.wait(`outpost/things/${thing}/infer-replies/inference-app`, 1, MESSAGE_TIMEOUT_MS);
+    await other.inbox.wait(`outpost/things/${thing}/infer-replies/other-app`, 1, MESSAGE_TIMEOUT_MS);
+    // Same publisher, later message: had the earlier one been delivered to the wrong caller, it would be here now.
+    expect(caller.inbox.messages.map((m) => m.topic)).toEqual([`outpost/things/${thing}/infer-replies/inference-app`]);
+    expect(other.inbox.messages.map((m) => m.topic)).toEqual([`outpost/things/${thing}/infer-replies/other-app`]);
+  });
+});
