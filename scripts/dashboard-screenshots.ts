@@ -1,7 +1,9 @@
 /**
  * Screenshots of the fleet dashboard's three pages, from the real page driven by a simulated fleet (the browser
- * tests' fleet: test/helpers/dashboard-fleet.ts): 1.0.0 everywhere, then a 2.0.0 canary that aborts and rolls back.
- * Writes docs/dashboard-fleet.png, docs/dashboard-device.png and docs/dashboard-deployment.png at 1280×800.
+ * tests' fleet: test/helpers/dashboard-fleet.ts): 1.0.0 everywhere, then a 2.0.0 canary that aborts and rolls back,
+ * and the two scripted reporters of serving state (drift, a shadow, a guardrail watch: the simulated devices run no
+ * model). Writes docs/dashboard-fleet.png (whole page), docs/dashboard-device.png (the drifting thing, whole page) and
+ * docs/dashboard-deployment.png at 1280×800.
  *
  *   npx tsx scripts/dashboard-screenshots.ts
  */
@@ -13,12 +15,14 @@ import { chromium } from 'playwright-core';
 import {
   CHROMIUM,
   CHROMIUM_ARGS,
+  DRIFTING,
   TOKEN,
   V2,
   abortedAndRolledBack,
   buildDashboardScript,
   deployV1,
   deployV2,
+  reportServingState,
   startDashboardFleet,
 } from '../test/helpers/dashboard-fleet.js';
 
@@ -36,21 +40,22 @@ async function main(): Promise<void> {
     console.error('deploying 1.0.0 everywhere, then the 2.0.0 canary that aborts…');
     await deployV1(fleet);
     await deployV2(fleet);
-    const d = await abortedAndRolledBack(fleet);
+    await abortedAndRolledBack(fleet);
+    await reportServingState(fleet);
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await page.goto(`${fleet.fleet.url}/ui/login`);
     await page.fill('#token', TOKEN);
     await page.keyboard.press('Enter');
     await page.waitForSelector('#things');
-    const shots: Array<readonly [string, string]> = [
-      ['dashboard-fleet.png', '/'],
-      ['dashboard-device.png', `/ui/things/${d.rollout?.rolledBack[0] ?? fleet.things[0] ?? ''}`],
-      ['dashboard-deployment.png', `/ui/deployments/${V2.id}`],
+    const shots: Array<readonly [string, string, boolean]> = [
+      ['dashboard-fleet.png', '/', true],
+      ['dashboard-device.png', `/ui/things/${DRIFTING}`, true],
+      ['dashboard-deployment.png', `/ui/deployments/${V2.id}`, false],
     ];
-    for (const [file, path] of shots) {
+    for (const [file, path, fullPage] of shots) {
       await page.goto(`${fleet.fleet.url}${path}`);
       await page.waitForSelector('#live[data-state="open"]');
-      await page.screenshot({ path: join(ROOT, 'docs', file), fullPage: false });
+      await page.screenshot({ path: join(ROOT, 'docs', file), fullPage });
       console.error(`wrote docs/${file} (${path})`);
     }
   } finally {

@@ -26,17 +26,19 @@ function worst(d: ThingDrift): Score | undefined {
 
 const figure = (value: number): string => (Math.abs(value) >= 10 ? value.toFixed(1) : value.toFixed(3));
 
-/** The fleet page's cell: a badge, and for a drifting thing its worst score (`mlp@1.0.0 psi 0.41 on x[3]`). */
+/** The fleet page's cell: a badge, and for a drifting thing each drifting version's worst score (`mlp@1.0.0 psi 0.41 on x[3]`). */
 export function driftCell(thing: ThingRecord): Html {
   const state = driftState(thing);
   if (state === 'unmonitored') return html`<span class="muted">–</span>`;
-  const shown = thing.drift.filter((d) => d.drifting === (state === 'drifting'));
-  return html`${badge(state)}${shown.map((d) => {
-    const w = worst(d);
-    return html`<br /><span class="muted"
-        >${d.model}@${d.version}${w === undefined ? '' : ` ${w.stat} ${figure(w.value)} on ${w.feature}`}</span
-      >`;
-  })}`;
+  if (state === 'calm') return badge(state);
+  return html`${badge(state)}${thing.drift
+    .filter((d) => d.drifting)
+    .map((d) => {
+      const w = worst(d);
+      return html`<br /><span class="muted"
+          >${d.model}@${d.version}${w === undefined ? '' : ` ${w.stat} ${figure(w.value)} on ${w.feature}`}</span
+        >`;
+    })}`;
 }
 
 /** The device page's section: each monitored version, its window, and every score it reported against its threshold. */

@@ -5,9 +5,9 @@ import { ago, badge, bar, millis, percent } from '../layout.js';
 import { DRIFT_STATES, type DriftState, driftCell, driftState } from './drift.js';
 
 /**
- * The fleet page: every thing with its connection, target, agent, active versions, serving health and drift (which
- * things see inputs unlike the training data), filtered by group, target, version, status and drift (a GET form: the filter is in the address, so it can be bookmarked), and the
- * count of things per active version as a bar.
+ * The fleet page: every thing with its connection, drift (which things see inputs unlike the training data), target,
+ * agent, active versions and serving health, filtered by group, target, version, status and drift (a GET form: the
+ * filter is in the address, so it can be bookmarked), and the count of things per active version as a bar.
  */
 export interface FleetFilter {
   readonly group?: string;
@@ -130,6 +130,7 @@ export function fleetBody(
           <tr>
             <th scope="col">Thing</th>
             <th scope="col">Status</th>
+            <th scope="col">Drift</th>
             <th scope="col">Last seen</th>
             <th scope="col">Target</th>
             <th scope="col">Agent</th>
@@ -138,7 +139,6 @@ export function fleetBody(
             <th scope="col" class="num">Error rate</th>
             <th scope="col" class="num">p50 ms</th>
             <th scope="col" class="num">p99 ms</th>
-            <th scope="col">Drift</th>
           </tr>
         </thead>
         <tbody>
@@ -147,6 +147,7 @@ export function fleetBody(
             return html`<tr data-thing="${t.name}">
               <th scope="row"><a href="/ui/things/${pathPart(t.name)}">${t.name}</a></th>
               <td>${badge(t.connected ? 'online' : 'offline')}</td>
+              <td data-drift="${driftState(t)}">${driftCell(t)}</td>
               <td>${ago(t.lastSeenMs, nowMs)}</td>
               <td>${t.target.profile ?? '–'}</td>
               <td>${t.agentVersion ?? '–'}</td>
@@ -155,7 +156,6 @@ export function fleetBody(
               <td class="num">${percent(h.errors, h.requests)}</td>
               <td class="num">${millis(h.p50)}</td>
               <td class="num">${millis(h.p99)}</td>
-              <td data-drift="${driftState(t)}">${driftCell(t)}</td>
             </tr>`;
           })}
         </tbody>
