@@ -72,7 +72,20 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
   client.on('error', (error) => {
     log.warn({ err: error, url: options.url }, 'broker connection error');
   });
+  // Every (re)connection is a new socket: Nagle off on each (see noDelay).
+  noDelay(client);
+  client.on('connect', () => noDelay(client));
   return client;
+}
+
+/**
+ * TCP_NODELAY on the connection's socket (TCP and TLS; WebSockets have none). With Nagle on, a small PUBLISH sent
+ * while the previous one is unacknowledged waits for the broker's delayed ACK (40 ms on Linux): `fleet infer` and the
+ * Jobs replies would pay that on every round trip (the agent's transport does the same, device-agent/transport).
+ */
+function noDelay(client: MqttClient): void {
+  const stream = client.stream as { setNoDelay?: (on: boolean) => unknown } | undefined;
+  if (typeof stream?.setNoDelay === 'function') stream.setNoDelay(true);
 }
 
 /** One connection attempt: the connected client, or BROKER_UNREACHABLE (retryable, unless the broker refused us). */
