@@ -7,6 +7,8 @@ import { deploy } from '../../fleet/deploy.js';
 import { prettyJson, sha256File, signArtifact, type Manifest } from '../../runtime/artifact/index.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
+import { runCli } from '../helpers/cli.js';
+import { startFleet } from '../helpers/fleet.js';
 import { call, json } from '../helpers/http-client.js';
 import { ROOT } from '../helpers/models.js';
 import { agentArgs, fleetTls, signingKeys, type Keys } from '../helpers/signed-artifacts.js';
@@ -17,7 +19,8 @@ import { suiteTmpDir } from '../helpers/tmp.js';
  * by the one-shot fleet deploy (files layout) over a real Mosquitto (mTLS, ACL) to a real agent process, which
  * verifies it, runs its end-to-end test vectors, switches and serves it at POST /v2/models/ocr/infer. A signed
  * build whose recorded answer is wrong fails its self-test before the switch; a version whose validate hook fails
- * after the switch is rolled back to the one before; a restart serves the pipeline from disk.
+ * after the switch is rolled back to the one before; a restart serves the pipeline from disk; `fleet serve` +
+ * `fleet deploy` ship one too.
  */
 const SUITE_TIMEOUT_MS = 300_000; // ms: the build bundles two models; each install runs det + rec on 2 shared cores
 const SETTLE_MS = 120_000; // ms for one deployment to reach a terminal status
@@ -171,6 +174,43 @@ describe('a pipeline deployed to a real agent over Mosquitto', () => {
         return a.status === 200 ? a : undefined;
       }, SETTLE_MS);
       expect(answer.version).toBe('1.0.0');
+    },
+    SUITE_TIMEOUT_MS,
+  );
+
+  it(
+    'fleet serve: `fleet deploy` of the pipeline reaches COMPLETED and the agent serves the new version',
+    async () => {
+      const next = await variantOf(good, '1.3.0');
+      const fleet = await startFleet([
+        '--broker',
+        broker.urls.tcp,
+        '--db',
+        `sqlite:${join(dir, 'fleet.db')}`,
+        '--data-dir',
+        join(dir, 'fleet'),
+        '--trust-key',
+        keys.publicKeyPath,
+      ]);
+      try {
+        const cli = await runCli(['fleet', 'deploy', next, '--thing', 'ocr-pi', '--fleet', fleet.url, '--json']);
+        expect(cli.code, cli.stderr).toBe(0);
+        const created = JSON.parse(cli.stdout) as { id: string };
+        const done = await waitFor(
+          async () => {
+            const d = await fleet.deployment(created.id);
+            return d.state === 'COMPLETED' ? d : undefined;
+          },
+          SETTLE_MS,
+          () => `deployment to complete:\n${fleet.logs().slice(-3000)}\nagent:\n${agent?.logs().slice(-3000) ?? ''}`,
+        );
+        expect(done.executions).toMatchObject([{ thing: 'ocr-pi', status: 'SUCCEEDED' }]);
+        const answer = await read(await (agent as AgentProcess).http(), IMAGES[1] ?? 4);
+        expect(answer).toMatchObject({ status: 200, version: '1.3.0' });
+        expect(characterAccuracy([answer])).toBeGreaterThanOrEqual(ACCURACY_GATE);
+      } finally {
+        await fleet.kill();
+      }
     },
     SUITE_TIMEOUT_MS,
   );
