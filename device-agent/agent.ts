@@ -4,6 +4,7 @@ import { OutpostError, isOutpostError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { retry } from '../runtime/retry.js';
 import type { Model } from '../runtime/model/index.js';
+import type { Pipeline } from '../runtime/pipeline/index.js';
 import { readTokenFile, InferenceServer } from '../runtime/server/index.js';
 import type { AgentConfig } from './config.js';
 import {
@@ -67,7 +68,7 @@ export class Agent {
   private refreshTimer: NodeJS.Timeout | undefined;
   /** A call was served since status.json was last written. */
   private statusStale = false;
-  private readonly tested = new Map<string, Model>();
+  private readonly tested = new Map<string, Model | Pipeline>();
   private statusWrite: Promise<void> = Promise.resolve();
   /** What this device is (target profile, versions): detected once, reported in every status. */
   private readonly host: NonNullable<AgentStatus['host']> = hostReport();
@@ -140,6 +141,8 @@ export class Agent {
       ...(socket === undefined ? {} : { socket }),
       ...(token === undefined ? {} : { token }),
       metrics: () => stack.metrics.text(),
+      pipelines: stack.models.pipelines,
+      pipelineMetrics: stack.metrics.pipelines,
     });
     this.startCaptureUpload(stack);
     this.httpUrl = (await this.server.listen()).url;

@@ -8,12 +8,22 @@ interface BuildFlags {
   signKey?: string;
   store?: string;
   force?: boolean;
+  testInput?: string[];
   json?: boolean;
+}
+
+/** `--test-input [name=]file`: one case; a bare file feeds the pipeline's only input (named at build). */
+function testCase(flag: string): Record<string, string> {
+  const eq = flag.indexOf('=');
+  return eq > 0 ? { [flag.slice(0, eq)]: flag.slice(eq + 1) } : { '': flag };
 }
 
 function printReport(report: PipelineBuildReport): void {
   print(`built pipeline ${report.name}@${report.version} in ${report.seconds.toFixed(1)} s → ${report.output}`);
   print(`  steps    ${report.steps.join(' → ')}`);
+  print(
+    `  vectors  ${report.testVectors === 0 ? 'none (add testVectors or --test-input)' : `${report.testVectors} case(s)`}`,
+  );
   print(
     table(
       ['model', 'how', 'variants'],
@@ -42,6 +52,10 @@ export function register(program: Command): void {
     .option('--sign-key <key>', 'ed25519 private key (see `outpost keygen`)')
     .option('--store <dir>', 'where models referenced by name@version are installed (<store>/<name>/<version>)')
     .option('--force', 'replace an existing output directory')
+    .option(
+      '--test-input <[name=]file...>',
+      'a sample recorded as a test vector (one case each; replaces pipeline.json testVectors)',
+    )
     .option('--json', 'print the build report as JSON')
     .action(async (source: string, flags: BuildFlags) => {
       const report = await buildPipeline({
@@ -51,6 +65,7 @@ export function register(program: Command): void {
         ...(flags.signKey === undefined ? {} : { signKey: flags.signKey }),
         ...(flags.store === undefined ? {} : { store: flags.store }),
         ...(flags.force === true ? { overwrite: true } : {}),
+        ...(flags.testInput === undefined ? {} : { testInputs: flags.testInput.map(testCase) }),
         onProgress: (stage) => process.stderr.write(`pipeline build: ${stage}\n`),
       });
       if (flags.json === true) printJson(report);

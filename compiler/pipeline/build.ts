@@ -9,6 +9,7 @@ import { wrapBareModel } from '../../runtime/model/index.js';
 import { planPipeline, type ModelSignature } from '../../runtime/pipeline/index.js';
 import { compile } from '../compile.js';
 import { readPipelineSource, type ModelSource } from './source.js';
+import { recordVectors, type VectorSamples } from './vectors.js';
 
 export interface BuildPipelineOptions {
   /** The pipeline.json. */
@@ -20,6 +21,11 @@ export interface BuildPipelineOptions {
   readonly overwrite?: boolean;
   /** Where referenced (not bundled) models are installed: `<store>/<name>/<version>/`, as on a device. */
   readonly store?: string;
+  /**
+   * Sample inputs recorded as the artifact's test vectors, one case each (input name → file, relative to the
+   * working directory); they replace pipeline.json's `testVectors.cases`.
+   */
+  readonly testInputs?: readonly Readonly<Record<string, string>>[];
   /** One line per phase ("compile det", "bundle rec", "write"). */
   readonly onProgress?: (stage: string) => void;
 }
@@ -36,6 +42,8 @@ export interface PipelineBuildReport {
   readonly version: string;
   readonly models: readonly BuiltModel[];
   readonly steps: readonly string[];
+  /** End-to-end test vectors recorded (cases). */
+  readonly testVectors: number;
   readonly outputs: readonly { name: string; dtype: string; shape: readonly (number | string)[] }[];
   readonly signer?: string;
   readonly seconds: number;
@@ -111,26 +119,45 @@ export async function buildPipeline(options: BuildPipelineOptions): Promise<Pipe
       if (signed) paths.push(artifact.SIGNATURE_FILE);
       for (const path of paths) bundled.push({ path: `models/${key}/${path}`, from: join(p.dir.dir, path) });
     }
-    options.onProgress?.('write');
     const target = Object.values(prepared).find((p) => p.target !== undefined && p.target.arch !== 'any')?.target ?? {
       profile: 'any',
       arch: 'any' as const,
       features: [],
     };
+    const manifest: artifact.ManifestDraft = {
+      name: source.name,
+      version: source.version,
+      ...(source.description === undefined ? {} : { description: source.description }),
+      target,
+      inputs: source.inputs,
+      outputs: [...plan.outputs],
+      variants: [],
+      cascade,
+      producer: { outpost: OUTPOST_VERSION, onnxruntime: onnxruntimeVersion() },
+    };
+    const samples: VectorSamples | undefined =
+      options.testInputs !== undefined && options.testInputs.length > 0
+        ? { cases: options.testInputs, tolerance: source.testVectors?.tolerance, base: process.cwd() }
+        : source.testVectors === undefined
+          ? undefined
+          : { ...source.testVectors, base };
+    let vectors = 0;
+    if (samples !== undefined) {
+      // The samples run through the artifact as a device will open it: a draft of it, without the vectors.
+      options.onProgress?.('test vectors');
+      const draft = join(work, 'draft');
+      await artifact.writeArtifact(draft, { manifest, files: bundled });
+      const recorded = await recordVectors(draft, source.inputs, samples);
+      bundled.push(...recorded.files);
+      manifest.testVectors = recorded.testVectors;
+      vectors = recorded.testVectors.cases.length;
+      await rm(draft, { recursive: true, force: true });
+    }
+    options.onProgress?.('write');
     const packed = options.output.endsWith('.tar.gz') || options.output.endsWith('.tgz');
     const dir = packed ? join(work, 'pipeline') : options.output;
     const written = await artifact.writeArtifact(dir, {
-      manifest: {
-        name: source.name,
-        version: source.version,
-        ...(source.description === undefined ? {} : { description: source.description }),
-        target,
-        inputs: source.inputs,
-        outputs: [...plan.outputs],
-        variants: [],
-        cascade,
-        producer: { outpost: OUTPOST_VERSION, onnxruntime: onnxruntimeVersion() },
-      },
+      manifest,
       files: bundled,
       ...(options.signKey === undefined ? {} : { signingKey: options.signKey }),
       ...(options.overwrite === true && !packed ? { overwrite: true } : {}),
@@ -142,6 +169,7 @@ export async function buildPipeline(options: BuildPipelineOptions): Promise<Pipe
       version: source.version,
       models: Object.values(prepared).map((p) => p.built),
       steps: plan.steps.map((s) => s.step.id),
+      testVectors: vectors,
       outputs: plan.outputs,
       ...(written.signer === undefined ? {} : { signer: written.signer }),
       seconds: (performance.now() - started) / 1000,

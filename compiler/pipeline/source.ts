@@ -43,6 +43,17 @@ export const pipelineSourceSchema = z
     files: z.record(artifact.relativePathSchema, z.string().min(1)).default({}),
     steps: z.array(artifact.cascadeStepSchema).min(1),
     outputs: z.record(z.string(), artifact.tensorRefSchema),
+    /**
+     * End-to-end samples recorded at build as the artifact's test vectors (vectors.ts): each case names a file per
+     * input (an image's bytes for a uint8 [n] input, else a `.npy`); numeric outputs compared within `tolerance`.
+     */
+    testVectors: z
+      .object({
+        cases: z.array(z.record(z.string(), z.string().min(1))).min(1),
+        tolerance: z.object({ atol: z.number().nonnegative(), rtol: z.number().nonnegative() }).strict().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { VerdictFile } from '../../runtime/artifact/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import type { Model } from '../../runtime/model/index.js';
+import type { Pipeline } from '../../runtime/pipeline/index.js';
 import type { TuneChoiceFile } from '../../runtime/tuning/index.js';
 import type { AgentConfig } from '../config.js';
 import type { Guardrails } from './guardrails.js';
@@ -35,8 +36,8 @@ export interface DeploymentContext {
   readonly changed: () => void;
   /** Set when the agent is stopping: steps stop where they are, to resume on the next start. */
   readonly signal: AbortSignal;
-  /** Models loaded by a self-test in this process, by job id, waiting for their activation step. */
-  readonly tested: Map<string, Model>;
+  /** Models (or pipelines) loaded by a self-test in this process, by job id, waiting for their activation step. */
+  readonly tested: Map<string, Model | Pipeline>;
 }
 
 /** One step of the state machine (storage/deployment-records.ts): does its work and returns the state it persisted for the next. */

@@ -10,6 +10,8 @@ import type { DownloadOptions } from '../stream-fetcher.js';
 import { fallBack, fetchChosen, stageFetched } from './variant-steps.js';
 import { runHook } from './hooks.js';
 import { selfTest } from './self-test.js';
+import { testPipeline } from './pipeline-self-test.js';
+import { isPipelineArtifact } from '../../runtime/pipeline/index.js';
 import type { DeploymentState } from '../storage/deployment-records.js';
 
 const log = logger('agent.deployment');
@@ -182,6 +184,7 @@ function versionConflict(state: DeploymentState, installed: string, arrived: str
 
 export const test: Step = async (ctx, state) => {
   const dir = ctx.store.versionDir(state.model, state.version);
+  if (await isPipelineArtifact(dir)) return testPipeline(ctx, state);
   let result;
   try {
     result = await selfTest(dir, {

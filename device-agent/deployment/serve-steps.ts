@@ -4,7 +4,7 @@ import { logger } from '../../runtime/log.js';
 import { bake } from './bake.js';
 import { advance, documentOf, type DeploymentContext, type Step } from './context.js';
 import { runHook } from './hooks.js';
-import { applyPlan, loadInstalled, nextPlan } from '../serving/plan.js';
+import { applyPlan, nextPlan } from '../serving/plan.js';
 import type { DeploymentState, Outcome } from '../storage/deployment-records.js';
 import { ModelStore } from '../storage/model-store.js';
 
@@ -22,9 +22,10 @@ export const activate: Step = async (ctx, state) => {
   if (plan.production.length === 1 && plan.production[0]?.version === state.version)
     await ctx.store.activate(state.model, state.version);
   await ctx.store.saveServingPlan(state.model, plan);
-  const model = ctx.tested.get(state.jobId) ?? (await loadInstalled(ctx, state.model, state.version));
+  // The self-tested model or pipeline when this process tested it; else (after a restart) applyPlan loads it.
+  const tested = ctx.tested.get(state.jobId);
   ctx.tested.delete(state.jobId);
-  await applyPlan(ctx, state.model, plan, model);
+  await applyPlan(ctx, state.model, plan, tested);
   return advance(ctx, state, 'validating', before === undefined ? {} : { previousPlan: before });
 };
 
@@ -91,6 +92,7 @@ export const rollBack: Step = async (ctx, state) => {
   if (plan === undefined) {
     // Nothing served before this deployment: serve nothing rather than the failed version.
     await ctx.models.remove(state.model);
+    await ctx.models.pipelines.remove(state.model);
     await rm(join(ctx.store.modelDir(state.model), 'current'), { force: true });
     await rm(join(ctx.store.modelDir(state.model), 'serving.json'), { force: true });
   } else {

@@ -42,14 +42,17 @@ export async function fetchChosen(
         job: { name: state.model, version: state.version },
       });
       const ranked = rankedVariants(checked.manifest, ctx.config.backend);
-      if (ranked.length === 0) {
+      // A pipeline has no variants of its own: every file is fetched, its bundled models whole (their variants are
+      // chosen when it is opened), docs/pipelines.md "Deploying a pipeline".
+      const pipeline = checked.manifest.cascade !== undefined;
+      if (ranked.length === 0 && !pipeline) {
         throw new OutpostError(
           'VARIANT_NOT_FOUND',
           `no variant of ${state.model}@${state.version} lists the ${ctx.config.backend} backend this device uses`,
           { details: { backend: ctx.config.backend, variants: checked.manifest.variants.map((v) => v.id) } },
         );
       }
-      const variants = state.variants ?? ranked.slice(0, ctx.config.benchmarkVariants);
+      const variants = pipeline ? [] : (state.variants ?? ranked.slice(0, ctx.config.benchmarkVariants));
       onChosen(variants);
       log.info({ jobId: state.jobId, variants, of: ranked }, 'variants chosen from the manifest');
       const paths = filesFor(checked.manifest, variants);

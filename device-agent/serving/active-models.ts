@@ -1,6 +1,7 @@
 import { logger } from '../../runtime/log.js';
 import type { Model } from '../../runtime/model/index.js';
 import { type ServiceRepository, ModelService, type ServiceOptions } from '../../runtime/server/index.js';
+import { ActivePipelines } from './active-pipelines.js';
 
 const log = logger('agent.repository');
 
@@ -12,6 +13,8 @@ const log = logger('agent.repository');
 export class ActiveModels implements ServiceRepository {
   private readonly byName = new Map<string, ModelService>();
   private readonly listeners: ((name: string, loaded: readonly Model[]) => void)[] = [];
+  /** The pipelines served beside the models (one version each), closed with them. */
+  readonly pipelines = new ActivePipelines();
 
   constructor(private readonly options: ServiceOptions = {}) {}
 
@@ -98,5 +101,6 @@ export class ActiveModels implements ServiceRepository {
 
   async close(): Promise<void> {
     for (const name of [...this.byName.keys()]) await this.remove(name);
+    await this.pipelines.close();
   }
 }

@@ -2,8 +2,10 @@ import type { VerdictFile } from '../../runtime/artifact/index.js';
 import { tunedLoadOptions, type TuneChoiceFile } from '../../runtime/tuning/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { loadModel, type Model } from '../../runtime/model/index.js';
+import { isPipelineArtifact, Pipeline } from '../../runtime/pipeline/index.js';
 import type { JobDocument } from '../protocol/index.js';
 import type { ActiveModels } from './active-models.js';
+import { openInstalledPipeline } from './active-pipelines.js';
 import type { ModelStore, ServingPlan } from '../storage/model-store.js';
 
 export interface PlanContext {
@@ -76,15 +78,49 @@ export function nextPlan(
   return { production: before?.production ?? [{ version: base, weight: 1 }], shadow: { version, percent } };
 }
 
-/** Serves exactly what `plan` names for `name`: versions already loaded are reused, others loaded from the store. */
-export async function applyPlan(ctx: PlanContext, name: string, plan: ServingPlan, fresh?: Model): Promise<void> {
+/**
+ * Serves exactly what `plan` names for `name`: versions already loaded are reused, others loaded from the store. A
+ * pipeline (one production version: a pipeline has no canary or shadow) is served from `models.pipelines` instead,
+ * and a name that changes between model and pipeline stops being served as the other.
+ */
+export async function applyPlan(
+  ctx: PlanContext,
+  name: string,
+  plan: ServingPlan,
+  fresh?: Model | Pipeline,
+): Promise<void> {
+  const [first] = plan.production;
+  if (first !== undefined && (await isPipelineArtifact(ctx.store.versionDir(name, first.version)))) {
+    if (plan.production.length > 1 || plan.shadow !== undefined) throw pipelineRollout(name);
+    const served = ctx.models.pipelines.get(name);
+    const pipeline =
+      fresh instanceof Pipeline && fresh.version === first.version
+        ? fresh
+        : served?.version === first.version
+          ? served
+          : await openInstalledPipeline(ctx, name, first.version);
+    if (ctx.models.service(name) !== undefined) await ctx.models.remove(name);
+    await ctx.models.pipelines.serve(pipeline);
+    return;
+  }
+  if (ctx.models.pipelines.get(name) !== undefined) await ctx.models.pipelines.remove(name);
+  const model = fresh instanceof Pipeline ? undefined : fresh;
   const load = async (version: string): Promise<Model> =>
-    fresh?.version === version
-      ? fresh
+    model?.version === version
+      ? model
       : (ctx.models.loaded(name, version) ?? (await loadInstalled(ctx, name, version)));
   const production = [];
   for (const p of plan.production) production.push({ model: await load(p.version), weight: p.weight });
   const shadow =
     plan.shadow === undefined ? undefined : { model: await load(plan.shadow.version), percent: plan.shadow.percent };
   await ctx.models.serve(name, production, shadow);
+}
+
+/** A canary or shadow rollout of a pipeline: refused (issue 17 leaves traffic splitting to single models). */
+export function pipelineRollout(name: string): OutpostError {
+  return new OutpostError(
+    'INVALID_ARGUMENT',
+    `${name} is a pipeline: it serves one version at a time; deploy it with the replace rollout (no canary or shadow)`,
+    { details: { pipeline: name } },
+  );
 }

@@ -14,6 +14,7 @@ import type { AgentConfig } from '../config.js';
 import { Guardrails } from '../deployment/guardrails.js';
 import type { DriftEvent, DriftMonitor } from '../../runtime/monitor/index.js';
 import { ActiveModels } from './active-models.js';
+import { PIPELINE_SELECTION, pipelineBackend } from './active-pipelines.js';
 import { createDriftWatch, driftStatus, followServedModels } from './drift.js';
 import type { AgentStatus } from '../storage/status.js';
 
@@ -62,7 +63,19 @@ export async function createServingStack(
   await capture?.open();
   const drift = createDriftWatch(config.monitor, capture, onDrift);
   const observers: ServiceObserver[] = [metrics.observer];
-  if (guardrails !== undefined) observers.push(guardrails.observer);
+  if (guardrails !== undefined) {
+    observers.push(guardrails.observer);
+    // A pipeline bakes under the same guardrails: its calls reach them through its metrics (one per request).
+    metrics.pipelines.onCall(({ pipeline, version, ms, error }) =>
+      guardrails.observer.onInference({
+        name: pipeline,
+        version,
+        ms,
+        feeds: {},
+        ...(error === undefined ? {} : { error }),
+      }),
+    );
+  }
   if (capture !== undefined) observers.push(capture.observer);
   if (drift !== undefined) observers.push(drift.observer);
   observers.push(...extra);
@@ -91,6 +104,13 @@ export function servingStatus(
 ): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture' | 'health' | 'drift'> {
   const services = stack.models.services();
   const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
+  const pipelines = stack.models.pipelines.list().map((p) => ({
+    model: p.name,
+    version: p.version,
+    variant: PIPELINE_SELECTION,
+    backend: pipelineBackend(p),
+    role: 'production' as const,
+  }));
   const active = services.flatMap((service) => {
     const versions = service.versions();
     const weights = service.weights();
@@ -140,7 +160,7 @@ export function servingStatus(
     }),
   );
   return {
-    active,
+    active: [...active, ...pipelines],
     shadows,
     guardrails: watched,
     health,

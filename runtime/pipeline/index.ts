@@ -11,5 +11,12 @@ export {
   type OpenPipelineOptions,
   type PipelineRun,
   type StepInfo,
+  checkPipelineVectors,
+  readPipelineVectors,
+  vectorFile,
+  encodeVectorTensor,
+  DEFAULT_PIPELINE_TOLERANCE,
+  MAX_PIPELINE_CASES,
+  MAX_PIPELINE_CASE_BYTES,
 } from './graph/index.js';
 export { TRANSFORMS, MAX_LIST_ITEMS, type AnyTransform } from './transforms/index.js';

@@ -8,6 +8,8 @@ import { buildMlp } from '../../models/samples.js';
 import { loadModel } from '../../runtime/model/load.js';
 import type { Model } from '../../runtime/model/model.js';
 import { seededRandom } from '../../runtime/tensor/tensor.js';
+import { OutpostError } from '../../runtime/errors.js';
+import type { GuardrailAlarm } from '../../device-agent/deployment/guardrails.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
 
 const CALLS = 24; // concurrent calls: enough to fill batches of 8
@@ -126,5 +128,26 @@ describe("the agent's serving stack, from its config", () => {
     await expect(
       createServingStack(parseAgentConfig({ thing: 'dev', dataDir: join(dir, 'bad'), tuning: bad })),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('tuning file') as string });
+  });
+
+  it("a pipeline's calls count against the guardrails (its bake): caller faults ignored, failures alarm", async () => {
+    const stack = await createServingStack(
+      parseAgentConfig({
+        thing: 'dev',
+        dataDir: join(dir, 'pipeline-guardrails'),
+        guardrails: { windowSeconds: 60, minRequests: 2, maxErrorRate: 0.4 },
+      }),
+    );
+    const alarms: GuardrailAlarm[] = [];
+    stack.guardrails?.watch('ocr', '1.0.0', (alarm) => alarms.push(alarm));
+    // What the server's pipeline handler reports per request (runtime/server/http/pipeline.ts).
+    const pipelines = stack.metrics.pipelines;
+    pipelines.failed('ocr', '1.0.0', 'INPUT_INVALID', new OutpostError('INPUT_INVALID', 'not an image'));
+    pipelines.succeeded('ocr', '1.0.0', 12, { det: 5, rec: 7 });
+    expect(alarms).toEqual([]);
+    pipelines.failed('ocr', '1.0.0', 'INFERENCE_FAILED', new OutpostError('INFERENCE_FAILED', 'step "rec": …'));
+    pipelines.failed('ocr', '1.0.0', 'INFERENCE_FAILED', new OutpostError('INFERENCE_FAILED', 'step "rec": …'));
+    expect(alarms.map((a) => a.code)).toEqual(['GUARDRAIL_ERROR_RATE']);
+    await stack.models.close();
   });
 });

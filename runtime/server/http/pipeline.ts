@@ -132,7 +132,7 @@ export async function handlePipelineInfer(
   try {
     result = await pipeline.run(feeds);
   } catch (error) {
-    limits.metrics?.failed(pipeline.name, pipeline.version, isOutpostError(error) ? error.code : 'INTERNAL');
+    limits.metrics?.failed(pipeline.name, pipeline.version, isOutpostError(error) ? error.code : 'INTERNAL', error);
     throw error;
   }
   limits.metrics?.succeeded(pipeline.name, pipeline.version, performance.now() - started, result.timings);

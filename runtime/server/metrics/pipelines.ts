@@ -2,6 +2,15 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 
 const LABELS = ['pipeline', 'version'] as const;
 
+/** One finished pipeline call, as listeners hear it (the agent's guardrails watch a pipeline's bake with it). */
+export interface PipelineCall {
+  readonly pipeline: string;
+  readonly version: string;
+  /** End to end; 0 for a failed call. */
+  readonly ms: number;
+  readonly error?: unknown;
+}
+
 /**
  * Per-pipeline metrics beside the per-model ones, in the server's registry: requests, errors by code, end-to-end
  * latency and the time of each step (`step` is the step id of the pipeline definition), so a slow recogniser or a
@@ -12,6 +21,7 @@ export class PipelineMetrics {
   private readonly errors: Counter<(typeof LABELS)[number] | 'code'>;
   private readonly latency: Histogram<(typeof LABELS)[number]>;
   private readonly steps: Histogram<(typeof LABELS)[number] | 'step'>;
+  private readonly listeners: ((call: PipelineCall) => void)[] = [];
 
   constructor(registry: Registry, buckets: readonly number[]) {
     const registers = [registry];
@@ -43,14 +53,21 @@ export class PipelineMetrics {
     });
   }
 
+  /** Told every finished call after it is counted; a listener must not throw or block. */
+  onCall(listener: (call: PipelineCall) => void): void {
+    this.listeners.push(listener);
+  }
+
   succeeded(pipeline: string, version: string, totalMs: number, timings: Readonly<Record<string, number>>): void {
     this.requests.inc({ pipeline, version });
+    for (const listener of this.listeners) listener({ pipeline, version, ms: totalMs });
     this.latency.observe({ pipeline, version }, totalMs / 1000);
     for (const [step, ms] of Object.entries(timings)) this.steps.observe({ pipeline, version, step }, ms / 1000);
   }
 
-  failed(pipeline: string, version: string, code: string): void {
+  failed(pipeline: string, version: string, code: string, error?: unknown): void {
     this.requests.inc({ pipeline, version });
     this.errors.inc({ pipeline, version, code });
+    for (const listener of this.listeners) listener({ pipeline, version, ms: 0, error });
   }
 }

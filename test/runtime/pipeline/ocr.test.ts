@@ -3,7 +3,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPipeline } from '../../../compiler/index.js';
 import { isOutpostError } from '../../../runtime/errors.js';
-import { openPipeline, type Pipeline } from '../../../runtime/pipeline/index.js';
+import {
+  MAX_PIPELINE_CASES,
+  checkPipelineVectors,
+  openPipeline,
+  type Pipeline,
+} from '../../../runtime/pipeline/index.js';
 import { InferenceServer, ServerMetrics, StaticPipelines, StaticRepository } from '../../../runtime/server/index.js';
 import { characterAccuracy, renderTextImage } from '../../../bench/pipeline/text-images.js';
 import { call, json } from '../../helpers/http-client.js';
@@ -152,6 +157,35 @@ describe('OCR pipeline (PP-OCRv4 det → mask-to-boxes → crop → rec → ctc-
       isOutpostError(e, 'ARTIFACT_SIGNATURE_UNTRUSTED'),
     );
   });
+
+  it('records examples/ocr/sample.png as an end-to-end test vector (text exact) that the built pipeline passes', async () => {
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as {
+      testVectors: { cases: { outputs: Record<string, string> }[] };
+      files: Record<string, unknown>;
+    };
+    const [only] = manifest.testVectors.cases;
+    expect(only?.outputs.text).toBe('test-vectors/outputs/case-0/text.json');
+    expect(manifest.files).toHaveProperty(['test-vectors/outputs/case-0/text.json']);
+    const recorded = JSON.parse(await readFile(join(out, only?.outputs.text ?? ''), 'utf8')) as { data: string[] };
+    expect(recorded.data).toHaveLength(4); // sample.png is rendered page 3: four lines
+    expect(await checkPipelineVectors(pipeline, out)).toBe(1);
+  });
+
+  it(
+    'a sample that is no image fails the build naming the step; more samples than the bound are refused',
+    async () => {
+      const bad = join(tmp.dir, 'not-an-image.png');
+      await writeFile(bad, 'not a png');
+      await expect(
+        buildPipeline({ source: EXAMPLE, target: 'host', output: join(tmp.dir, 'bad'), testInputs: [{ image: bad }] }),
+      ).rejects.toSatisfy((e) => isOutpostError(e, 'INPUT_INVALID') && /step "decode"/.test(e.message));
+      const many = Array.from({ length: MAX_PIPELINE_CASES + 1 }, () => ({ image: bad }));
+      await expect(
+        buildPipeline({ source: EXAMPLE, target: 'host', output: join(tmp.dir, 'many'), testInputs: many }),
+      ).rejects.toSatisfy((e) => isOutpostError(e, 'PIPELINE_INVALID') && /at most 4/.test(e.message));
+    },
+    SUITE_TIMEOUT_MS,
+  );
 
   it('a referenced model that is not installed is PIPELINE_MODEL_MISSING at build', async () => {
     const source = JSON.parse(await readFile(EXAMPLE, 'utf8')) as { models: Record<string, unknown> };
