@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 import { IOT_CORE_MAX_MESSAGE_BYTES } from './protocol/index.js';
 

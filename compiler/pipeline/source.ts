@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError, fromFsError, messageOf } from '../../runtime/errors.js';
 import { artifact } from '../../runtime/index.js';
 

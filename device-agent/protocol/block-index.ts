@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ProtocolError, fieldPath } from './errors.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from './limits.js';
 

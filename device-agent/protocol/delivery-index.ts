@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ProtocolError, fieldPath } from './errors.js';
 import { blockCount, BLOCK_INDEX_ALGORITHM } from './block-index.js';
 import { MAX_BLOCK_SIZE, MAX_FILE_ID, MIN_BLOCK_SIZE } from './limits.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ProtocolError, fieldPath } from './errors.js';
 import { streamIdSchema } from './ids.js';
 import { MAX_BLOCK_SIZE, MAX_FILE_ID, MIN_BLOCK_SIZE } from './limits.js';

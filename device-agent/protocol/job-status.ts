@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Job execution statuses and the moves between them, as AWS IoT Jobs defines them (developer guide,

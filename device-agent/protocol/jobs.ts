@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { fieldPath } from './errors.js';
 import { clientTokenSchema, jobIdSchema, thingNameSchema } from './ids.js';
 import { deviceJobStatusSchema, jobStatusSchema, statusDetailsSchema } from './job-status.js';

@@ -1,6 +1,6 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ERROR_CODES, fromFsError, type ErrorCode } from '../../runtime/errors.js';
 import { readJson, writeJsonAtomic } from './atomic-files.js';
 import { servingPlanSchema } from './model-store.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { MANIFEST_FILE, manifestDigest, syncDir } from '../../runtime/artifact/index.js';
 import { OutpostError, fromFsError, isOutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';

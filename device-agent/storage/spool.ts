@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorCategory, isOutpostError } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { retry, type RetryPolicy } from '../../runtime/retry.js';

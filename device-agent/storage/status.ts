@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { messageOf } from '../../runtime/errors.js';
 import { detectHostTarget, onnxruntimeVersion } from '../../runtime/host/index.js';
 import { logger } from '../../runtime/log.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { z } from 'zod';
+import * as z from 'zod';
 import { IOT_CORE_MAX_MESSAGE_BYTES, thingNameSchema } from '../../device-agent/protocol/index.js';
 import { type ErrorCode, ERROR_CODES, OutpostError } from '../../runtime/errors.js';
 import { MAX_INFER_TIMEOUT_MS } from '../infer.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { rm } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { jobIdSchema, thingNameSchema } from '../../device-agent/protocol/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { matches, parseQuery } from '../registry/query.js';

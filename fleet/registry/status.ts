@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { deviceStatusSchema } from '../../device-agent/protocol/index.js';
 import type { ThingStatusUpdate } from '../store/index.js';
 

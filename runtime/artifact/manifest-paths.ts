@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * A path inside the artifact: relative, forward slashes, no `.`/`..` segments, no control characters (a NUL cannot

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { DTYPE_NAMES, type DType } from '../tensor/dtype.js';
 import { cascadeSchema } from './cascade.js';
 import { relativePathSchema } from './manifest-paths.js';

@@ -1,5 +1,5 @@
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError, messageOf } from '../errors.js';
 import { canonicalJson } from './canonical.js';
 import { keyId } from './keys.js';

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { open, readFile, rename, writeFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { fromFsError, messageOf } from '../errors.js';
 import { logger } from '../log.js';
 import { removeQuietly } from './fs-atomic.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { DType, TensorData } from '../tensor/dtype.js';
 import { elementReader, featureLayout, visitFeatures, type FeatureLayout } from './features.js';
 import { summarize } from './statistics.js';

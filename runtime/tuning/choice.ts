@@ -1,5 +1,5 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { fromFsError, isOutpostError, OutpostError } from '../errors.js';
 import { backendNameSchema } from '../artifact/manifest.js';
 

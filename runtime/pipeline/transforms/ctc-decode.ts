@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError, fromFsError } from '../../errors.js';
 import { relativePathSchema, type TensorSpec } from '../../artifact/manifest.js';
 import { tensor, type TransformDef } from './types.js';

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError, messageOf } from '../../errors.js';
 import type { TensorSpec } from '../../artifact/manifest.js';
 import { MAX_IMAGE_PIXELS } from '../image.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError } from '../../errors.js';
 import type { TensorSpec } from '../../artifact/manifest.js';
 import { expandQuad, minAreaRect, type Point, type Quad } from './geometry.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError } from '../../errors.js';
 import type { TensorSpec } from '../../artifact/manifest.js';
 import { MAX_LIST_ITEMS } from './limits.js';

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OutpostError, fromFsError, messageOf } from '../../errors.js';
 import type { DType, TensorData } from '../../tensor/dtype.js';
 import { dtypeOfData, isDType } from '../../tensor/dtype.js';
