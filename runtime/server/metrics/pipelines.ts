@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from './prom.js';
 
 const LABELS = ['pipeline', 'version'] as const;
 

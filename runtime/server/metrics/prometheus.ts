@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type * as Prom from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './prom.js';
 import { isOutpostError, type ErrorCode } from '../../errors.js';
 import type { BatchEvent, BatchObserver } from '../scheduling/batching.js';
 import { CALLER_FAULTS } from '../http/status.js';
@@ -32,9 +33,9 @@ interface Series {
   readonly labels: Labels;
   readonly window: SlidingWindow;
   /** The labelled children, bound once: prom-client hashes the label set on every unbound call. */
-  readonly requests: Counter.Internal;
-  readonly latency: Histogram.Internal<Label>;
-  readonly batchSize: Histogram.Internal<Label>;
+  readonly requests: Prom.Counter.Internal;
+  readonly latency: Prom.Histogram.Internal<Label>;
+  readonly batchSize: Prom.Histogram.Internal<Label>;
 }
 
 /** Drift scores as the gauge reads them at scrape time (runtime/monitor's DriftMonitor satisfies this). */
