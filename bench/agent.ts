@@ -21,7 +21,13 @@ import { agentHttp, agentStart, avoided, bareOrt, cumulativeBreakdown, pollFor, 
 import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
 import { compile } from '../compiler/compile.js';
 
-const { values } = parseArgs({ options: { json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean', default: false },
+    // Sections 3 and 4 only (start-up and memory), skipping the transfers.
+    footprint: { type: 'boolean', default: false },
+  },
+});
 if (!existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js')))
   throw new Error('run `npm run build` first: the agent runs from dist/');
 const BUILT = { built: true };
@@ -64,7 +70,7 @@ try {
   const tls = await fleetTls(broker);
 
   // 1) Transfer.
-  {
+  if (!values.footprint) {
     const data = join(dir, 'device-1');
     await mkdir(data);
     const agent = startAgent(await agentArgs(broker, 'bench-1', keys.publicKeyPath), data, ENV, BUILT);
@@ -90,7 +96,7 @@ try {
   }
 
   // 2) SIGKILL at ~50 %, restart.
-  {
+  if (!values.footprint) {
     const data = join(dir, 'device-2');
     await mkdir(data);
     let agent = startAgent(await agentArgs(broker, 'bench-2', keys.publicKeyPath), data, ENV, BUILT);
