@@ -152,7 +152,11 @@ export async function cumulativeBreakdown(
     ['+ zod (config and state schemas)', `await import('zod');`],
     ['+ onnxruntime-node (binding, libonnxruntime)', `await import('onnxruntime-node');`],
     ['+ the model: session created, one run', sessionScript(file, call)],
-    ['+ prom-client (serving metrics)', `await import('prom-client');`],
+    // The four classes the server loads (runtime/server/metrics/prom.ts), not prom-client's index.
+    [
+      '+ prom-client (serving metrics)',
+      `const {createRequire}=await import('node:module');const r=createRequire(${JSON.stringify(`${ROOT}/`)});for(const m of ['counter','gauge','histogram','registry'])r('prom-client/lib/'+m);`,
+    ],
     [`+ ${transport} (transport)`, `await import('${transport}');`],
   ];
   const script = `${RSS_PROBE}const out=[];${steps.map(([name, code]) => `${code}await settle();out.push([${JSON.stringify(name)},(await rss()).rss]);`).join('')}console.log(JSON.stringify(out));`;
@@ -164,7 +168,7 @@ export async function cumulativeBreakdown(
 export async function avoided(): Promise<Step[]> {
   const base = (JSON.parse(await node(`${RSS_PROBE}await settle();console.log(JSON.stringify(await rss()));`)) as Rss)
     .rss;
-  const modules = ['sharp', 'onnxruntime-web', 'aws-iot-device-sdk-v2', 'tar'];
+  const modules = ['sharp', 'onnxruntime-web', 'aws-iot-device-sdk-v2', 'tar', 'prom-client'];
   const rows: Step[] = [];
   for (const name of modules) {
     const { rss } = JSON.parse(

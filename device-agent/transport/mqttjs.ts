@@ -81,7 +81,9 @@ export class MqttJsTransport implements Transport {
   async connect(): Promise<void> {
     if (this.state.closed) throw this.state.closedError('connect');
     this.starting ??= Promise.all([readTls(this.options.tls), import('mqtt')]).then(([tls, mqtt]) => {
-      this.mqttConnect = mqtt.connect;
+      // MQTT.js is CommonJS bundled into dist/ (tsup.config.ts): there its dynamic import has only a default export.
+      const namespace = mqtt as Partial<typeof mqtt> & { default?: typeof mqtt };
+      this.mqttConnect = namespace.connect ?? namespace.default?.connect;
       this.attempt(tls);
     });
     await this.starting;

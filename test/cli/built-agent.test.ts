@@ -1,0 +1,51 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBroker, type TestBroker } from '../helpers/broker.js';
+import { AGENT_START_TIMEOUT_MS, startAgent, waitFor } from '../helpers/agent.js';
+import { ROOT } from '../helpers/models.js';
+import { agentArgs, signingKeys } from '../helpers/signed-artifacts.js';
+import { suiteTmpDir } from '../helpers/tmp.js';
+
+/**
+ * The built agent (dist/, what a device runs) reaches the broker. tsup bundles MQTT.js, a CommonJS package, into
+ * dist/, where its dynamic import has only a default export; from source it has named ones too. A bundling
+ * change that breaks the transport shows here and nowhere else in the suite (benches aside).
+ */
+const BUILT = join(ROOT, 'dist', 'cli', 'main.js');
+
+describe('the built agent', () => {
+  let broker: TestBroker;
+  let dir: string;
+  let dispose: () => Promise<void>;
+
+  beforeAll(async () => {
+    ({ dir, dispose } = await suiteTmpDir('outpost-built-agent-'));
+    broker = await startBroker();
+  });
+  afterAll(async () => {
+    await broker.stop();
+    await dispose();
+  });
+
+  it('connects to the broker over mTLS (MQTT.js bundled)', async (context) => {
+    context.skip(!existsSync(BUILT), 'dist/ is not built (npm run build)');
+    const keys = await signingKeys(dir, 'built');
+    const agent = startAgent(await agentArgs(broker, 'built-1', keys.publicKeyPath), dir, {}, { built: true });
+    try {
+      const connected = await waitFor(
+        async () => {
+          const text = await readFile(join(dir, 'status.json'), 'utf8').catch(() => '{}');
+          const status = JSON.parse(text) as { pid?: number; connected?: boolean };
+          return status.pid === agent.child.pid && status.connected === true ? true : undefined;
+        },
+        AGENT_START_TIMEOUT_MS,
+        () => `the built agent did not connect:\n${agent.logs()}`,
+      );
+      expect(connected).toBe(true);
+    } finally {
+      await agent.stop();
+    }
+  });
+});
