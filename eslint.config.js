@@ -107,6 +107,28 @@ export default tseslint.config(
       '@typescript-eslint/no-unnecessary-condition': ['error', { allowConstantLoopConditions: true }],
       '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
       'no-console': 'error',
+      // The agent's start-up cost (docs/agent-footprint.md): `{ z }` keeps all of zod, locales included, in dist/;
+      // prom-client's index loads collectors, the push gateway and cluster support the server never uses.
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ImportDeclaration[source.value='zod'][importKind='value'] > ImportSpecifier[imported.name='z']",
+          message: "import * as z from 'zod' (tree-shaken in dist/: docs/agent-footprint.md)",
+        },
+      ],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: 'prom-client',
+              allowTypeImports: true,
+              message:
+                'runtime/server/metrics/prom.ts: the classes without prom-client’s index (docs/agent-footprint.md)',
+            },
+          ],
+        },
+      ],
     },
   },
   {
