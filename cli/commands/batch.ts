@@ -1,8 +1,17 @@
 import os from 'node:os';
 import type { Command } from 'commander';
-import { Journal, ModelRunner, listInputs, transform, type BatchSummary } from '../../runtime/batch/index.js';
+import {
+  Journal,
+  ModelRunner,
+  PipelineRunner,
+  listInputs,
+  transform,
+  type BatchRunner,
+  type BatchSummary,
+} from '../../runtime/batch/index.js';
 import { OutpostError, fromFsError } from '../../runtime/errors.js';
-import { readTuneChoices } from '../../runtime/tuning/index.js';
+import { isPipelineArtifact, openPipeline } from '../../runtime/pipeline/index.js';
+import { readTuneChoices, type TuneChoiceFile } from '../../runtime/tuning/index.js';
 import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { formatNumber, print, printJson, table } from '../output.js';
 import { ProgressReporter } from '../progress.js';
@@ -70,6 +79,44 @@ function printSummary(summary: BatchSummary, output: string): void {
 }
 
 /**
+ * The runner for `path`: a pipeline artifact runs through PipelineRunner (its steps batch inside each input), a
+ * model through ModelRunner on the dynamic batcher with the tuning file's batch size. Release frees what it loaded.
+ */
+async function openRunner(
+  path: string,
+  opts: BatchOptions,
+  tuning: ReadonlyMap<string, TuneChoiceFile> | undefined,
+): Promise<{ runner: BatchRunner; release: () => Promise<void> }> {
+  if (await isPipelineArtifact(path)) {
+    const trustedKeys = opts.trustKey ?? [];
+    const pipeline = await openPipeline(path, {
+      trustedKeys,
+      requireSignature: trustedKeys.length > 0,
+      ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+      ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+    });
+    const runner = new PipelineRunner(pipeline, {
+      ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
+      shapes: opts.inputShape ?? {},
+    });
+    return { runner, release: () => pipeline.release() };
+  }
+  const model = await loadServed(path, loadOptions(opts), tuning);
+  try {
+    const tuned = tuning?.get(model.name)?.batch;
+    const runner = await ModelRunner.open(model, {
+      maxBatchSize: opts.maxBatchSize ?? tuned?.maxBatchSize,
+      concurrency: opts.concurrency,
+      shapes: opts.inputShape ?? {},
+    });
+    return { runner, release: () => model.release() };
+  } catch (error) {
+    await model.release();
+    throw error;
+  }
+}
+
+/**
  * `outpost batch <artifact> <inputs…> -o <out.jsonl>`: every input through the model with dynamic batching, one
  * JSON line per input (runtime/batch/README.md). A local, separate process: it loads its own copy of the model at
  * a lower priority, so an agent serving on the same device keeps serving (docs/batch.md).
@@ -110,16 +157,11 @@ async function batch(path: string, inputs: string[], opts: BatchOptions): Promis
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    const model = await loadServed(path, loadOptions(opts), tuning);
+    const opened = await openRunner(path, opts, tuning);
     try {
-      const tuned = tuning?.get(model.name)?.batch;
-      const runner = await ModelRunner.open(model, {
-        maxBatchSize: opts.maxBatchSize ?? tuned?.maxBatchSize,
-        concurrency: opts.concurrency,
-        shapes: opts.inputShape ?? {},
-      });
+      const { runner } = opened;
       const progress = new ProgressReporter('batch', { rate: true });
-      const stage = `${model.name}@${model.version}`;
+      const stage = `${runner.subject.name}@${runner.subject.version}`;
       let summary: BatchSummary;
       try {
         summary = await transform({
@@ -144,7 +186,7 @@ async function batch(path: string, inputs: string[], opts: BatchOptions): Promis
       else printSummary(summary, opts.output);
       if (summary.failed > 0) process.exitCode = EXIT_SOME_FAILED;
     } finally {
-      await model.release();
+      await opened.release();
     }
   } finally {
     process.off('SIGINT', stop);
@@ -158,13 +200,13 @@ export function register(program: Command): void {
     program
       .command('batch')
       .description('run every input of a set through a model, one JSON line each; resumable (exit 2: some failed)')
-      .argument('<artifact|model>', 'artifact directory or .tar.gz, or a .onnx/.ort file')
+      .argument('<artifact|model>', 'artifact or pipeline artifact (directory or .tar.gz), or a .onnx/.ort file')
       .argument('<inputs...>', 'directories, globs (quoted), .jsonl files, or files: images, .npy, .json requests')
       .requiredOption('-o, --output <file.jsonl>', 'output: one line per input; also the journal --resume reads')
       .option('--resume', 'continue an interrupted output: skip inputs it names, drop a torn last line')
       .option('--force', 'start an existing output over')
       .option('--max-batch-size <rows>', 'rows per batch (default: the tuning file, else 8)', parsePositiveInt)
-      .option('--concurrency <n>', 'batches run at once (default 2)', parsePositiveInt)
+      .option('--concurrency <n>', 'batches (a pipeline: inputs) run at once (default 2)', parsePositiveInt)
       .option('--tuning <file>', '`outpost tune --out` file: threads, variant, backend and batch size of the model')
       .option('--agent-config <file>', "the device agent's config: use its tuning file (unless --tuning)")
       .option(

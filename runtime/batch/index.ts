@@ -14,4 +14,5 @@ export {
   type JsonTensor,
   type ModelRunnerOptions,
 } from './runner.js';
+export { PipelineRunner, PIPELINE_RUNNER_DEFAULTS, type PipelineRunnerOptions } from './pipeline-runner.js';
 export { transform, type BatchLine, type BatchSummary, type TransformOptions } from './transform.js';
