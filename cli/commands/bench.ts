@@ -2,20 +2,24 @@ import type { Command } from 'commander';
 import { benchmark, type BenchReport } from '../../runtime/tuning/index.js';
 import type { BackendName } from '../../runtime/backends/index.js';
 import { loadModel } from '../../runtime/model/index.js';
+import { isPipelineArtifact } from '../../runtime/pipeline/index.js';
 import { readInputs } from '../inputs.js';
 import { collect, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson, table } from '../output.js';
+import { benchPipelineCommand } from '../pipeline-bench.js';
 import { ProgressReporter } from '../progress.js';
 import { addModelOptions, loadOptions, type ModelOptions } from './shared.js';
 
 interface BenchOptions extends Omit<ModelOptions, 'backend'> {
   backend: 'native' | 'wasm' | 'all';
-  warmup: number;
-  iterations: number;
+  warmup?: number;
+  iterations?: number;
   concurrency: number;
   rounds: number;
   input?: string[];
 }
+
+const MODEL_BENCH_DEFAULTS = Object.freeze({ warmup: 20, iterations: 500 }); // runs per subject
 
 export function printBenchTable(report: BenchReport): void {
   print(
@@ -65,15 +69,17 @@ export function register(program: Command): void {
     program
       .command('bench')
       .description('measure latency and throughput through Outpost against a raw ONNX Runtime session in the same run')
-      .argument('<artifact|model>', 'artifact directory or .tar.gz, or a .onnx/.ort file'),
+      .argument('<artifact|model>', 'artifact or pipeline artifact (directory or .tar.gz), or a .onnx/.ort file'),
     ['native', 'wasm', 'all'],
   )
-    .option('--warmup <n>', 'untimed runs per subject', parseNonNegativeInt, 20)
-    .option('--iterations <n>', 'timed runs per subject', parsePositiveInt, 500)
+    .option('--warmup <n>', 'untimed runs per subject (default 20; a pipeline: 2)', parseNonNegativeInt)
+    .option('--iterations <n>', 'timed runs per subject (default 500; a pipeline: 20)', parsePositiveInt)
     .option('--concurrency <n>', 'calls in flight at once', parsePositiveInt, 1)
     .option('--rounds <n>', 'rounds the subjects alternate in', parsePositiveInt, 10)
     .option('-i, --input <file>', 'inputs instead of test vectors or synthetic data (as for run; repeatable)', collect)
     .action(async (path: string, opts: BenchOptions) => {
+      // A pipeline artifact: per-step and end-to-end latency of one request (cli/pipeline-bench.ts).
+      if (await isPipelineArtifact(path)) return benchPipelineCommand(path, opts);
       const backends: BackendName[] =
         opts.backend === 'all' ? ['native', 'wasm'] : [opts.backend === 'wasm' ? 'wasm' : 'native'];
       const base = loadOptions({ ...opts, backend: undefined });
@@ -90,8 +96,8 @@ export function register(program: Command): void {
       const report = await benchmark(path, {
         ...base,
         backends,
-        warmup: opts.warmup,
-        iterations: opts.iterations,
+        warmup: opts.warmup ?? MODEL_BENCH_DEFAULTS.warmup,
+        iterations: opts.iterations ?? MODEL_BENCH_DEFAULTS.iterations,
         concurrency: opts.concurrency,
         rounds: opts.rounds,
         feeds,
