@@ -44,5 +44,12 @@ export {
   type CaptureTensor,
   type SealedFile,
 } from './capture/writer.js';
-export { StaticPipelines, type PipelineEndpoints } from './http/pipeline.js';
+export {
+  MAX_SHADOW_IN_FLIGHT,
+  PipelineService,
+  StaticPipelines,
+  type PipelineEndpoints,
+  type PipelineServiceOptions,
+} from './serving/pipeline-service.js';
+export type { ShadowReport } from './serving/shadow.js';
 export { PipelineMetrics } from './metrics/pipelines.js';

@@ -4,33 +4,9 @@ import type { Pipeline } from '../../pipeline/graph/pipeline.js';
 import type { TensorLike } from '../../tensor/tensor.js';
 import { dtypeFromName, kserveDatatype, tensorToJson } from '../../tensor/json.js';
 import type { PipelineMetrics } from '../metrics/pipelines.js';
+import type { PipelineService } from '../serving/pipeline-service.js';
 import { HttpError } from './status.js';
 import { readBody, responseOpen, sendText } from './io.js';
-
-/** The pipelines a server serves beside its models, by name (one version each). */
-export interface PipelineEndpoints {
-  get(name: string): Pipeline | undefined;
-  names(): readonly string[];
-}
-
-export class StaticPipelines implements PipelineEndpoints {
-  private readonly byName = new Map<string, Pipeline>();
-
-  add(pipeline: Pipeline): void {
-    if (this.byName.has(pipeline.name)) {
-      throw new HttpError(400, `pipeline "${pipeline.name}" is served twice`, 'INVALID_ARGUMENT');
-    }
-    this.byName.set(pipeline.name, pipeline);
-  }
-
-  get(name: string): Pipeline | undefined {
-    return this.byName.get(name);
-  }
-
-  names(): readonly string[] {
-    return [...this.byName.keys()];
-  }
-}
 
 const IMAGE_TYPE = /^image\/[\w.+-]+\s*(;|$)/i;
 
@@ -100,14 +76,16 @@ function jsonFeeds(body: Buffer, pipeline: Pipeline): Record<string, TensorLike>
 /**
  * POST /v2/models/{pipeline}/infer: an image body (`Content-Type: image/*`, the whole body is the pipeline's bytes
  * input) or a JSON request → every step → the pipeline's outputs as Open Inference Protocol tensors (for OCR: `text`
- * as BYTES, one element per line top to bottom, with `boxes` and the scores). Step times go to the metrics.
+ * as BYTES, one element per line top to bottom, with `boxes` and the scores). The version is the one named in the
+ * path, else the service's weighted draw (canary); the service captures and mirrors it. Step times go to metrics.
  */
 export async function handlePipelineInfer(
   req: IncomingMessage,
   res: ServerResponse,
-  pipeline: Pipeline,
+  target: { service: PipelineService; pipeline: Pipeline; named: boolean },
   limits: { maxBodyBytes: number; maxResponseBytes: number; metrics?: PipelineMetrics },
 ): Promise<void> {
+  const { service, pipeline, named } = target;
   const image = IMAGE_TYPE.test(req.headers['content-type'] ?? '');
   const input = bytesInput(pipeline);
   if (image && input === undefined) {
@@ -130,7 +108,7 @@ export async function handlePipelineInfer(
   const started = performance.now();
   let result: Awaited<ReturnType<Pipeline['run']>>;
   try {
-    result = await pipeline.run(feeds);
+    result = await service.infer(feeds, pipeline, named);
   } catch (error) {
     limits.metrics?.failed(pipeline.name, pipeline.version, isOutpostError(error) ? error.code : 'INTERNAL', error);
     throw error;
@@ -155,7 +133,7 @@ export async function handlePipelineInfer(
 }
 
 /** GET /v2/models/{pipeline}: metadata in the model metadata's shape, `platform: "outpost-pipeline"`. */
-export function pipelineMetadata(pipeline: Pipeline): unknown {
+export function pipelineMetadata(pipeline: Pipeline, versions: readonly string[]): unknown {
   const spec = (s: {
     name: string;
     dtype: Parameters<typeof kserveDatatype>[0];
@@ -167,7 +145,7 @@ export function pipelineMetadata(pipeline: Pipeline): unknown {
   });
   return {
     name: pipeline.name,
-    versions: [pipeline.version],
+    versions,
     platform: 'outpost-pipeline',
     inputs: pipeline.inputs.map(spec),
     outputs: pipeline.outputs.map(spec),

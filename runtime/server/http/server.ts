@@ -10,7 +10,9 @@ import { BINARY_EXTENSION } from '../protocol/binary.js';
 import { CLIENT_CLOSED_STATUS, errorResponse, HttpError } from './status.js';
 import { responseOpen, sendJson, sendText } from './io.js';
 import { handleInfer } from './infer.js';
-import { handlePipelineInfer, pipelineMetadata, type PipelineEndpoints } from './pipeline.js';
+import { handlePipelineInfer, pipelineMetadata } from './pipeline.js';
+import type { PipelineEndpoints, PipelineService } from '../serving/pipeline-service.js';
+import type { Pipeline } from '../../pipeline/index.js';
 import type { PipelineMetrics } from '../metrics/pipelines.js';
 import { servingPipeline } from '../serving/pipeline.js';
 import { modelMetadata } from '../protocol/request.js';
@@ -234,9 +236,18 @@ export class InferenceServer {
     const [, rawName = '', rawVersion, action] = match;
     const name = decode(rawName);
     const version = rawVersion === undefined ? undefined : decode(rawVersion);
-    const pipeline = this.options.pipelines?.get(name);
-    if (pipeline !== undefined && (version === undefined || version === pipeline.version)) {
-      await this.handlePipeline(req, res, pipeline, action);
+    const pipelines = this.options.pipelines?.get(name);
+    if (pipelines !== undefined) {
+      const pipeline = pipelines.select(version);
+      if (pipeline === undefined) {
+        const versions = pipelines.versions().map((p) => p.version);
+        throw new HttpError(
+          404,
+          `pipeline "${name}" has no version "${version ?? ''}"; versions: ${versions.join(', ') || 'none'}`,
+          'MODEL_NOT_FOUND',
+        );
+      }
+      await this.handlePipeline(req, res, { service: pipelines, pipeline, named: version !== undefined }, action);
       return;
     }
     const service = repository.service(name);
@@ -261,15 +272,16 @@ export class InferenceServer {
   private async handlePipeline(
     req: IncomingMessage,
     res: ServerResponse,
-    pipeline: NonNullable<ReturnType<PipelineEndpoints['get']>>,
+    target: { service: PipelineService; pipeline: Pipeline; named: boolean },
     action: string | undefined,
   ): Promise<void> {
+    const { service, pipeline } = target;
     if (action === 'infer') {
       if (req.method !== 'POST') throw new HttpError(405, 'infer takes POST', 'METHOD_NOT_ALLOWED');
       const maxBodyBytes = this.options.maxBodyBytes ?? DEFAULT_MAX_BODY;
       const maxResponseBytes = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
       const metrics = this.options.pipelineMetrics;
-      await handlePipelineInfer(req, res, pipeline, {
+      await handlePipelineInfer(req, res, target, {
         maxBodyBytes,
         maxResponseBytes,
         ...(metrics === undefined ? {} : { metrics }),
@@ -278,7 +290,15 @@ export class InferenceServer {
     }
     if (req.method !== 'GET') throw new HttpError(405, `${req.url ?? ''} takes GET`, 'METHOD_NOT_ALLOWED');
     if (action === 'ready') sendJson(res, 200, { name: pipeline.name, ready: true });
-    else sendJson(res, 200, pipelineMetadata(pipeline));
+    else
+      sendJson(
+        res,
+        200,
+        pipelineMetadata(
+          pipeline,
+          service.versions().map((p) => p.version),
+        ),
+      );
   }
 }
 

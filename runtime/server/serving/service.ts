@@ -3,6 +3,7 @@ import { logger } from '../../log.js';
 import type { Feeds, Model, Outputs } from '../../model/model.js';
 import { directScheduler, type Scheduler, type SchedulerFactory } from '../scheduling/direct.js';
 import { ShadowStats, type ShadowReport } from './shadow.js';
+import { weightedPick } from './traffic.js';
 
 const log = logger('server.service');
 
@@ -123,14 +124,7 @@ export class ModelService {
 
   private pick(version?: string): Serving | undefined {
     if (version !== undefined) return this.serving.find((s) => s.model.version === version);
-    if (this.serving.length <= 1) return this.serving[0];
-    const total = this.serving.reduce((sum, s) => sum + s.weight, 0);
-    let draw = this.random() * total;
-    for (const s of this.serving) {
-      draw -= s.weight;
-      if (draw < 0) return s;
-    }
-    return this.serving[this.serving.length - 1];
+    return weightedPick(this.serving, this.random);
   }
 
   /**

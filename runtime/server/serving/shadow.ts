@@ -11,13 +11,25 @@ export interface ShadowReport {
   readonly shadowErrors: number;
   /** Fraction of classifier-like rows (last axis ≥ 2) whose argmax agreed. */
   readonly agreement: number | undefined;
-  /** Mean cosine similarity of the outputs, and the largest |Δ| seen (Infinity once NaN/Inf showed on one side). */
+  /**
+   * Share of string (BYTES) outputs compared that were exactly the same, every element in order (a pipeline's OCR
+   * `text`); undefined when no output is a string tensor. String outputs take no part in cosine and |Δ|.
+   */
+  readonly exactMatch: number | undefined;
+  /** Mean cosine similarity of the numeric outputs, and the largest |Δ| seen (Infinity once NaN/Inf showed on one side). */
   readonly meanCosine: number | undefined;
   readonly maxAbsDiff: number;
   /** Output values that were NaN/±Infinity on one side only. */
   readonly nonFiniteMismatches: number;
   readonly productionP50Ms: number | undefined;
   readonly shadowP50Ms: number | undefined;
+}
+
+/** Whether a string tensor's elements are the same, in the same order, as another tensor's. */
+function sameStrings(a: ArrayLike<unknown>, b: ArrayLike<unknown>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Latency samples kept per side: a ring, so memory is fixed however long the shadow runs. */
@@ -32,6 +44,8 @@ export class ShadowStats {
   private errors = 0;
   /** One accumulator per output (runtime/tensor/agreement.ts, the compiler's accuracy gate uses the same). */
   private readonly agreements = new Map<string, Agreement>();
+  private strings = 0;
+  private stringMatches = 0;
   private cosineSum = 0;
   private cosineCount = 0;
   private readonly production = new Float64Array(SAMPLES);
@@ -54,6 +68,11 @@ export class ShadowStats {
     this.shadow[slot] = shadowMs;
     for (const [name, p] of Object.entries(production)) {
       const s = shadow[name];
+      if (p.type === 'string') {
+        this.strings++;
+        if (s !== undefined && sameStrings(p.data, s.data)) this.stringMatches++;
+        continue;
+      }
       let agreement = this.agreements.get(name);
       if (agreement === undefined) {
         agreement = new Agreement(looksLikeClassifier(p.dims));
@@ -74,6 +93,7 @@ export class ShadowStats {
       compared: this.compared,
       shadowErrors: this.errors,
       agreement: this.rowAgreement(),
+      exactMatch: this.strings > 0 ? this.stringMatches / this.strings : undefined,
       meanCosine: this.cosineCount > 0 ? this.cosineSum / this.cosineCount : undefined,
       maxAbsDiff: Math.max(0, ...[...this.agreements.values()].map((a) => a.maxAbsError)),
       nonFiniteMismatches: [...this.agreements.values()].reduce((n, a) => n + a.nonFiniteMismatches, 0),
