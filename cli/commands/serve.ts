@@ -14,10 +14,18 @@ import {
 import { isPipelineArtifact, openPipeline, type Pipeline } from '../../runtime/pipeline/index.js';
 import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { print, printJson } from '../output.js';
+import {
+  SERVE_CAPTURE_DEFAULTS,
+  captureWriter,
+  parseVersionValue,
+  placeServed,
+  type CaptureFlags,
+  type TrafficFlags,
+} from '../serve-traffic.js';
 import { loadAll, readToken, schedulerFor } from '../serving.js';
 import { addModelOptions, loadOptions, type ModelOptions } from './shared.js';
 
-interface ServeOptions extends ModelOptions {
+interface ServeOptions extends ModelOptions, TrafficFlags, CaptureFlags {
   host: string;
   port: number;
   socket?: string;
@@ -38,6 +46,13 @@ function parseDelayMs(value: string): number {
   if (value.trim() === '' || !Number.isFinite(ms) || ms < 0)
     throw new InvalidArgumentError(`"${value}" is not a delay in ms ≥ 0`);
   return ms;
+}
+
+function parsePercent(value: string): number {
+  const percent = Number(value);
+  if (value.trim() === '' || !(percent >= 0 && percent <= 100))
+    throw new InvalidArgumentError(`"${value}" is not a percent within 0–100`);
+  return percent;
 }
 
 const log = logger('cli.serve');
@@ -67,12 +82,14 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
   const tuning = opts.tuning === undefined ? undefined : await readTuneChoices(opts.tuning);
 
   const metrics = new ServerMetrics();
+  const capture = await captureWriter(opts);
+  const captured = capture === undefined ? [] : [capture.observer];
   const scheduler = schedulerFor(opts, tuning, metrics.batches);
-  const repository = new StaticRepository({ scheduler, observers: [metrics.observer] });
+  const repository = new StaticRepository({ scheduler, observers: [metrics.observer, ...captured] });
   metrics.watch(repository);
   // Pipeline artifacts are served beside the models, one endpoint each (docs/pipelines.md, "Serving").
   const kinds = await Promise.all(paths.map((p) => isPipelineArtifact(p)));
-  const pipelines = new StaticPipelines();
+  const pipelines = new StaticPipelines({ observers: captured });
   const opened: Pipeline[] = [];
   const models = await loadAll(
     paths.filter((_, i) => kinds[i] !== true),
@@ -89,9 +106,8 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
         ...(opts.threads === undefined ? {} : { threads: opts.threads }),
       });
       opened.push(pipeline);
-      pipelines.add(pipeline);
     }
-    for (const model of models) await repository.add(model);
+    await placeServed(opts, models, opened, { repository, pipelines });
     server = new InferenceServer({
       repository,
       host: opts.host,
@@ -108,13 +124,34 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
     if (token === undefined && opts.socket === undefined && !LOOPBACK.has(opts.host)) {
       log.warn({ url }, 'serving on a network address without a token: anyone who can reach it can run the models');
     }
-    const served = opened.map((p) => ({ name: p.name, version: p.version, steps: p.steps.map((s) => s.id) }));
+    const role = (x: { name: string; version: string }) => {
+      const shadow = opts.shadow?.get(`${x.name}@${x.version}`);
+      return shadow === undefined
+        ? { role: 'production', weight: opts.weight?.get(`${x.name}@${x.version}`) ?? 1 }
+        : { role: 'shadow', percent: shadow };
+    };
+    const traffic = (r: ReturnType<typeof role>) =>
+      r.role === 'shadow' ? `  shadow ${r.percent}%` : r.weight === 1 ? '' : `  weight ${r.weight}`;
+    const served = opened.map((p) => ({
+      name: p.name,
+      version: p.version,
+      steps: p.steps.map((s) => s.id),
+      ...role(p),
+    }));
     if (opts.json === true)
-      printJson({ url, auth: token !== undefined, models: models.map(describe), pipelines: served });
+      printJson({
+        url,
+        auth: token !== undefined,
+        models: models.map((m) => ({ ...describe(m), ...role(m) })),
+        pipelines: served,
+        ...(capture === undefined ? {} : { capture: opts.capture }),
+      });
     else {
       print(`outpost serve: listening on ${url}${token === undefined ? '' : ' (bearer token required)'}`);
-      for (const m of models) print(`  ${m.name}@${m.version}  variant ${m.variant.id}  backend ${m.backend}`);
-      for (const p of served) print(`  ${p.name}@${p.version}  pipeline  ${p.steps.join(' → ')}`);
+      for (const m of models)
+        print(`  ${m.name}@${m.version}  variant ${m.variant.id}  backend ${m.backend}${traffic(role(m))}`);
+      for (const p of served) print(`  ${p.name}@${p.version}  pipeline  ${p.steps.join(' → ')}${traffic(p)}`);
+      if (capture !== undefined) print(`data capture: ${opts.capturePercent}% of calls to ${opts.capture}`);
       print('Open Inference Protocol at /v2, Prometheus metrics at /metrics; Ctrl-C stops.');
     }
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -128,6 +165,7 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
     await repository.close();
     await Promise.allSettled(models.map((m) => m.release()));
     await Promise.allSettled(opened.map((p) => p.release()));
+    await capture?.close();
   }
 }
 
@@ -162,6 +200,19 @@ export function register(program: Command): void {
         DEFAULT_MAX_RESPONSE,
       )
       .option('--require-signature', 'refuse artifacts not signed by a --trust-key (implied by --trust-key)')
-      .option('--tuning <file>', '`outpost tune --out` file: per model variant, backend, threads and batching'),
+      .option('--tuning <file>', '`outpost tune --out` file: per model variant, backend, threads and batching')
+      .option(
+        '--weight <name@version=w>',
+        'traffic weight of a version (a canary: ocr@2.0.0=10 beside ocr@1.0.0=90); default 1 each (repeatable)',
+        parseVersionValue('weight'),
+      )
+      .option(
+        '--shadow <name@version=percent>',
+        'serve that version as shadow: mirror this percent of unnamed calls to it, compare, never answer (repeatable)',
+        parseVersionValue('percent', 100),
+      )
+      .option('--capture <dir>', 'data capture of production calls (inputs, final outputs, latency) to JSON lines here')
+      .option('--capture-percent <p>', 'share of calls captured', parsePercent, SERVE_CAPTURE_DEFAULTS.samplePercent)
+      .option('--capture-key <file>', 'encrypt captures at rest with this AES-256 key (see outpost capture read)'),
   ).action(serve);
 }
