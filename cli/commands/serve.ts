@@ -90,6 +90,7 @@ async function serve(paths: string[], opts: ServeOptions): Promise<void> {
   // Pipeline artifacts are served beside the models, one endpoint each (docs/pipelines.md, "Serving").
   const kinds = await Promise.all(paths.map((p) => isPipelineArtifact(p)));
   const pipelines = new StaticPipelines({ observers: captured });
+  metrics.pipelines.watch(() => pipelines.services());
   const opened: Pipeline[] = [];
   const models = await loadAll(
     paths.filter((_, i) => kinds[i] !== true),

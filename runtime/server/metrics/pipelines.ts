@@ -1,4 +1,5 @@
-import { Counter, Histogram, type Registry } from './prom.js';
+import { Counter, Gauge, Histogram, type Registry } from './prom.js';
+import type { PipelineService } from '../serving/pipeline-service.js';
 
 const LABELS = ['pipeline', 'version'] as const;
 
@@ -23,8 +24,36 @@ export class PipelineMetrics {
   private readonly steps: Histogram<(typeof LABELS)[number] | 'step'>;
   private readonly listeners: ((call: PipelineCall) => void)[] = [];
 
+  private services: () => readonly PipelineService[] = () => [];
+
   constructor(registry: Registry, buckets: readonly number[]) {
     const registers = [registry];
+    const shadows = () =>
+      this.services().flatMap((s) => {
+        const report = s.shadowReport();
+        return report === undefined ? [] : [{ pipeline: s.name, version: report.version, report }];
+      });
+    new Gauge({
+      name: 'outpost_pipeline_shadow_compared',
+      help: 'Requests mirrored to a pipeline shadow version and compared with production',
+      labelNames: LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const { pipeline, version, report } of shadows()) this.set({ pipeline, version }, report.compared);
+      },
+    });
+    new Gauge({
+      name: 'outpost_pipeline_shadow_exact_match_ratio',
+      help: "Share of a pipeline shadow's BYTES outputs (e.g. OCR text) exactly equal to production's",
+      labelNames: LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const { pipeline, version, report } of shadows())
+          if (report.exactMatch !== undefined) this.set({ pipeline, version }, report.exactMatch);
+      },
+    });
     this.requests = new Counter({
       name: 'outpost_pipeline_requests_total',
       help: 'Pipeline calls that finished, successful or not',
@@ -56,6 +85,11 @@ export class PipelineMetrics {
   /** Told every finished call after it is counted; a listener must not throw or block. */
   onCall(listener: (call: PipelineCall) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Where the shadow gauges read from: the served pipelines (StaticPipelines.services). */
+  watch(services: () => readonly PipelineService[]): void {
+    this.services = services;
   }
 
   succeeded(pipeline: string, version: string, totalMs: number, timings: Readonly<Record<string, number>>): void {

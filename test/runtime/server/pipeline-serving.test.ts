@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildPipeline } from '../../../compiler/index.js';
 import { openPipeline, type Pipeline } from '../../../runtime/pipeline/index.js';
-import { InferenceServer, StaticPipelines, StaticRepository } from '../../../runtime/server/index.js';
+import { InferenceServer, ServerMetrics, StaticPipelines, StaticRepository } from '../../../runtime/server/index.js';
 import { ShadowStats } from '../../../runtime/server/serving/shadow.js';
 import { call, json } from '../../helpers/http-client.js';
 import { ROOT } from '../../helpers/models.js';
@@ -77,7 +77,15 @@ describe('pipeline serving: canary, shadow, capture', () => {
   });
 
   async function serving(pipelines: StaticPipelines, run: (url: string) => Promise<void>): Promise<void> {
-    const server = new InferenceServer({ repository: new StaticRepository(), port: 0, pipelines });
+    const metrics = new ServerMetrics();
+    metrics.pipelines.watch(() => pipelines.services());
+    const server = new InferenceServer({
+      repository: new StaticRepository(),
+      port: 0,
+      pipelines,
+      pipelineMetrics: metrics.pipelines,
+      metrics: () => metrics.text(),
+    });
     const { url } = await server.listen();
     try {
       await run(url);
@@ -145,6 +153,10 @@ describe('pipeline serving: canary, shadow, capture', () => {
         // The shadow answers only when named; a named call is not mirrored.
         const named = await call(url, '/v2/models/ocr/versions/1.1.0/infer', { body: page, headers: image });
         shadowAnswer = json(named) as unknown as Answer;
+        const text = (await call(url, '/metrics')).body.toString('utf8');
+        expect(text).toMatch(/outpost_pipeline_shadow_compared\{pipeline="ocr",version="1\.1\.0"\} 1/);
+        expect(text).toMatch(/outpost_pipeline_shadow_exact_match_ratio\{pipeline="ocr",version="1\.1\.0"\} [01]/);
+        expect(text).toMatch(/outpost_pipeline_requests_total\{pipeline="ocr",version="1\.1\.0"\} 1/);
       });
       expect(answer?.model_version).toBe('1.0.0');
       expect(shadowAnswer?.model_version).toBe('1.1.0');
