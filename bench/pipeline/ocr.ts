@@ -5,16 +5,20 @@
  * preparation, mask-to-boxes, crop and CTC decoding itself with the same transforms — and against that client
  * sending all crops in one recogniser request (to separate the batching from the round trips). Subjects interleaved
  * image by image, same run, same server (`outpost serve` as a child process). Character accuracy of each, and
- * with `--int8-det <artifact>` the int8 detector against fp32 at the same fixed 640 × 640 input.
+ * with `--int8` (the int8 detector compiled here: `compile --precision int8 --input-shape x=1,3,640,640`, calibrated
+ * on 5 pages of bench/compiler/text-pages.ts, not the graded set) or `--int8-det <artifact>` (one compiled before)
+ * the int8 pipeline against the fp32 one on the same rendered set, both at the same fixed 640 × 640 input.
+ * `--precision-only` skips the HTTP comparison.
  *
- *   npx tsx bench/pipeline/ocr.ts [--images 20] [--int8-det /tmp/det-int8] [--json]
+ *   npx tsx bench/pipeline/ocr.ts [--images 20] [--int8 | --int8-det /tmp/det-int8] [--precision-only] [--json]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildPipeline } from '../../compiler/index.js';
+import { buildPipeline, compile } from '../../compiler/index.js';
+import { writeTextPages } from '../compiler/text-pages.js';
 import type { TensorValue } from '../../runtime/backends/index.js';
 import { openPipeline } from '../../runtime/pipeline/index.js';
 import { TRANSFORMS, type TransformRun } from '../../runtime/pipeline/transforms/index.js';
@@ -31,6 +35,10 @@ const flag = (name: string) => {
 };
 const IMAGES = Number(flag('--images') ?? 20);
 const INT8_DET = flag('--int8-det');
+const INT8 = args.includes('--int8');
+const PRECISION_ONLY = args.includes('--precision-only');
+const DETECTOR = join(ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_det_infer.onnx');
+const CALIBRATION_PAGES = 5; // as test/compiler/compile/detector.test.ts: 4 calibrate, 1 grades the variant
 const JSON_OUT = args.includes('--json');
 
 interface Example {
@@ -87,10 +95,47 @@ async function inferBinary(to: Target, model: string, input: string, t: TensorVa
   return { type: 'float32', data: copy, dims: head.outputs[0]?.shape ?? [] };
 }
 
+/** The int8 detector at 640 × 640 for this host, compiled and calibrated here (`--int8`). */
+async function compileInt8Detector(work: string): Promise<string> {
+  const pages = await writeTextPages(join(work, 'calibration'), CALIBRATION_PAGES, 640);
+  const output = join(work, 'det-int8');
+  process.stderr.write('compiling the int8 detector (640 × 640, calibrated on rendered pages)…\n');
+  const report = await compile({
+    model: DETECTOR,
+    target: 'host',
+    precision: 'int8',
+    inputShapes: { x: [1, 3, 640, 640] },
+    calibration: pages,
+    output,
+  });
+  const [variant] = report.variants;
+  process.stderr.write(`int8 detector: ${variant?.precision ?? '?'}, cosine ${variant?.accuracy?.cosine ?? '?'}\n`);
+  return output;
+}
+
+function printPrecision(precision: Awaited<ReturnType<typeof int8VsFp32>>): void {
+  console.log('\n| detector (640 × 640 fixed) | character accuracy | det p50 ms |\n| --- | --- | --- |');
+  for (const p of precision)
+    console.log(`| ${p.precision} | ${(p.accuracy * 100).toFixed(2)} % | ${p.det_p50_ms.toFixed(0)} |`);
+}
+
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'outpost-bench-ocr-'));
   let server: ChildProcess | undefined;
   try {
+    const int8Det = INT8 ? await compileInt8Detector(work) : INT8_DET;
+    if (PRECISION_ONLY) {
+      if (int8Det === undefined) throw new Error('--precision-only needs --int8 or --int8-det <artifact>');
+      const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => renderTextImage(i)));
+      const example = JSON.parse(await readFile(EXAMPLE, 'utf8')) as Example;
+      const precision = await int8VsFp32(work, example, int8Det, images);
+      if (JSON_OUT) console.log(JSON.stringify({ images: IMAGES, precision }, null, 2));
+      else {
+        console.log(`${IMAGES} rendered images (bench/pipeline/text-images.ts), the same set for both`);
+        printPrecision(precision);
+      }
+      return;
+    }
     const dir = join(work, 'ocr');
     await buildPipeline({ source: EXAMPLE, target: 'host', output: dir });
     const manifest = (p: string) =>
@@ -175,7 +220,7 @@ async function main(): Promise<void> {
         accuracy: characterAccuracy(pairs[name] ?? []),
       };
     });
-    const precision = INT8_DET === undefined ? undefined : await int8VsFp32(work, example, INT8_DET, images);
+    const precision = int8Det === undefined ? undefined : await int8VsFp32(work, example, int8Det, images);
     if (JSON_OUT) {
       console.log(JSON.stringify({ images: IMAGES, lines, rows, precision }, null, 2));
       return;
@@ -188,11 +233,7 @@ async function main(): Promise<void> {
       console.log(
         `| ${r.subject} | ${r.p50_ms.toFixed(0)} | ${r.p90_ms.toFixed(0)} | ${r.vs_pipeline.toFixed(2)}× | ${(r.accuracy * 100).toFixed(2)} % |`,
       );
-    if (precision !== undefined) {
-      console.log('\n| detector (640 × 640 fixed) | character accuracy | det p50 ms |\n| --- | --- | --- |');
-      for (const p of precision)
-        console.log(`| ${p.precision} | ${(p.accuracy * 100).toFixed(2)} % | ${p.det_p50_ms.toFixed(0)} |`);
-    }
+    if (precision !== undefined) printPrecision(precision);
   } finally {
     server?.kill('SIGTERM');
     await rm(work, { recursive: true, force: true });
