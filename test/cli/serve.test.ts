@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { appendFile, lstat, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKeys, packArtifact } from '../../runtime/artifact/index.js';
+import { readCapture } from '../../runtime/server/index.js';
 import type { TuneChoiceFile } from '../../runtime/tuning/choice.js';
 import { runCli } from '../helpers/cli.js';
 import { ROOT } from '../helpers/models.js';
@@ -179,6 +180,38 @@ describe('outpost serve', () => {
     await expect(lstat(socket)).rejects.toThrow(/ENOENT/);
   });
 
+  it('splits traffic by --weight, serves a --shadow version, and captures production calls with --capture', async () => {
+    const capture = join(await tmpDir(), 'capture');
+    const serve = await startServe([
+      paths.classifier,
+      paths.classifier2Archive,
+      paths.mlp,
+      '--port',
+      '0',
+      '--weight',
+      'classifier@1.0.0=3',
+      '--shadow',
+      'classifier@2.0.0=100',
+      '--capture',
+      capture,
+    ]);
+    const models = serve.started.models as unknown as { name: string; version: string; role: string }[];
+    expect(models.map((m) => [`${m.name}@${m.version}`, m.role])).toEqual([
+      ['classifier@1.0.0', 'production'],
+      ['classifier@2.0.0', 'shadow'],
+      ['mlp@1', 'production'],
+    ]);
+    const { url } = serve.started;
+    const meta = json(await call(url, '/v2/models/classifier'));
+    expect(meta.versions).toEqual(['1.0.0']); // a shadow is not a production version
+    const mlp = await call(url, '/v2/models/mlp/infer', { body: mlpBody });
+    expect(mlp.status).toBe(200);
+    expect(await serve.stop('SIGTERM')).toEqual({ code: 0, stderr: '' });
+    const files = (await readdir(capture)).filter((f) => f.endsWith('.jsonl'));
+    const records = (await Promise.all(files.map((f) => readCapture(join(capture, f))))).flat();
+    expect(records.map((r) => `${r.model}@${r.version}`)).toEqual(['mlp@1']);
+  });
+
   it.each([
     [
       'a path that does not exist',
@@ -192,6 +225,16 @@ describe('outpost serve', () => {
     ],
     ['--require-signature without a key', ['MLP', '--require-signature'], /needs --trust-key.*\[INVALID_ARGUMENT\]/],
     ['a tampered artifact', ['TAMPERED'], /\[ARTIFACT_HASH_MISMATCH\]/],
+    [
+      'a --shadow naming nothing served',
+      ['MLP', '--shadow', 'mlp@9=50'],
+      /--shadow mlp@9: no such.*\[INVALID_ARGUMENT\]/,
+    ],
+    [
+      'a shadow with no production version',
+      ['MLP', '--shadow', 'mlp@1=50'],
+      /no production version.*\[INVALID_ARGUMENT\]/,
+    ],
   ])('fails with one clear line and a non-zero exit for %s', async (_, args, message) => {
     const work = await tmpDir();
     const key = join(work, 'key.pub');
