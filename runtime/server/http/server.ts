@@ -11,7 +11,7 @@ import { CLIENT_CLOSED_STATUS, errorResponse, HttpError } from './status.js';
 import { responseOpen, sendJson, sendText } from './io.js';
 import { handleInfer } from './infer.js';
 import { handlePipelineInfer, pipelineMetadata } from './pipeline.js';
-import type { PipelineEndpoints, PipelineService } from '../serving/pipeline-service.js';
+import { serviceOf, type PipelineEndpoints, type PipelineService } from '../serving/pipeline-service.js';
 import type { Pipeline } from '../../pipeline/index.js';
 import type { PipelineMetrics } from '../metrics/pipelines.js';
 import { servingPipeline } from '../serving/pipeline.js';
@@ -236,8 +236,9 @@ export class InferenceServer {
     const [, rawName = '', rawVersion, action] = match;
     const name = decode(rawName);
     const version = rawVersion === undefined ? undefined : decode(rawVersion);
-    const pipelines = this.options.pipelines?.get(name);
-    if (pipelines !== undefined) {
+    const found = this.options.pipelines?.get(name);
+    if (found !== undefined) {
+      const pipelines = serviceOf(found);
       const pipeline = pipelines.select(version);
       if (pipeline === undefined) {
         const versions = pipelines.versions().map((p) => p.version);

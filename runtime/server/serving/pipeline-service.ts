@@ -156,8 +156,23 @@ export class PipelineService {
 
 /** The pipelines a server serves beside its models, by name. */
 export interface PipelineEndpoints {
-  get(name: string): PipelineService | undefined;
+  /** A service (versions, weights, shadow, observers), or a pipeline served alone (the agent's: one version each). */
+  get(name: string): PipelineService | Pipeline | undefined;
   names(): readonly string[];
+}
+
+const alone = new WeakMap<Pipeline, PipelineService>();
+
+/** The service `get` found, or for a bare pipeline a service of that one version (built once per pipeline). */
+export function serviceOf(found: PipelineService | Pipeline): PipelineService {
+  if (found instanceof PipelineService) return found;
+  let service = alone.get(found);
+  if (service === undefined) {
+    service = new PipelineService(found.name);
+    service.setVersions([{ pipeline: found }]);
+    alone.set(found, service);
+  }
+  return service;
 }
 
 /**
