@@ -198,8 +198,22 @@ export async function putArtifact(db: Db, artifact: ArtifactRecord): Promise<Art
       files_json: JSON.stringify(artifact.files),
       created_ms: artifact.createdMs,
       manifest_sha256: artifact.manifestSha256 ?? null,
+      delivery_json: artifact.delivery === undefined ? null : JSON.stringify(artifact.delivery),
+      delivery_stream_id: artifact.delivery?.streamId ?? null,
     })
-    .onConflict((oc) => oc.column('sha256').doNothing())
+    // The same bytes again change nothing, except that an artifact stored before its files-layout stream existed
+    // (migration 6) gains it when uploaded again.
+    .onConflict((oc) =>
+      artifact.delivery === undefined
+        ? oc.column('sha256').doNothing()
+        : oc
+            .column('sha256')
+            .doUpdateSet({
+              delivery_json: JSON.stringify(artifact.delivery),
+              delivery_stream_id: artifact.delivery.streamId,
+            })
+            .where('artifacts.delivery_json', 'is', null),
+    )
     .execute();
   const stored = await getArtifact(db, artifact.sha256);
   if (stored === undefined) throw new OutpostError('INTERNAL', `artifact ${artifact.sha256} vanished while stored`);
@@ -212,7 +226,10 @@ export async function getArtifact(db: Db, sha256: string): Promise<ArtifactRecor
 }
 
 export async function getArtifactByStream(db: Db, streamId: string): Promise<ArtifactRecord | undefined> {
-  const row = await db.selectFrom('artifacts').selectAll().where('stream_id', '=', streamId).executeTakeFirst();
+  // The archive stream first, then the files layout's (a column since migration 6).
+  const row =
+    (await db.selectFrom('artifacts').selectAll().where('stream_id', '=', streamId).executeTakeFirst()) ??
+    (await db.selectFrom('artifacts').selectAll().where('delivery_stream_id', '=', streamId).executeTakeFirst());
   return row === undefined ? undefined : toArtifact(row);
 }
 

@@ -12,6 +12,7 @@ import type {
 import type {
   ArtifactFit,
   ArtifactRecord,
+  DeliveryStreamRecord,
   DeploymentRecord,
   DeploymentState,
   ExecutionRecord,
@@ -69,6 +70,8 @@ export function toGroup(row: Selectable<GroupsTable>, members: readonly string[]
     : { name: row.name, kind: 'static', things: [...members].sort(), createdMs: num(row.created_ms) };
 }
 
+const EMPTY_DELIVERY: DeliveryStreamRecord = Object.freeze({ streamId: '', files: [], bytes: 0 });
+
 export function toArtifact(row: Selectable<ArtifactsTable>): ArtifactRecord {
   return {
     sha256: row.sha256,
@@ -82,6 +85,10 @@ export function toArtifact(row: Selectable<ArtifactsTable>): ArtifactRecord {
     files: parseJson(row.files_json, []),
     createdMs: num(row.created_ms),
     ...(row.manifest_sha256 === null ? {} : { manifestSha256: row.manifest_sha256 }),
+    // absent, not null, on a schema before migration 6
+    ...(typeof row.delivery_json !== 'string'
+      ? {}
+      : { delivery: parseJson<DeliveryStreamRecord>(row.delivery_json, EMPTY_DELIVERY) }),
   };
 }
 

@@ -72,8 +72,21 @@ export interface StreamFileRecord {
   readonly fileId: number;
   readonly sha256: string;
   readonly bytes: number;
-  /** index: the block-hash index; archive: the artifact .tar.gz (issue 13 adds one file per variant). */
-  readonly role: 'index' | 'archive';
+  /**
+   * Archive layout: index (the block-hash index), archive (the .tar.gz). Files layout (docs/job-document.md,
+   * "Stream layouts"): delivery (the delivery index, file 0), file (one artifact file, at `path`).
+   */
+  readonly role: 'index' | 'archive' | 'delivery' | 'file';
+  /** The artifact path of a `file`. */
+  readonly path?: string;
+}
+
+/** The files layout's stream of an artifact: the delivery index and one stream file per artifact file. */
+export interface DeliveryStreamRecord {
+  readonly streamId: string;
+  readonly files: readonly StreamFileRecord[];
+  /** Bytes of every artifact file (the job document's `artifact.size`). */
+  readonly bytes: number;
 }
 
 /** A verified artifact, stored content-addressed: its id is the sha256 of its archive. */
@@ -92,6 +105,8 @@ export interface ArtifactRecord {
   readonly createdMs: number;
   /** sha256 of its manifest.json: an agent that has this version installed with it need not fetch it again. */
   readonly manifestSha256?: string;
+  /** Its files-layout stream; absent for artifacts stored before migration 6 (or of more than 255 files). */
+  readonly delivery?: DeliveryStreamRecord;
 }
 
 /** Deployment states (deployments/states.ts holds the transition table). */
@@ -121,6 +136,11 @@ export interface DeploymentDocumentOptions {
   };
   readonly keepVersions?: number;
   readonly notes?: string;
+  /**
+   * The stream layout the devices get (docs/job-document.md, "Stream layouts"). Absent: `files` where the artifact
+   * has that stream, else `archive`.
+   */
+  readonly layout?: 'archive' | 'files';
   /** CreateJob timeoutConfig.inProgressTimeoutInMinutes, in milliseconds. */
   readonly inProgressTimeoutMs?: number;
 }

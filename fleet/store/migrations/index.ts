@@ -4,6 +4,7 @@ import { workers } from './003-workers.js';
 import { rollouts } from './004-rollouts.js';
 import { drift } from './005-drift.js';
 import { serving } from './006-serving.js';
+import { deliveryFiles } from './007-delivery-files.js';
 import type { Migration } from './types.js';
 
 export type { Dialect, Migration } from './types.js';
@@ -16,6 +17,7 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   rollouts,
   drift,
   serving,
+  deliveryFiles,
 ]);
 
 /** The schema version this code reads and writes. */

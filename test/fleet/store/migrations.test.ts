@@ -55,6 +55,11 @@ const SEEDS: Readonly<Record<number, readonly string[]>> = Object.freeze({
   6: [
     `UPDATE things SET shadows_json = '[{"model":"cnn","version":"2.0.0","percent":10,"compared":5,"shadowErrors":0,"maxAbsDiff":0,"nonFiniteMismatches":0}]', guardrails_json = '[{"model":"cnn","version":"1.0.0","requests":3,"errors":0,"errorRate":0,"elapsedSeconds":1,"windowSeconds":60}]' WHERE name = 'pi-1'`,
   ],
+  7: [
+    `INSERT INTO artifacts (sha256, name, version, target_profile, target_arch, bytes, block_size, stream_id, stream_version, files_json, created_ms, manifest_sha256, delivery_json, delivery_stream_id)
+     VALUES ('${'b'.repeat(64)}', 'cnn', '1.0.0', 'x86_64:avx2', 'x86_64', 5678, 65536, 'a-bbbb', 1, '[]', 1700000000000, NULL,
+             '{"streamId":"a-bbbb-files","bytes":900,"files":[{"fileId":0,"sha256":"${'e'.repeat(64)}","bytes":300,"role":"delivery"}]}', 'a-bbbb-files')`,
+  ],
 });
 
 describe('migrations', () => {
@@ -125,6 +130,14 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
           expect(thing?.guardrails).toMatchObject([{ version: '1.0.0', windowSeconds: 60 }]);
           // What 005 held is still there.
           expect(thing?.drift).toMatchObject([{ model: 'cnn', drifting: true }]);
+        }
+        if (version === 7) {
+          // An artifact stored before the files layout reads as archive-only; one stored after, by either stream.
+          expect((await latest.getArtifactByStream('a-aaaa'))?.delivery).toBeUndefined();
+          expect(await latest.getArtifactByStream('a-bbbb-files')).toMatchObject({
+            bytes: 5678,
+            delivery: { streamId: 'a-bbbb-files', bytes: 900, files: [{ fileId: 0, role: 'delivery' }] },
+          });
         }
         if (version === 4) {
           expect(await latest.listWaves('d-1')).toMatchObject([

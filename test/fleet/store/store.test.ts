@@ -128,6 +128,33 @@ describe.each(storeKinds())('FleetStore on $name', (kind) => {
     }
   });
 
+  it.skipIf(kind.skip)(
+    "keeps an artifact's files-layout stream, found by its own stream id, and adds it to an older row",
+    async () => {
+      const store = await open('delivery');
+      try {
+        const older = artifactRecord(2);
+        const delivery = {
+          streamId: `${older.streamId}-files`,
+          bytes: 900,
+          files: [
+            { fileId: 0, sha256: 'e'.repeat(64), bytes: 300, role: 'delivery' as const },
+            { fileId: 1, sha256: 'd'.repeat(64), bytes: 900, role: 'file' as const, path: 'variants/m.onnx' },
+          ],
+        };
+        await store.putArtifact(older); // as stored before the files layout: archive only
+        expect((await store.getArtifact(older.sha256))?.delivery).toBeUndefined();
+        await store.putArtifact({ ...older, delivery }); // uploaded again: gains its files stream
+        expect(await store.getArtifactByStream(delivery.streamId)).toEqual({ ...older, delivery });
+        expect(await store.getArtifactByStream(older.streamId)).toEqual({ ...older, delivery });
+        await store.putArtifact(older); // and keeps it
+        expect((await store.getArtifact(older.sha256))?.delivery).toEqual(delivery);
+      } finally {
+        await store.close();
+      }
+    },
+  );
+
   it.skipIf(kind.skip)('creates a deployment with its executions, documents and event in one transaction', async () => {
     const store = await open('deployments');
     try {
