@@ -23,6 +23,8 @@ export interface DeliveryFiles {
   readonly indexBytes: Buffer;
   /** The delivery index first, then one stream file per artifact file. */
   readonly files: readonly StreamFile[];
+  /** The index's entries (artifact path, file id, size, sha256), in file id order. */
+  readonly entries: readonly DeliveryFile[];
   /** Bytes of every artifact file (what a device fetching everything fetches, index aside). */
   readonly totalBytes: number;
 }
@@ -82,7 +84,8 @@ export async function prepareDeliveryFiles(
   await writeFile(indexPath, indexBytes).catch((error: unknown) =>
     Promise.reject(fromFsError(error, indexPath, 'write')),
   );
-  return { indexPath, indexBytes, files: [{ fileId: DELIVERY_INDEX_FILE_ID, path: indexPath }, ...files], totalBytes };
+  const all = [{ fileId: DELIVERY_INDEX_FILE_ID, path: indexPath }, ...files];
+  return { indexPath, indexBytes, files: all, entries, totalBytes };
 }
 
 async function read(path: string): Promise<Buffer> {

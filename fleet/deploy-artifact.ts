@@ -15,7 +15,7 @@ import { openArtifact, packArtifact, sha256Bytes, sha256File, type Manifest } fr
 import { OutpostError, fromFsError } from '../runtime/errors.js';
 import { BARE_MODEL_SUFFIXES, isBareModelPath, wrapBareModel } from '../runtime/model/index.js';
 import { logger } from '../runtime/log.js';
-import { type DeliveryFiles, prepareDeliveryFiles } from './delivery-files.js';
+import { type DeliveryFiles, MAX_DELIVERY_FILES, prepareDeliveryFiles } from './delivery-files.js';
 import { withOutpostErrors } from './protocol-errors.js';
 import type { StreamFile } from './stream-files.js';
 
@@ -46,9 +46,10 @@ export interface PrepareOptions {
   /**
    * `archive` (default): one `.tar.gz` and its block index, the form AWS IoT Core streams from S3 as prepared here.
    * `files`: the delivery index and one stream file per artifact file (delivery-files.ts), so each device fetches
-   * only what it will run.
+   * only what it will run. `both` (what the fleet store keeps): the archive layout's document and stream files, and
+   * `delivery` as well when the artifact fits the files layout (at most 255 files).
    */
-  readonly layout?: 'archive' | 'files';
+  readonly layout?: 'archive' | 'files' | 'both';
 }
 
 export interface PreparedArtifact {
@@ -64,6 +65,8 @@ export interface PreparedArtifact {
   readonly manifestSha256: string;
   /** The scratch directory (packed archive, index); `dispose` removes it. */
   readonly scratch: string;
+  /** The files layout's delivery index and stream files (layouts `files`, and `both` when the artifact fits it). */
+  readonly delivery?: DeliveryFiles;
 }
 
 const log = logger('fleet.deploy');
@@ -121,8 +124,14 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       archive = isDirectory
         ? await packArtifact(opened.dir, join(scratch, `${name}-${version}.tar.gz`))
         : { path: input, ...(await sha256File(input)) };
-      if (options.layout === 'files') {
+      const fits = Object.keys(opened.manifest.files).length <= MAX_DELIVERY_FILES;
+      if (options.layout === 'files' || (options.layout === 'both' && fits)) {
         delivery = await prepareDeliveryFiles(opened.dir, opened.manifest, scratch, blockSize);
+      } else if (options.layout === 'both') {
+        log.warn(
+          { name, version, files: Object.keys(opened.manifest.files).length },
+          'too many files for the files layout: archive only',
+        );
       }
     } finally {
       await opened.dispose();
@@ -135,7 +144,7 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       ...(options.rollout === undefined ? {} : { rollout: options.rollout }),
       ...(options.notes === undefined ? {} : { notes: options.notes }),
     };
-    if (delivery !== undefined) {
+    if (delivery !== undefined && options.layout === 'files') {
       const { indexBytes, indexPath, files, totalBytes } = delivery;
       const document = await withOutpostErrors(() =>
         createJobDocument({
@@ -155,7 +164,16 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       );
       log.info({ name, version, bytes: totalBytes, files: files.length - 1, blockSize }, 'artifact prepared (files)');
       const manifest = { name, version, target };
-      return { archivePath: archive.path, indexPath, streamFiles: files, document, manifest, manifestSha256, scratch };
+      return {
+        archivePath: archive.path,
+        indexPath,
+        streamFiles: files,
+        document,
+        manifest,
+        manifestSha256,
+        scratch,
+        delivery,
+      };
     }
 
     const index = await withOutpostErrors(() => buildBlockIndexFromFile(archive.path, blockSize));
@@ -194,6 +212,7 @@ export async function prepareArtifact(options: PrepareOptions): Promise<Prepared
       manifest: { name, version, target },
       manifestSha256,
       scratch,
+      ...(delivery === undefined ? {} : { delivery }),
     };
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });

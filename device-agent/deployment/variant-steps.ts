@@ -1,12 +1,13 @@
-import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { MANIFEST_FILE, SIGNATURE_FILE, parseManifestBytes } from '../../runtime/artifact/index.js';
-import { OutpostError, fromFsError, isOutpostError, messageOf } from '../../runtime/errors.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MANIFEST_FILE, parseManifestBytes } from '../../runtime/artifact/index.js';
+import { OutpostError, isOutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import { absentVariants, checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
-import { DELIVERY_INDEX, FILES_DIR, downloadFiles, type FilesDownload } from '../download-files.js';
+import { checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
+import { downloadFiles, type FilesDownload } from '../download-files.js';
+import { stageDownloadedFiles } from '../stage-files.js';
 import type { DownloadOptions } from '../stream-fetcher.js';
-import { parseDeliveryIndex, type DeliveryIndex } from '../protocol/index.js';
+import type { DeliveryIndex } from '../protocol/index.js';
 import { hostArch, requireSpace } from '../storage/disk.js';
 import type { DeploymentState } from '../storage/deployment-records.js';
 import { advance, downloadDir, type DeploymentContext } from './context.js';
@@ -63,39 +64,9 @@ export async function fetchChosen(
   });
 }
 
-/**
- * The fetched files as an artifact directory in `staging`: manifest.json and manifest.sig byte for byte from the
- * delivery index, every other file hard-linked (copied across filesystems) from the download directory. Returns
- * the variants it lacks, which verification and every later load must be told about.
- */
+/** The fetched files as an artifact directory in `staging` (stage-files.ts); returns the variants it lacks. */
 export async function stageFetched(ctx: DeploymentContext, state: DeploymentState, staging: string): Promise<string[]> {
-  const dir = downloadDir(ctx, state.jobId);
-  const index = await readIndex(join(dir, DELIVERY_INDEX));
-  const manifestBytes = Buffer.from(index.manifest, 'base64');
-  const { manifest } = parseManifestBytes(manifestBytes);
-  const variants = state.variants ?? [];
-  await mkdir(staging, { recursive: true });
-  await writeFile(join(staging, MANIFEST_FILE), manifestBytes);
-  if (index.signature !== undefined)
-    await writeFile(join(staging, SIGNATURE_FILE), Buffer.from(index.signature, 'base64'));
-  for (const path of filesFor(manifest, variants)) {
-    const from = join(dir, FILES_DIR, path);
-    const to = join(staging, path);
-    await mkdir(dirname(to), { recursive: true });
-    await link(from, to).catch(async (error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw fromFsError(error, from, 'read');
-      await copyFile(from, to);
-    });
-  }
-  return absentVariants(manifest, variants);
-}
-
-async function readIndex(path: string): Promise<DeliveryIndex> {
-  try {
-    return parseDeliveryIndex(await readFile(path));
-  } catch (error) {
-    throw isOutpostError(error) ? error : fromFsError(error, path, 'read');
-  }
+  return stageDownloadedFiles(downloadDir(ctx, state.jobId), staging, state.variants ?? []);
 }
 
 /**

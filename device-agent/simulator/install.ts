@@ -34,9 +34,9 @@ export class SimulatedInstall {
 
   /**
    * Install + self-test: waits the configured latency, then picks the variant the real selection would start from
-   * (best rank that runs natively, else on WASM), or fails with SELF_TEST_FAILED when the plan says so.
+   * (best rank that runs natively, else on WASM; among the fetched ones in the files layout), or fails with SELF_TEST_FAILED when the plan says so.
    */
-  async selfTest(manifest: Manifest): Promise<SimulatedSelection> {
+  async selfTest(manifest: Manifest, fetched?: readonly string[]): Promise<SimulatedSelection> {
     await this.wait(this.options.latencyMs);
     if (this.options.outcome === 'fail') {
       throw new OutpostError(
@@ -44,7 +44,10 @@ export class SimulatedInstall {
         `${manifest.name}@${manifest.version}: simulated self-test failure (fleet simulate --fail-rate)`,
       );
     }
-    const ranked = [...manifest.variants].sort((a, b) => a.rank - b.rank);
+    // Of the variants fetched (files layout), or of all of them (archive).
+    const ranked = manifest.variants
+      .filter((v) => fetched === undefined || fetched.includes(v.id))
+      .sort((a, b) => a.rank - b.rank);
     const native = ranked.find((v) => v.backends.includes('native'));
     const chosen = native ?? ranked[0];
     return { variant: chosen?.id ?? 'unknown', backend: native === undefined ? 'wasm' : 'native' };

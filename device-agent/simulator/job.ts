@@ -1,11 +1,9 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { unpackArtifact, verifyArtifact, type Manifest } from '../../runtime/artifact/index.js';
 import { OutpostError, isOutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
 import { retry } from '../../runtime/retry.js';
 import { RETRY_DEFAULTS } from '../config.js';
-import { downloadArtifact } from '../download.js';
 import { JobsRejectedError, type JobsClient } from '../jobs-client.js';
 import {
   isProtocolError,
@@ -16,6 +14,7 @@ import {
 } from '../protocol/index.js';
 import type { DeploymentStep, OutcomeCode } from '../storage/deployment-records.js';
 import type { Transport } from '../transport/types.js';
+import { fetchForJob, verifyForJob } from './fetch.js';
 import { SimulatedInstall } from './install.js';
 import type { PlannedOutcome, SimulatedTarget } from './plan.js';
 
@@ -111,30 +110,35 @@ export async function runSimulatedJob(ctx: JobContext, execution: JobExecution):
   let switched = false;
   let selection: { variant: string; backend: string } | undefined;
   let failure: Ending | undefined;
+  let variants: readonly string[] | undefined;
+  const policy = { trustedKeys: ctx.trustedKeys, requireSignature: ctx.requireSignature, arch: ctx.target.arch };
   try {
     await retry(
       async () => {
         await ctx.online();
-        await downloadArtifact({
-          transport: ctx.transport,
-          thing: ctx.thing,
+        ({ variants } = await fetchForJob(
+          {
+            transport: ctx.transport,
+            thing: ctx.thing,
+            encoding: ctx.download.encoding,
+            maxInFlightBlocks: ctx.download.maxInFlightBlocks,
+            requestTimeoutMs: DOWNLOAD_REQUEST_TIMEOUT_MS,
+            maxStalls: DOWNLOAD_MAX_STALLS,
+            signal: ctx.signal,
+            onProgress: (p) => (bytesFetched = p.bytesFetched),
+          },
           document,
-          dir: join(dir, 'download'),
-          encoding: ctx.download.encoding,
-          maxInFlightBlocks: ctx.download.maxInFlightBlocks,
-          requestTimeoutMs: DOWNLOAD_REQUEST_TIMEOUT_MS,
-          maxStalls: DOWNLOAD_MAX_STALLS,
-          signal: ctx.signal,
-          onProgress: (p) => (bytesFetched = p.bytesFetched),
-        });
+          dir,
+          policy,
+        ));
       },
       { policy: RETRY_DEFAULTS.download, signal: ctx.signal, network: { wait: () => ctx.online() } },
     );
     await advance('verifying');
     await advance('staging');
-    const manifest = await verify(ctx, join(dir, 'download', 'artifact.tar.gz'), join(dir, 'staging'), document);
+    const manifest = await verifyForJob(document, dir, policy, variants);
     await advance('self-testing');
-    selection = await install.selfTest(manifest);
+    selection = await install.selfTest(manifest, variants);
     await advance('activating');
     ctx.active.set(name, version);
     switched = true;
@@ -172,25 +176,6 @@ export async function runSimulatedJob(ctx: JobContext, execution: JobExecution):
     reason,
     bytesFetched,
   });
-}
-
-/** Unpacks and verifies as the agent's staging step: signature, every hash, the target, the name and version. */
-async function verify(ctx: JobContext, archive: string, staging: string, document: JobDocument): Promise<Manifest> {
-  await mkdir(join(staging, '..'), { recursive: true });
-  await unpackArtifact(archive, staging);
-  const verified = await verifyArtifact(staging, {
-    trustedKeys: ctx.trustedKeys,
-    requireSignature: ctx.requireSignature,
-    target: { arch: ctx.target.arch },
-  });
-  const { name, version } = verified.manifest;
-  if (name !== document.model.name || version !== document.model.version) {
-    throw new OutpostError(
-      'ARTIFACT_MANIFEST_INVALID',
-      `the artifact is ${name}@${version}; the job deploys ${document.model.name}@${document.model.version}`,
-    );
-  }
-  return verified.manifest;
 }
 
 /** The `reporting` and `done` steps: the final UpdateJobExecution, then the record of what the device saw. */

@@ -69,6 +69,8 @@ const deploymentBody = z.strictObject({
         .optional(),
       keepVersions: z.number().int().min(1).max(100).optional(),
       notes: z.string().max(1024).optional(),
+      /** The stream layout (docs/job-document.md); default files where the artifact has that stream. */
+      layout: z.enum(['archive', 'files']).optional(),
       /** CreateJob timeoutConfig.inProgressTimeoutInMinutes: 1–10,080. */
       inProgressTimeoutInMinutes: z.number().int().min(1).max(10_080).optional(),
     })

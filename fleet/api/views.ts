@@ -55,6 +55,8 @@ export function artifactView(artifact: ArtifactRecord) {
     blockSize: artifact.blockSize,
     streamId: artifact.streamId,
     files: artifact.files,
+    /** The files layout's stream (docs/job-document.md), or null for an artifact stored before it existed. */
+    delivery: artifact.delivery ?? null,
     createdAt: iso(artifact.createdMs),
   };
 }
@@ -66,6 +68,8 @@ export function executionView(e: ExecutionRecord, artifacts: ReadonlyMap<string,
     thingName: e.thing,
     status: e.status,
     statusDetails: e.statusDetails,
+    /** What the device reported fetching for this job (statusDetails.bytesFetched), bytes; null before it did. */
+    bytesFetched: bytesFetchedOf(e.statusDetails),
     versionNumber: e.versionNumber,
     executionNumber: e.executionNumber,
     queuedAt: epochNow(e.queuedMs),
@@ -80,6 +84,11 @@ export function executionView(e: ExecutionRecord, artifacts: ReadonlyMap<string,
     released: e.releasedMs !== undefined,
     attempts: e.attempts,
   };
+}
+
+function bytesFetchedOf(details: Readonly<Record<string, string>>): number | null {
+  const value = Number(details.bytesFetched);
+  return details.bytesFetched === undefined || !Number.isSafeInteger(value) || value < 0 ? null : value;
 }
 
 /** IoT Jobs' job status for our deployment state. */

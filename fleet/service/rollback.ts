@@ -93,6 +93,7 @@ export class Rollbacks {
           strategy,
           options: {
             ...(deployment.options.keepVersions === undefined ? {} : { keepVersions: deployment.options.keepVersions }),
+            ...(deployment.options.layout === undefined ? {} : { layout: deployment.options.layout }),
             notes: `rollback of ${deployment.id}`,
           },
         });

@@ -141,11 +141,13 @@ export class FleetService {
         resolve: async (streamId) => {
           const artifact = await store.getArtifactByStream(streamId);
           if (artifact === undefined) return undefined;
+          // One artifact, two streams: the archive layout's and the files layout's (fleet/artifacts/ingest.ts).
+          const files = artifact.delivery?.streamId === streamId ? artifact.delivery.files : artifact.files;
           return {
             streamId,
             version: artifact.streamVersion,
             description: `${artifact.name} ${artifact.version} ${artifact.target.profile}`,
-            files: artifact.files.map((f) => ({ fileId: f.fileId, path: blobs.path(f.sha256) })),
+            files: files.map((f) => ({ fileId: f.fileId, path: blobs.path(f.sha256) })),
           };
         },
       },

@@ -13,7 +13,7 @@ import {
 } from '../../../fleet/index.js';
 import { openArtifact, packArtifact } from '../../../runtime/artifact/index.js';
 import { OutpostError, fromFsError } from '../../../runtime/errors.js';
-import { collect, parsePositiveInt } from '../../options.js';
+import { choice, collect, parsePositiveInt } from '../../options.js';
 import { formatBytes, printJson } from '../../output.js';
 import { type ClientOptions, FleetClient, addClientOptions, splitList } from './client.js';
 import { printDeployment } from './print.js';
@@ -36,6 +36,7 @@ interface DeployOptions extends ClientOptions {
   rate?: string;
   abort?: string[];
   retry?: string[];
+  layout?: 'files' | 'archive';
 }
 
 /** The rollout fields of the request (fleet/rollouts/), checked here first so a typo fails before any upload. */
@@ -92,6 +93,7 @@ async function run(artifacts: string[], opts: DeployOptions): Promise<void> {
           : { rollout: { ...rollout, ...(opts.bakeSeconds === undefined ? {} : { bakeSeconds: opts.bakeSeconds }) } }),
         ...(opts.keepVersions === undefined ? {} : { keepVersions: opts.keepVersions }),
         ...(opts.notes === undefined ? {} : { notes: opts.notes }),
+        ...(opts.layout === undefined ? {} : { layout: opts.layout }),
         ...(opts.timeoutMinutes === undefined ? {} : { inProgressTimeoutInMinutes: opts.timeoutMinutes }),
       },
     });
@@ -162,6 +164,11 @@ export function register(fleet: Command): void {
       '--retry <criteria>',
       'IoT Jobs retries (repeatable): failureType=FAILED|TIMED_OUT|ALL,numberOfRetries=0..10',
       collect,
+    )
+    .option(
+      '--layout <layout>',
+      'stream layout: files (default: each device fetches the manifest, then only the variants it runs) or archive (one .tar.gz)',
+      choice(['files', 'archive'] as const),
     )
     .option('--wait', 'wait until every execution ended; exit non-zero unless all SUCCEEDED')
     .action(run);

@@ -1,5 +1,5 @@
 import type { DeploymentView, GroupView, ThingView } from '../../../fleet/index.js';
-import { print, table } from '../../output.js';
+import { formatBytes, print, table } from '../../output.js';
 
 /** Human tables for `outpost fleet …` (JSON output prints the API's answer unchanged). */
 export function ago(iso: string | null, now = Date.now()): string {
@@ -176,7 +176,7 @@ export function printDeployment(d: DeploymentView): void {
   print('');
   print(
     table(
-      ['THING', 'STATUS', 'VERSION#', 'ARTIFACT', 'FIT', 'PREVIOUS', 'DETAILS'],
+      ['THING', 'STATUS', 'VERSION#', 'ARTIFACT', 'FIT', 'PREVIOUS', 'FETCHED', 'DETAILS'],
       d.executions.map((e) => [
         e.thing,
         e.status,
@@ -184,6 +184,7 @@ export function printDeployment(d: DeploymentView): void {
         e.artifactTarget ?? '-',
         e.fit ?? '-',
         e.previousVersion ?? '-',
+        e.bytesFetched === null ? '-' : formatBytes(e.bytesFetched),
         Object.entries(e.statusDetails)
           .filter(([k]) => ['reason', 'reasonCode', 'step', 'variant', 'backend'].includes(k))
           .map(([k, v]) => `${k}=${v}`)
