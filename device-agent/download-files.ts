@@ -1,22 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OutpostError } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import {
-  blockCount,
-  blockLength,
-  parseDeliveryIndex,
-  verifyBlock,
-  type BlockIndex,
-  type DeliveryFile,
-  type DeliveryIndex,
-} from './protocol/index.js';
+import { parseDeliveryIndex, type BlockIndex, type DeliveryFile, type DeliveryIndex } from './protocol/index.js';
 import { writeFileAtomic } from './storage/atomic-files.js';
-import { ARRIVALS, blocksOnDisk, fetchedSoFar, sha256Of } from './download.js';
-import { StreamFetcher, downloadError, type DownloadOptions } from './stream-fetcher.js';
-
-const log = logger('agent.download');
+import { Arrivals, fetchToPart, fetchWhole, sha256Of, type FetchHooks } from './block-engine.js';
+import { downloadError, type DownloadOptions } from './stream-fetcher.js';
 
 /**
  * The `files` stream layout (docs/job-document.md, "Stream layouts"), device side. In `downloads/<jobId>/`:
@@ -24,7 +13,10 @@ const log = logger('agent.download');
  *   delivery.json        the delivery index, kept once its sha256 matched the job document's indexSha256
  *   parts/<fileId>.part  a file being fetched: blocks written at their offsets, each checked against its hash
  *   files/<path>         a file complete and equal to the signed manifest's sha256 (renamed from its part)
- *   arrivals.log         one uint32 per arriving block, every file: bytes fetched across restarts
+ *   arrivals.log         one uint32 per arriving block, every file: bytes fetched across restarts (batched)
+ *
+ * Every file goes through the archive's block engine (block-engine.ts): pipelined positional writes, a batched
+ * arrivals log, the whole-file sha256 computed as blocks arrive.
  *
  * After SIGKILL a restart re-reads the index from disk, skips complete files (their sha256 still matches), and
  * resumes a partial file from the blocks already on disk that match their hashes: nothing done is fetched again.
@@ -56,31 +48,26 @@ export interface FilesDownload {
 export async function downloadFiles(options: FilesDownloadOptions): Promise<FilesDownload> {
   const { dir } = options;
   await mkdir(join(dir, PARTS_DIR), { recursive: true });
-  let fetched = await fetchedSoFar(dir);
-  const arrivals = await open(join(dir, ARRIVALS), 'a');
-  const record = Buffer.alloc(4);
+  const arrivals = await Arrivals.open(dir);
   let total = 0;
   let received = 0;
-  const report = () => options.onProgress?.({ bytesTotal: total, bytesReceived: received, bytesFetched: fetched });
-  const onArrival = async (bytes: number) => {
-    record.writeUInt32LE(bytes);
-    await arrivals.write(record);
-    fetched += bytes;
-    report();
+  const report = () =>
+    options.onProgress?.({ bytesTotal: total, bytesReceived: received, bytesFetched: arrivals.fetched });
+  const hooks = {
+    arrived: report,
+    stored: (bytes: number) => {
+      received += bytes;
+      report();
+    },
   };
   try {
-    const index = await fetchDeliveryIndex(options, onArrival);
+    const index = await fetchDeliveryIndex(options, arrivals, report);
     const paths = await options.decide(index);
     const entries = paths.map((path) => entryOf(index, path));
     total = options.document.artifact.indexSize + entries.reduce((sum, e) => sum + e.size, 0);
     received = options.document.artifact.indexSize;
     report();
-    for (const entry of entries) {
-      await fetchFile(options, index.blockSize, entry, onArrival, (bytes) => {
-        received += bytes;
-        report();
-      });
-    }
+    for (const entry of entries) await fetchFile(options, index.blockSize, entry, arrivals, hooks);
     return { index, filesDir: join(dir, FILES_DIR), paths };
   } catch (error) {
     throw downloadError(error, dir, true);
@@ -98,7 +85,8 @@ function entryOf(index: DeliveryIndex, path: string): DeliveryFile {
 /** The delivery index: fetched whole (it is small), checked against the job document's indexSize and indexSha256. */
 async function fetchDeliveryIndex(
   options: DownloadOptions,
-  onArrival: (bytes: number) => Promise<void>,
+  arrivals: Arrivals,
+  arrived: () => void,
 ): Promise<DeliveryIndex> {
   const { document, dir } = options;
   const { indexSize, indexSha256, indexFileId, blockSize, streamId } = document.artifact;
@@ -112,17 +100,7 @@ async function fetchDeliveryIndex(
   const path = join(dir, DELIVERY_INDEX);
   const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
   if (cached !== undefined && sha256(cached) === indexSha256) return parseDeliveryIndex(cached);
-  const buffer = Buffer.alloc(indexSize);
-  const missing = Array.from({ length: blockCount(indexSize, blockSize) }, (_, i) => i);
-  await new StreamFetcher(options, indexFileId, indexSize, blockSize).fetch(
-    missing,
-    (block, bytes) => {
-      if (bytes.length !== blockLength(indexSize, blockSize, block)) return Promise.resolve(false);
-      buffer.set(bytes, block * blockSize);
-      return Promise.resolve(true);
-    },
-    onArrival,
-  );
+  const buffer = await fetchWhole(options, indexFileId, indexSize, blockSize, arrivals, { arrived });
   if (sha256(buffer) !== indexSha256) {
     throw new OutpostError(
       'DOWNLOAD_FAILED',
@@ -138,13 +116,16 @@ async function fetchDeliveryIndex(
   return index;
 }
 
-/** One artifact file: skipped when complete, else resumed from its verified blocks; renamed into place when whole. */
+/**
+ * One artifact file through the block engine (block-engine.ts, as the archive): skipped when complete, else resumed
+ * from its verified blocks; renamed into place when whole and equal to the signed manifest's sha256.
+ */
 async function fetchFile(
   options: DownloadOptions,
   blockSize: number,
   entry: DeliveryFile,
-  onArrival: (bytes: number) => Promise<void>,
-  onStored: (bytes: number) => void,
+  arrivals: Arrivals,
+  hooks: FetchHooks,
 ): Promise<void> {
   const final = join(options.dir, FILES_DIR, entry.path);
   const complete = await stat(final).then(
@@ -152,7 +133,7 @@ async function fetchFile(
     () => false,
   );
   if (complete && (await sha256Of(final)) === entry.sha256) {
-    onStored(entry.size);
+    hooks.stored(entry.size);
     return;
   }
   await mkdir(dirname(final), { recursive: true });
@@ -161,8 +142,6 @@ async function fetchFile(
     return;
   }
   const partPath = join(options.dir, PARTS_DIR, `${entry.fileId}.part`);
-  await (await open(partPath, 'a')).close();
-  const part = await open(partPath, 'r+');
   const index: BlockIndex = {
     algorithm: 'sha256',
     blockSize,
@@ -170,27 +149,8 @@ async function fetchFile(
     sha256: entry.sha256,
     blocks: entry.blocks,
   };
-  try {
-    const have = await blocksOnDisk(part, index);
-    onStored([...have].reduce((sum, b) => sum + blockLength(entry.size, blockSize, b), 0));
-    if (have.size > 0) log.info({ file: entry.path, blocks: have.size, of: entry.blocks.length }, 'resuming file');
-    const missing = entry.blocks.map((_, i) => i).filter((b) => !have.has(b));
-    await new StreamFetcher(options, entry.fileId, entry.size, blockSize).fetch(
-      missing,
-      async (block, bytes) => {
-        if (!verifyBlock(index, block, bytes)) return false;
-        await part.write(bytes, 0, bytes.length, block * blockSize);
-        onStored(bytes.length);
-        return true;
-      },
-      onArrival,
-    );
-    await part.truncate(entry.size);
-    await part.sync();
-  } finally {
-    await part.close();
-  }
-  if ((await sha256Of(partPath)) !== entry.sha256) {
+  const digest = await fetchToPart(options, entry.fileId, index, partPath, arrivals, hooks);
+  if (digest !== entry.sha256) {
     throw new OutpostError('DOWNLOAD_FAILED', `${entry.path} does not match the signed manifest's sha256`, {
       retryable: true,
       details: { path: entry.path },

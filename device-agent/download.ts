@@ -1,99 +1,37 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
-import { logger } from '../runtime/log.js';
-import { blockCount, blockLength, parseBlockIndex, verifyBlock, type BlockIndex } from './protocol/index.js';
+import { OutpostError } from '../runtime/errors.js';
+import { parseBlockIndex, type BlockIndex } from './protocol/index.js';
 import { writeFileAtomic } from './storage/atomic-files.js';
-import { StreamFetcher, downloadError, type DownloadOptions } from './stream-fetcher.js';
-import { ArrivalsLog, BlockWriter, InOrderHash } from './block-writes.js';
-
-const log = logger('agent.download');
+import { downloadError, type DownloadOptions } from './stream-fetcher.js';
+import { Arrivals, fetchToPart, fetchWhole, sha256Of } from './block-engine.js';
 
 export type { DownloadOptions, DownloadProgress } from './stream-fetcher.js';
+export { ARRIVALS, ARRIVALS_BATCH, blocksOnDisk, fetchedSoFar, sha256Of } from './block-engine.js';
 
+/**
+ * The `archive` stream layout, device side (docs/job-document.md, "Stream layouts"): file 0 the block-hash index,
+ * file 1 the artifact `.tar.gz`. In `downloads/<jobId>/`: index.json (once it matched the job document),
+ * artifact.part (blocks at their offsets), artifact.tar.gz (whole and matching the job's sha256), arrivals.log.
+ */
 const PART = 'artifact.part';
 const DONE = 'artifact.tar.gz';
 const INDEX = 'index.json';
-/** One uint32 per arrival: how many block bytes came in. Appended in batches without fsync (block-writes.ts). */
-export const ARRIVALS = 'arrivals.log';
-/** Arrival records per append: a SIGKILL loses fewer than two batches (one filling, one being written). */
-export const ARRIVALS_BATCH = 32;
-/** A batch that does not fill (a stalled or slow stream) is appended this long after its first record. */
-const ARRIVALS_LINGER_MS = 100; // ms
-/** Positional block writes in flight while the next blocks arrive. */
-const WRITE_DEPTH = 4;
-/** Blocks arrived ahead of their turn kept for the running digest, at most (past it the digest reads the disk). */
-const HOLD_BLOCKS = 16;
-
-/** Sum of the arrivals log: bytes fetched over all runs. */
-async function fetchedSoFar(dir: string): Promise<number> {
-  try {
-    const bytes = await readFile(join(dir, ARRIVALS));
-    let sum = 0;
-    for (let i = 0; i + 4 <= bytes.length; i += 4) sum += bytes.readUInt32LE(i);
-    return sum;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw fromFsError(error, join(dir, ARRIVALS), 'read');
-  }
-}
-
-export async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-/**
- * Blocks already on disk: every block whose bytes in the partial file hash to the index's value. Content is the
- * record (no bitmap file to fall out of step with the data), so after SIGKILL or power loss nothing verified is
- * fetched again and nothing unverified is trusted.
- */
-export async function blocksOnDisk(file: FileHandle, index: BlockIndex): Promise<Set<number>> {
-  const have = new Set<number>();
-  const size = (await file.stat()).size;
-  const buffer = Buffer.alloc(index.blockSize);
-  for (let block = 0; block < index.blocks.length; block++) {
-    const length = blockLength(index.size, index.blockSize, block);
-    if (block * index.blockSize + length > size) break; // the partial file ends before this block
-    const { bytesRead } = await file.read(buffer, 0, length, block * index.blockSize);
-    if (bytesRead === length && verifyBlock(index, block, buffer.subarray(0, length))) have.add(block);
-  }
-  return have;
-}
 
 /** The index file: fetched whole (it is small), checked against the job document's size and sha256. */
-async function fetchIndex(options: DownloadOptions, onArrival: (bytes: number) => Promise<void>): Promise<BlockIndex> {
+async function fetchIndex(options: DownloadOptions, arrivals: Arrivals, arrived: () => void): Promise<BlockIndex> {
   const { document, dir } = options;
   const path = join(dir, INDEX);
-  try {
-    const cached = await readFile(path);
-    if (createHash('sha256').update(cached).digest('hex') === document.artifact.indexSha256)
-      return parseBlockIndex(cached);
-  } catch {
-    // absent or unreadable: fetch it
-  }
-  const { indexSize, blockSize, indexFileId } = document.artifact;
-  const buffer = Buffer.alloc(indexSize);
-  const missing = new Set(Array.from({ length: blockCount(indexSize, blockSize) }, (_, i) => i));
-  await new StreamFetcher(options, indexFileId, indexSize, blockSize).fetch(
-    missing,
-    (block, bytes) => {
-      if (bytes.length !== blockLength(indexSize, blockSize, block)) return Promise.resolve(false);
-      buffer.set(bytes, block * blockSize);
-      return Promise.resolve(true);
-    },
-    onArrival,
-  );
-  if (createHash('sha256').update(buffer).digest('hex') !== document.artifact.indexSha256) {
+  const { indexSize, indexSha256, blockSize, indexFileId, streamId } = document.artifact;
+  const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
+  if (cached !== undefined && sha256(cached) === indexSha256) return parseBlockIndex(cached);
+  const buffer = await fetchWhole(options, indexFileId, indexSize, blockSize, arrivals, { arrived });
+  if (sha256(buffer) !== indexSha256) {
     throw new OutpostError(
       'DOWNLOAD_FAILED',
-      `block index of stream ${document.artifact.streamId} does not match the job document's indexSha256`,
-      {
-        retryable: true,
-      },
+      `block index of stream ${streamId} does not match the job document's indexSha256`,
+      { retryable: true },
     );
   }
   const index = parseBlockIndex(buffer);
@@ -112,9 +50,10 @@ async function fetchIndex(options: DownloadOptions, onArrival: (bytes: number) =
 }
 
 /**
- * Downloads the job's artifact archive into `dir`, resumably: blocks already on disk (verified against the index)
- * are never fetched again, each arriving block is checked against its hash before it is written, memory holds at
- * most `maxInFlightBlocks` blocks, and the finished file must match the job document's sha256. Returns its path.
+ * Downloads the job's artifact archive into `dir`, resumably (block-engine.ts): blocks already on disk (verified
+ * against the index) are never fetched again, each arriving block is checked against its hash before it is
+ * written, memory holds at most `maxInFlightBlocks` blocks, and the finished file must match the job document's
+ * sha256. Returns its path.
  */
 export async function downloadArtifact(options: DownloadOptions): Promise<string> {
   const { dir, document } = options;
@@ -131,62 +70,22 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
       details: { field: 'artifact.fileId' },
     });
   }
-
-  let fetched = await fetchedSoFar(dir);
-  const arrivals = await open(join(dir, ARRIVALS), 'a');
-  const arrivalsLog = new ArrivalsLog(arrivals, ARRIVALS_BATCH, ARRIVALS_LINGER_MS);
-  const onArrival = (bytes: number) => {
-    arrivalsLog.record(bytes);
-    fetched += bytes;
-    return Promise.resolve();
-  };
-  let sha256: string | undefined;
+  const arrivals = await Arrivals.open(dir);
+  let total = document.artifact.size;
+  let received = 0;
+  const report = () =>
+    options.onProgress?.({ bytesTotal: total, bytesReceived: received, bytesFetched: arrivals.fetched });
   try {
-    const index = await fetchIndex(options, onArrival);
-    const part = await open(join(dir, PART), 'a+').then(async (h) => {
-      await h.close();
-      return open(join(dir, PART), 'r+');
+    const index = await fetchIndex(options, arrivals, report);
+    total = index.size;
+    const digest = await fetchToPart(options, archiveFileId, index, join(dir, PART), arrivals, {
+      arrived: report,
+      stored: (bytes) => {
+        received += bytes;
+        report();
+      },
     });
-    try {
-      const have = await blocksOnDisk(part, index);
-      let received = [...have].reduce((sum, b) => sum + blockLength(index.size, index.blockSize, b), 0);
-      const missing = new Set(Array.from({ length: index.blocks.length }, (_, i) => i).filter((b) => !have.has(b)));
-      const report = () =>
-        options.onProgress?.({ bytesTotal: index.size, bytesReceived: received, bytesFetched: fetched });
-      report();
-      if (have.size > 0) log.info({ blocks: have.size, of: index.blocks.length }, 'resuming download');
-      const writer = new BlockWriter(part, index.blockSize, WRITE_DEPTH);
-      const whole = new InOrderHash(index.blockSize, Math.min(HOLD_BLOCKS, options.maxInFlightBlocks));
-      if (have.size > 0) whole.stop(); // blocks on disk never arrive: the digest reads the file
-      try {
-        await new StreamFetcher(options, archiveFileId, index.size, index.blockSize).fetch(
-          missing,
-          async (block, bytes) => {
-            if (!verifyBlock(index, block, bytes)) return false;
-            await writer.write(block, bytes);
-            whole.add(block, bytes);
-            received += bytes.length;
-            report();
-            return true;
-          },
-          (bytes) => {
-            void onArrival(bytes);
-            report();
-            return Promise.resolve();
-          },
-        );
-      } catch (error) {
-        await writer.flush().catch(() => undefined); // no write may be left pending on a closed handle
-        throw error;
-      }
-      await writer.flush();
-      await part.truncate(index.size);
-      await part.sync();
-      sha256 = await whole.digest(part, index.size);
-    } finally {
-      await part.close();
-    }
-    if (sha256 !== document.artifact.sha256) {
+    if (digest !== document.artifact.sha256) {
       throw new OutpostError('DOWNLOAD_FAILED', `downloaded archive does not match the job document's sha256`, {
         retryable: true,
       });
@@ -196,13 +95,10 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
   } catch (error) {
     throw downloadError(error, dir, true);
   } finally {
-    // The log is a count for reports: a record it could not keep does not fail the download.
-    await arrivalsLog
-      .flush()
-      .catch((error: unknown) => log.warn({ error: messageOf(error) }, 'arrivals log not fully written'))
-      .finally(() => arrivals.close());
+    await arrivals.close();
   }
 }
 
-/** Bytes fetched so far for a download directory (for status after a restart, before the download resumes). */
-export { fetchedSoFar };
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
