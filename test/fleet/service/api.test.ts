@@ -116,7 +116,7 @@ describe('outpost fleet: the operator commands', () => {
     const one = await cli('status', 'api-1');
     // The statusDetails a real agent sends on success: reasonCode OK, the serving line, variant and backend.
     expect(one.stdout).toMatch(
-      /^pi-a\s+SUCCEEDED\s+3\s+any\s+any\s+1\.0\.0\s+reasonCode=OK reason=sample-cnn@1\.0\.0 serving .* variant=fp32 backend=native$/m,
+      /^pi-a\s+SUCCEEDED\s+3\s+any\s+any\s+1\.0\.0\s+[\d.]+ (?:B|KiB|MiB)\s+reasonCode=OK reason=sample-cnn@1\.0\.0 serving .* variant=fp32 backend=native$/m,
     );
     const ended = await json<DeploymentView>('cancel', 'api-1');
     expect(ended).toMatchObject({ state: 'CANCELED', executions: [{ thing: 'pi-a', status: 'SUCCEEDED' }] });

@@ -271,7 +271,11 @@ describe('outpost fleet simulate', () => {
       const refused = await ended('tampered-1', 3);
       for (const e of refused.executions) {
         expect(e).toMatchObject({ status: 'FAILED', statusDetails: { reasonCode: 'ARTIFACT_SIGNATURE_INVALID' } });
-        expect(e.statusDetails.reason).toMatch(/^staging: /);
+        // The files layout: refused from the delivery index, before any payload byte (docs/job-document.md).
+        expect(e.statusDetails.reason).toMatch(/^downloading: /);
+        expect(e.bytesFetched).toBe(
+          e.statusDetails.bytesFetched === undefined ? null : Number(e.statusDetails.bytesFetched),
+        );
       }
       await seenBy(s, 'tampered-1', 3);
       expect(s.summary().jobs.map((j) => [j.jobId, j.failed])).toEqual([
