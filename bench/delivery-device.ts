@@ -1,7 +1,7 @@
 /**
  * The device side of bench/delivery.ts, forked by it (a process of its own, as on a device): the agent's real
- * transport (MQTT.js over mTLS) and its real downloader (device-agent/download.ts → stream-fetcher.ts →
- * block-window.ts). Commands arrive over IPC, one at a time:
+ * transport (MQTT.js over mTLS) and its real downloader (device-agent/download.ts or download-files.ts →
+ * block-engine.ts → stream-fetcher.ts → block-window.ts). Commands arrive over IPC, one at a time:
  *   { kind: 'raw', bytes }      subscribe to the bench topic, answer 'ready', then 'done' when `bytes` have arrived
  *   { kind: 'download', dir }   fetch the artifact into `dir` (fresh), answer 'done' with the figures
  * Every answer carries the CPU time this process spent (user + system, ms) on that command.
@@ -10,7 +10,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import type { JobDocument } from '../device-agent/protocol/index.js';
-import { downloadArtifact } from '../device-agent/download.js';
+import { downloadArtifact, type DownloadProgress } from '../device-agent/download.js';
+import { downloadFiles } from '../device-agent/download-files.js';
 import { createTransport } from '../device-agent/transport/index.js';
 
 export interface DeviceSettings {
@@ -84,19 +85,22 @@ async function download(dir: string): Promise<void> {
   await session?.post('Profiler.start');
   const cpu = process.cpuUsage();
   const started = performance.now();
-  await downloadArtifact({
+  const options = {
     transport,
     thing: settings.thing,
     document: settings.document,
     dir,
-    encoding: 'cbor',
+    encoding: 'cbor' as const,
     maxInFlightBlocks: settings.maxInFlightBlocks,
     requestTimeoutMs: 5000,
     maxStalls: 12,
-    onProgress: (p) => {
+    onProgress: (p: DownloadProgress) => {
       fetched = p.bytesFetched;
     },
-  });
+  };
+  if (settings.document.artifact.layout === 'files')
+    await downloadFiles({ ...options, decide: (index) => Promise.resolve(index.files.map((f) => f.path)) });
+  else await downloadArtifact(options);
   const ms = performance.now() - started;
   const used = cpuMs(cpu);
   if (session !== undefined && settings.profileDir !== undefined) {

@@ -1,7 +1,7 @@
 /**
  * Delivery throughput (README "Device agent: delivery"):
  *   npx tsx bench/delivery.ts [--mb 100] [--block 130816] [--window 64] [--rounds 2] [--brokers mosquitto,aedes]
- *                             [--profile DIR] [--json]
+ *                             [--layout archive|files] [--profile DIR] [--json]
  * One artifact-sized random file served by the fleet's streams server (fleet/streams-server.ts, stream-files.ts)
  * and fetched by the agent's real downloader (device-agent/download.ts, stream-fetcher.ts, block-window.ts) in a
  * process of its own (bench/delivery-device.ts), over loopback with mTLS, CBOR, blocks of `--block` bytes (default
@@ -11,6 +11,8 @@
  * broker and the two MQTT.js clients can carry at all. Rounds alternate baseline and delivery. Each broker in turn:
  * Mosquitto (a child process, the test harness's config and ACL) and the embedded aedes broker (fleet/broker.ts,
  * in this process, as `fleet serve --broker` runs it). `--profile DIR` writes a .cpuprofile of each side there.
+ * `--layout files`: the same bytes as the one artifact file of a files-layout stream (file 0 the delivery index,
+ * file 1 the payload), fetched by device-agent/download-files.ts; both layouts share the block engine.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -24,6 +26,7 @@ import {
   buildBlockIndexFromFile,
   createJobDocument,
   encodeBlockIndex,
+  encodeDeliveryIndex,
   MAX_CBOR_BLOCK_SIZE,
 } from '../device-agent/protocol/index.js';
 import { closeBroker, connectBroker } from '../fleet/mqtt.js';
@@ -40,9 +43,14 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '2' },
     brokers: { type: 'string', default: 'mosquitto,aedes' },
     profile: { type: 'string' },
+    layout: { type: 'string', default: 'archive' },
     json: { type: 'boolean', default: false },
   },
 });
+if (values.layout !== 'archive' && values.layout !== 'files') throw new Error('--layout is archive or files');
+const LAYOUT = values.layout;
+/** The one artifact file of the files layout's stream. */
+const PAYLOAD_PATH = 'variants/payload.bin';
 const BYTES = Math.round(Number(values.mb) * 1e6);
 const BLOCK = Number(values.block);
 const WINDOW = Number(values.window);
@@ -265,6 +273,29 @@ async function prepare(dir: string): Promise<Files> {
   const blockIndex = await buildBlockIndexFromFile(data, BLOCK);
   const indexBytes = encodeBlockIndex(blockIndex);
   await writeFile(index, indexBytes);
+  if (LAYOUT === 'files') {
+    // A delivery index of one file; its manifest is a placeholder (the bench's device does not check it).
+    const delivery = encodeDeliveryIndex({
+      algorithm: 'sha256',
+      blockSize: BLOCK,
+      manifest: Buffer.from('{}').toString('base64'),
+      files: [{ path: PAYLOAD_PATH, fileId: 1, size: BYTES, sha256: blockIndex.sha256, blocks: blockIndex.blocks }],
+    });
+    await writeFile(index, delivery);
+    const document = createJobDocument({
+      model: { name: 'bench', version: '1.0.0' },
+      artifact: {
+        streamId: STREAM,
+        layout: 'files',
+        indexFileId: 0,
+        size: BYTES,
+        indexSize: delivery.length,
+        indexSha256: createHash('sha256').update(delivery).digest('hex'),
+        blockSize: BLOCK,
+      },
+    });
+    return { data, index, document };
+  }
   const document = createJobDocument({
     model: { name: 'bench', version: '1.0.0' },
     artifact: {
@@ -303,12 +334,20 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 
-const settings = { mb: BYTES / 1e6, blockBytes: BLOCK, window: WINDOW, rounds: ROUNDS, encoding: 'cbor', tls: 'mTLS' };
+const settings = {
+  mb: BYTES / 1e6,
+  blockBytes: BLOCK,
+  window: WINDOW,
+  rounds: ROUNDS,
+  layout: LAYOUT,
+  encoding: 'cbor',
+  tls: 'mTLS',
+};
 if (values.json) {
   process.stdout.write(`${JSON.stringify({ settings, results }, null, 2)}\n`);
 } else {
   const lines = [
-    `${settings.mb} MB, CBOR blocks of ${BLOCK} bytes, ${WINDOW} in flight, mTLS on loopback, ${ROUNDS} rounds`,
+    `${settings.mb} MB, ${LAYOUT} layout, CBOR blocks of ${BLOCK} bytes, ${WINDOW} in flight, mTLS on loopback, ${ROUNDS} rounds`,
     '',
     '| broker | raw QoS 1 (baseline) | delivery | delivery / baseline | CPU ms per MB: device, fleet, broker (raw: same) | load |',
     '| --- | --- | --- | --- | --- | --- |',
