@@ -84,11 +84,15 @@ describe('one deployment, one artifact per target', () => {
       orin: ['SUCCEEDED', 'cuda:sm_87', 'exact'],
       xavier: ['SUCCEEDED', 'cuda:sm_87', 'family'],
     });
-    // What each device downloaded is the artifact it was given (its archive's sha256, checked by the downloader).
+    // What each device downloaded is the artifact it was given: the files-layout stream named after that artifact's
+    // archive sha256 (fleet/artifacts/ingest.ts), each file checked by the downloader against its signed manifest.
     for (const device of devices) {
       const execution = done.executions.find((e) => e.thing === device.thing);
       const job = device.received.find((r) => r.jobId === 'multi-1');
-      expect(job?.document?.artifact.sha256).toBe(execution?.artifact);
+      expect(job?.document?.artifact).toMatchObject({
+        layout: 'files',
+        streamId: `art-${execution?.artifact?.slice(0, 40) ?? '?'}-files`,
+      });
     }
   });
 
