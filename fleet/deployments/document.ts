@@ -6,7 +6,7 @@ import { withOutpostErrors } from '../protocol-errors.js';
 /**
  * The job document one artifact of a deployment travels with (docs/job-document.md), fixed at creation. Its stream
  * layout is the deployment's `layout`; by default `files` (the device fetches the signed manifest, then only the
- * variants it will run) where the artifact has that stream, else `archive` (artifacts stored before migration 6).
+ * variants it will run) where the artifact has that stream, else `archive` (artifacts stored before migration 7).
  */
 export async function documentFor(artifact: ArtifactRecord, options: DeploymentDocumentOptions): Promise<JobDocument> {
   const layout = layoutFor(artifact, options);

@@ -202,7 +202,7 @@ export async function putArtifact(db: Db, artifact: ArtifactRecord): Promise<Art
       delivery_stream_id: artifact.delivery?.streamId ?? null,
     })
     // The same bytes again change nothing, except that an artifact stored before its files-layout stream existed
-    // (migration 6) gains it when uploaded again.
+    // (migration 7) gains it when uploaded again.
     .onConflict((oc) =>
       artifact.delivery === undefined
         ? oc.column('sha256').doNothing()
@@ -226,7 +226,7 @@ export async function getArtifact(db: Db, sha256: string): Promise<ArtifactRecor
 }
 
 export async function getArtifactByStream(db: Db, streamId: string): Promise<ArtifactRecord | undefined> {
-  // The archive stream first, then the files layout's (a column since migration 6).
+  // The archive stream first, then the files layout's (a column since migration 7).
   const row =
     (await db.selectFrom('artifacts').selectAll().where('stream_id', '=', streamId).executeTakeFirst()) ??
     (await db.selectFrom('artifacts').selectAll().where('delivery_stream_id', '=', streamId).executeTakeFirst());

@@ -85,7 +85,7 @@ export function toArtifact(row: Selectable<ArtifactsTable>): ArtifactRecord {
     files: parseJson(row.files_json, []),
     createdMs: num(row.created_ms),
     ...(row.manifest_sha256 === null ? {} : { manifestSha256: row.manifest_sha256 }),
-    // absent, not null, on a schema before migration 6
+    // absent, not null, on a schema before migration 7
     ...(typeof row.delivery_json !== 'string'
       ? {}
       : { delivery: parseJson<DeliveryStreamRecord>(row.delivery_json, EMPTY_DELIVERY) }),

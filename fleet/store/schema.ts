@@ -56,7 +56,7 @@ export interface ArtifactsTable {
   created_ms: number;
   /** sha256 of manifest.json (runtime/artifact manifestDigest); NULL for artifacts stored before migration 4. */
   manifest_sha256: string | null;
-  /** The files-layout stream (DeliveryStreamRecord as JSON) and its id; NULL for artifacts stored before migration 6. */
+  /** The files-layout stream (DeliveryStreamRecord as JSON) and its id; NULL for artifacts stored before migration 7. */
   delivery_json: string | null;
   delivery_stream_id: string | null;
 }

@@ -105,7 +105,7 @@ export interface ArtifactRecord {
   readonly createdMs: number;
   /** sha256 of its manifest.json: an agent that has this version installed with it need not fetch it again. */
   readonly manifestSha256?: string;
-  /** Its files-layout stream; absent for artifacts stored before migration 6 (or of more than 255 files). */
+  /** Its files-layout stream; absent for artifacts stored before migration 7 (or of more than 255 files). */
   readonly delivery?: DeliveryStreamRecord;
 }
 
