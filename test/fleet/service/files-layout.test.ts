@@ -13,7 +13,7 @@ import { agentArgs, mlpArtifact, signingKeys, type Keys } from '../../helpers/si
 /*
  * `fleet serve` ships the files stream layout (docs/job-document.md, "Stream layouts"): real `fleet serve` (SQLite),
  * real Mosquitto (the harness's, mTLS for the agents), real agent processes, a real two-variant artifact of the
- * 2 MiB MLP (int8 rank 1, fp32 rank 2: mlpArtifact). The store's side (migration 6, both engines) is test/fleet/store/.
+ * 2 MiB MLP (int8 rank 1, fp32 rank 2: mlpArtifact). The store's side (migration 7, both engines) is test/fleet/store/.
  */
 const SETTLE_MS = 90_000; // ms for a real agent to download, self-test and switch (or fail)
 const TOKEN = 'files-layout-token';
