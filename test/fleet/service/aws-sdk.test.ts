@@ -113,7 +113,8 @@ describe.skipIf(mosquittoPath() === undefined)("a device on aws-iot-device-sdk-v
         expect(start.execution?.jobDocument).toMatchObject({
           operation: 'outpost.deploy',
           model: { name: 'sample-cnn', version: '1.0.0' },
-          artifact: { streamId: artifact.streamId, sha256: artifact.sha256 },
+          // The files layout, fleet serve's default: the artifact's second, content-addressed stream.
+          artifact: { streamId: artifact.delivery?.streamId, layout: 'files', indexFileId: 0 },
         });
 
         // The SDK's client dispatches replies by exact topic: subscribe for the job it was given.
