@@ -28,7 +28,7 @@ export async function pollFor<T>(probe: () => Promise<T | undefined>, timeoutMs:
 }
 
 /** The agent's local endpoint, once its status file (written by this process) names one. */
-export function agentHttp(agent: AgentProcess): Promise<string> {
+export function agentHttp(agent: AgentProcess, timeoutMs = START_TIMEOUT_MS): Promise<string> {
   return pollFor(
     async () => {
       if (agent.child.exitCode !== null) throw new Error(`agent exited ${agent.child.exitCode}:\n${agent.logs()}`);
@@ -38,7 +38,7 @@ export function agentHttp(agent: AgentProcess): Promise<string> {
       );
       return status?.pid === agent.child.pid && typeof status?.http === 'string' ? status.http : undefined;
     },
-    START_TIMEOUT_MS,
+    timeoutMs,
     `the agent's endpoint:\n${agent.logs()}`,
   );
 }
@@ -63,11 +63,18 @@ export interface ModelCall {
   readonly shape: readonly number[];
 }
 
-function inferBody(call: ModelCall): string {
+export function inferBody(call: ModelCall): string {
   const size = call.shape.reduce((a, b) => a * b, 1);
   return JSON.stringify({
     inputs: [{ name: call.input, shape: call.shape, datatype: 'FP32', data: new Array<number>(size).fill(0.5) }],
   });
+}
+
+/** How agentStart runs the agent: by default the built CLI on this Node (bench/agent-arm64.ts: under qemu). */
+export interface StartOptions {
+  readonly start?: (args: readonly string[], dataDir: string, env: NodeJS.ProcessEnv) => AgentProcess;
+  /** ms from spawn to the first answer before giving up. */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -79,14 +86,16 @@ export async function agentStart(
   dataDir: string,
   call: ModelCall,
   env: NodeJS.ProcessEnv,
+  options: StartOptions = {},
 ): Promise<{ firstAnswerMs: number; idle: Rss }> {
   await rm(join(dataDir, 'status.json'), { force: true });
   const body = inferBody(call);
+  const timeoutMs = options.timeoutMs ?? START_TIMEOUT_MS;
   const started = performance.now();
-  const agent: AgentProcess = startAgent(args, dataDir, env, { built: true });
+  const agent: AgentProcess = options.start?.(args, dataDir, env) ?? startAgent(args, dataDir, env, { built: true });
   try {
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    const http = await agentHttp(agent);
+    const deadline = Date.now() + timeoutMs;
+    const http = await agentHttp(agent, timeoutMs);
     for (;;) {
       if (Date.now() > deadline) throw new Error(`no answer from ${http}:\n${agent.logs()}`);
       const response = await fetch(`${http}/v2/models/${call.name}/infer`, { method: 'POST', body }).catch(
