@@ -63,7 +63,7 @@ export interface ModelCall {
   readonly shape: readonly number[];
 }
 
-export function inferBody(call: ModelCall): string {
+function inferBody(call: ModelCall): string {
   const size = call.shape.reduce((a, b) => a * b, 1);
   return JSON.stringify({
     inputs: [{ name: call.input, shape: call.shape, datatype: 'FP32', data: new Array<number>(size).fill(0.5) }],
