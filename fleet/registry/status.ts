@@ -14,6 +14,9 @@ const absentIfNull = finite
   .nullish()
   .transform((v) => v ?? undefined)
   .optional();
+/** Every per-version report names its model and version within these bounds. */
+const modelVersion = { model: z.string().max(128), version: z.string().max(64) };
+
 const statusSchema = deviceStatusSchema.extend({
   host: z
     .looseObject({
@@ -27,8 +30,7 @@ const statusSchema = deviceStatusSchema.extend({
   active: z
     .array(
       z.looseObject({
-        model: z.string().max(128),
-        version: z.string().max(64),
+        ...modelVersion,
         variant: z.string().max(64).optional(),
         backend: z.string().max(16).optional(),
         role: z.string().max(16).optional(),
@@ -40,8 +42,7 @@ const statusSchema = deviceStatusSchema.extend({
   health: z
     .array(
       z.looseObject({
-        model: z.string().max(128),
-        version: z.string().max(64),
+        ...modelVersion,
         requests: finite,
         errors: finite,
         p50Ms: finite.optional(),
@@ -53,8 +54,7 @@ const statusSchema = deviceStatusSchema.extend({
   drift: z
     .array(
       z.looseObject({
-        model: z.string().max(128),
-        version: z.string().max(64),
+        ...modelVersion,
         samples: finite,
         drifting: z.boolean(),
         scores: z
@@ -69,8 +69,7 @@ const statusSchema = deviceStatusSchema.extend({
   shadows: z
     .array(
       z.looseObject({
-        model: z.string().max(128),
-        version: z.string().max(64),
+        ...modelVersion,
         percent: finite,
         compared: finite,
         shadowErrors: finite,
@@ -88,8 +87,7 @@ const statusSchema = deviceStatusSchema.extend({
   guardrails: z
     .array(
       z.looseObject({
-        model: z.string().max(128),
-        version: z.string().max(64),
+        ...modelVersion,
         requests: finite,
         errors: finite,
         errorRate: finite,
