@@ -1,11 +1,12 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { characterAccuracy, renderTextImage } from '../../bench/pipeline/text-images.js';
 import { buildPipeline } from '../../compiler/index.js';
 import type { BatchSummary } from '../../runtime/batch/index.js';
 import type { PipelineBenchReport } from '../../runtime/tuning/index.js';
+import { batchKilledAt, batchLines } from '../helpers/batch-runs.js';
 import { runCli } from '../helpers/cli.js';
 import { ROOT } from '../helpers/models.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
@@ -23,11 +24,7 @@ interface Line {
   error?: { code: string; message: string };
 }
 
-const linesOf = async (path: string): Promise<Line[]> =>
-  (await readFile(path, 'utf8'))
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Line);
+const linesOf = (path: string): Promise<Line[]> => batchLines<Line>(path);
 const byName = (lines: readonly Line[]) => [...lines].sort((a, b) => a.name.localeCompare(b.name));
 
 let root: string;
@@ -71,22 +68,7 @@ describe('outpost batch <pipeline>', () => {
       execFileSync('mkfifo', [stall]); // Node has no mkfifo(3); coreutils does
       const args = ['batch', ocr, first, stall, second];
       const out = join(root, 'killed.jsonl');
-      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args, '-o', out], {
-        cwd: ROOT,
-        stdio: 'ignore',
-      });
-      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-        child.on('exit', (_code, signal) => resolve(signal)),
-      );
-      try {
-        await vi.waitFor(async () => expect((await linesOf(out).catch(() => [])).length).toBe(2), {
-          timeout: PARTIAL_TIMEOUT_MS,
-          interval: 100,
-        });
-      } finally {
-        child.kill('SIGKILL');
-      }
-      expect(await exited).toBe('SIGKILL');
+      expect(await batchKilledAt(args, out, 2, PARTIAL_TIMEOUT_MS)).toBe('SIGKILL');
       // A write cut short by the kill: resume must not take it for an input.
       await appendFile(out, '{"name":"stall.png","outputs":{"text":{"datat');
       await rm(stall);

@@ -1,12 +1,12 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { appendFile, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchSummary } from '../../runtime/batch/index.js';
 import { encodeNpy } from '../../runtime/tensor/npy.js';
 import { seededRandom } from '../../runtime/tensor/tensor.js';
+import { batchKilledAt, batchLines } from '../helpers/batch-runs.js';
 import { runCli } from '../helpers/cli.js';
-import { ROOT } from '../helpers/models.js';
 import { buildFixture, testImage } from '../helpers/serving-artifacts.js';
 import { suiteTmpDir } from '../helpers/tmp.js';
 
@@ -22,11 +22,7 @@ interface Line {
   error?: { code: string; message: string };
 }
 
-const linesOf = async (path: string): Promise<Line[]> =>
-  (await readFile(path, 'utf8'))
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Line);
+const linesOf = (path: string): Promise<Line[]> => batchLines<Line>(path);
 const byName = (lines: readonly Line[]) => [...lines].sort((a, b) => a.name.localeCompare(b.name));
 const image = (seed: number) => Float32Array.from({ length: 3 * 64 * 64 }, seededRandom(seed));
 
@@ -188,22 +184,7 @@ describe('outpost batch', () => {
       execFileSync('mkfifo', [stall]); // Node has no mkfifo(3); coreutils does
       const args = ['batch', classifier, first, stall, second];
       const out = join(root, 'killed.jsonl');
-      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args, '-o', out], {
-        cwd: ROOT,
-        stdio: 'ignore',
-      });
-      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-        child.on('exit', (_code, signal) => resolve(signal)),
-      );
-      try {
-        await vi.waitFor(async () => expect((await linesOf(out).catch(() => [])).length).toBe(5), {
-          timeout: PARTIAL_TIMEOUT_MS,
-          interval: 50,
-        });
-      } finally {
-        child.kill('SIGKILL');
-      }
-      expect(await exited).toBe('SIGKILL');
+      expect(await batchKilledAt(args, out, 5, PARTIAL_TIMEOUT_MS)).toBe('SIGKILL');
       // A write cut short by the kill (the page cache kept half a line): resume must not take it for an input.
       await appendFile(out, '{"name":"b0.png","outputs":{"logits":{"datat');
       await rm(stall);
