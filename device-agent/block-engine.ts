@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fromFsError, messageOf } from '../runtime/errors.js';
+import { OutpostError, fromFsError, messageOf } from '../runtime/errors.js';
 import { logger } from '../runtime/log.js';
 import { blockCount, blockLength, verifyBlock, type BlockIndex } from './protocol/index.js';
 import { ArrivalsLog, BlockWriter, InOrderHash } from './block-writes.js';
@@ -123,6 +123,36 @@ export async function fetchWhole(
     },
   );
   return buffer;
+}
+
+/**
+ * A stream's index file (the archive's block index, the files layout's delivery index): the copy at `path` when it
+ * still matches the job document's indexSha256 (`cached`: checked when it was kept), else fetched whole and checked
+ * against it. The caller checks what the index says and keeps a fetched one at `path`.
+ */
+export async function fetchStreamIndex(
+  options: DownloadOptions,
+  path: string,
+  what: string,
+  arrivals: Arrivals,
+  arrived: () => void,
+): Promise<{ buffer: Buffer; cached: boolean }> {
+  const { indexSize, indexSha256, indexFileId, blockSize, streamId } = options.document.artifact;
+  const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
+  if (cached !== undefined && sha256(cached) === indexSha256) return { buffer: cached, cached: true };
+  const buffer = await fetchWhole(options, indexFileId, indexSize, blockSize, arrivals, { arrived });
+  if (sha256(buffer) !== indexSha256) {
+    throw new OutpostError(
+      'DOWNLOAD_FAILED',
+      `${what} of stream ${streamId} does not match the job document's indexSha256`,
+      { retryable: true },
+    );
+  }
+  return { buffer, cached: false };
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /**

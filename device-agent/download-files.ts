@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OutpostError } from '../runtime/errors.js';
 import { parseDeliveryIndex, type BlockIndex, type DeliveryFile, type DeliveryIndex } from './protocol/index.js';
 import { writeFileAtomic } from './storage/atomic-files.js';
-import { Arrivals, fetchToPart, fetchWhole, sha256Of, type FetchHooks } from './block-engine.js';
+import { Arrivals, fetchStreamIndex, fetchToPart, sha256Of, type FetchHooks } from './block-engine.js';
 import { downloadError, type DownloadOptions } from './stream-fetcher.js';
 
 /**
@@ -89,7 +88,7 @@ async function fetchDeliveryIndex(
   arrived: () => void,
 ): Promise<DeliveryIndex> {
   const { document, dir } = options;
-  const { indexSize, indexSha256, indexFileId, blockSize, streamId } = document.artifact;
+  const { indexSize, blockSize } = document.artifact;
   if (indexSize > MAX_DELIVERY_INDEX_BYTES) {
     throw new OutpostError(
       'JOB_DOCUMENT_INVALID',
@@ -98,17 +97,9 @@ async function fetchDeliveryIndex(
     );
   }
   const path = join(dir, DELIVERY_INDEX);
-  const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
-  if (cached !== undefined && sha256(cached) === indexSha256) return parseDeliveryIndex(cached);
-  const buffer = await fetchWhole(options, indexFileId, indexSize, blockSize, arrivals, { arrived });
-  if (sha256(buffer) !== indexSha256) {
-    throw new OutpostError(
-      'DOWNLOAD_FAILED',
-      `delivery index of stream ${streamId} does not match the job document's indexSha256`,
-      { retryable: true },
-    );
-  }
+  const { buffer, cached } = await fetchStreamIndex(options, path, 'delivery index', arrivals, arrived);
   const index = parseDeliveryIndex(buffer);
+  if (cached) return index;
   if (index.blockSize !== blockSize) {
     throw new OutpostError('DOWNLOAD_FAILED', 'delivery index disagrees with the job document on the block size');
   }
@@ -157,8 +148,4 @@ async function fetchFile(
     });
   }
   await rename(partPath, final);
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OutpostError } from '../runtime/errors.js';
 import { parseBlockIndex, type BlockIndex } from './protocol/index.js';
 import { writeFileAtomic } from './storage/atomic-files.js';
 import { downloadError, type DownloadOptions } from './stream-fetcher.js';
-import { Arrivals, fetchToPart, fetchWhole, sha256Of } from './block-engine.js';
+import { Arrivals, fetchStreamIndex, fetchToPart, sha256Of } from './block-engine.js';
 
 export type { DownloadOptions, DownloadProgress } from './stream-fetcher.js';
 export { ARRIVALS, ARRIVALS_BATCH, blocksOnDisk, fetchedSoFar, sha256Of } from './block-engine.js';
@@ -23,18 +22,10 @@ const INDEX = 'index.json';
 async function fetchIndex(options: DownloadOptions, arrivals: Arrivals, arrived: () => void): Promise<BlockIndex> {
   const { document, dir } = options;
   const path = join(dir, INDEX);
-  const { indexSize, indexSha256, blockSize, indexFileId, streamId } = document.artifact;
-  const cached = await readFile(path).catch(() => undefined); // absent or unreadable: fetched
-  if (cached !== undefined && sha256(cached) === indexSha256) return parseBlockIndex(cached);
-  const buffer = await fetchWhole(options, indexFileId, indexSize, blockSize, arrivals, { arrived });
-  if (sha256(buffer) !== indexSha256) {
-    throw new OutpostError(
-      'DOWNLOAD_FAILED',
-      `block index of stream ${streamId} does not match the job document's indexSha256`,
-      { retryable: true },
-    );
-  }
+  const { blockSize } = document.artifact;
+  const { buffer, cached } = await fetchStreamIndex(options, path, 'block index', arrivals, arrived);
   const index = parseBlockIndex(buffer);
+  if (cached) return index;
   if (
     index.size !== document.artifact.size ||
     index.sha256 !== document.artifact.sha256 ||
@@ -97,8 +88,4 @@ export async function downloadArtifact(options: DownloadOptions): Promise<string
   } finally {
     await arrivals.close();
   }
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
