@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { OutpostError, messageOf } from '../errors.js';
 import { imagePreprocessSchema, type ImagePreprocess, type TensorSpec } from '../artifact/manifest.js';
 import type { TensorLike } from '../tensor/tensor.js';
@@ -31,6 +31,7 @@ const FIT = Object.freeze({ stretch: 'fill', letterbox: 'contain', 'center-crop'
  */
 export async function imageToTensor(bytes: Uint8Array, spec: ImagePreprocess): Promise<TensorLike> {
   const channels = spec.colorOrder === 'GRAY' ? 1 : 3;
+  const sharp = await loadSharp();
   let pixels: Buffer;
   try {
     let pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS }).rotate();

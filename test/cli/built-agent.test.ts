@@ -11,7 +11,8 @@ import { suiteTmpDir } from '../helpers/tmp.js';
 /**
  * The built agent (dist/, what a device runs) reaches the broker. tsup bundles MQTT.js, a CommonJS package, into
  * dist/, where its dynamic import has only a default export; from source it has named ones too. A bundling
- * change that breaks the transport shows here and nowhere else in the suite (benches aside).
+ * change that breaks the transport shows here and nowhere else in the suite (benches aside), and so does a native
+ * module loaded at start that only some models need.
  */
 const BUILT = join(ROOT, 'dist', 'cli', 'main.js');
 
@@ -44,6 +45,10 @@ describe('the built agent', () => {
         () => `the built agent did not connect:\n${agent.logs()}`,
       );
       expect(connected).toBe(true);
+      // Loaded only when used (docs/agent-footprint.md): no image decoded, MQTT.js transport — neither sharp's
+      // libvips nor the AWS CRT is mapped. A static import of either on the start-up path costs 10–20 MB here.
+      const maps = await readFile(`/proc/${String(agent.child.pid)}/maps`, 'utf8');
+      expect(maps.split('\n').filter((l) => /libvips|sharp-|aws-crt/.test(l))).toEqual([]);
     } finally {
       await agent.stop();
     }

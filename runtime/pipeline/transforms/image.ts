@@ -1,8 +1,8 @@
-import sharp from 'sharp';
 import * as z from 'zod';
 import { OutpostError, messageOf } from '../../errors.js';
 import type { TensorSpec } from '../../artifact/manifest.js';
 import { MAX_IMAGE_PIXELS } from '../image.js';
+import { loadSharp } from '../sharp.js';
 import { tensor, type TransformDef } from './types.js';
 
 /**
@@ -51,6 +51,7 @@ export function targetSize(
 }
 
 export async function decodeImage(bytes: Uint8Array): Promise<{ data: Uint8Array; width: number; height: number }> {
+  const sharp = await loadSharp();
   try {
     const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS })
       .rotate()
@@ -101,7 +102,9 @@ export const imageTensorTransform: TransformDef<ImageTensorParams> = {
     const pixels =
       size.width === width && size.height === height
         ? (image.data as Uint8Array)
-        : await sharp(image.data as Uint8Array, { raw: { width, height, channels: 3 } })
+        : await (
+            await loadSharp()
+          )(image.data as Uint8Array, { raw: { width, height, channels: 3 } })
             .resize(size.width, size.height, { fit: 'fill', kernel: 'linear' })
             .raw()
             .toBuffer();
