@@ -152,7 +152,9 @@ describe('fleet serve: the files layout', () => {
 
       // The archive layout does not read the per-file blobs: the same artifact installs whole from its .tar.gz.
       const archived = await deployAndWait('files-2', '--layout', 'archive');
-      expect(archived).toMatchObject({ status: 'SUCCEEDED', statusDetails: { variant: 'int8' } });
+      // With every variant on disk the agent may pick by its own timing (fp32 wins on an idle machine): either ships.
+      expect(archived.status).toBe('SUCCEEDED');
+      expect(['int8', 'fp32']).toContain(archived.statusDetails.variant);
       expect(archived.bytesFetched).toBeGreaterThan(bytesOf('int8') + bytesOf('fp32') * 0.5);
       expect(await servedVersion(agent)).toBe('1.0.0');
     },
