@@ -25,16 +25,14 @@ import { AsyncInference } from './serving/async-infer.js';
 import { createServingStack, servingStatus, type ServingStack } from './serving/stack.js';
 import { Spool } from './storage/spool.js';
 import { DeploymentStore } from './storage/deployment-records.js';
-import { deploymentSummary, diskUsage, hostReport, memoryUsage, writeStatus } from './storage/status.js';
+import { deploymentSummary, diskUsage, hostReport, memoryUsage } from './storage/status.js';
 import type { AgentStatus } from './storage/status.js';
 import { ModelStore } from './storage/model-store.js';
 import { createTransport } from './transport/index.js';
 import type { Transport } from './transport/types.js';
+import { StatusReporter } from './status-reporter.js';
 
 const log = logger('agent');
-
-/** status.json is rewritten at most this often while calls change what it shows (shadow and guardrail figures). */
-const STATUS_REFRESH_MS = 1000; // ms
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -64,12 +62,8 @@ export class Agent {
   private readonly startedAt = new Date();
   private working: Promise<void> | undefined;
   private again = false;
-  private statusTimer: NodeJS.Timeout | undefined;
-  private refreshTimer: NodeJS.Timeout | undefined;
-  /** A call was served since status.json was last written. */
-  private statusStale = false;
+  private readonly reporter: StatusReporter;
   private readonly tested = new Map<string, Model | Pipeline>();
-  private statusWrite: Promise<void> = Promise.resolve();
   /** What this device is (target profile, versions): detected once, reported in every status. */
   private readonly host: NonNullable<AgentStatus['host']> = hostReport();
 
@@ -86,6 +80,13 @@ export class Agent {
         : new JobsClient({ transport: this.transport, thing: config.thing, timeoutMs: config.jobsRequestTimeoutMs });
     this.nextJobs =
       this.jobs === undefined ? undefined : new NextJobs(this.jobs, config.retry.startNext, this.abort.signal);
+    this.reporter = new StatusReporter({
+      thing: config.thing,
+      dataDir: config.dataDir,
+      intervalSeconds: config.statusIntervalSeconds,
+      transport: this.transport,
+      build: () => this.status(),
+    });
   }
 
   private makeTransport(config: AgentConfig): Transport {
@@ -128,8 +129,7 @@ export class Agent {
     for (const dir of ['store', 'deployments', 'downloads', 'spool'])
       await mkdir(join(dataDir, dir), { recursive: true });
     await this.spool.open();
-    const stale = { onInference: () => (this.statusStale = true) }; // an alarm happens in a call: status follows
-    const stack = await createServingStack(this.config, [stale], (e) => this.emit(driftEvent(e)));
+    const stack = await createServingStack(this.config, [this.reporter.observer], (e) => this.emit(driftEvent(e)));
     this.stack = stack;
     await this.serveInstalled();
     const { host, port, socket, tokenFile } = this.config.http;
@@ -146,20 +146,13 @@ export class Agent {
     });
     this.startCaptureUpload(stack);
     this.httpUrl = (await this.server.listen()).url;
-    this.statusTimer = setInterval(() => void this.publishStatus(), this.config.statusIntervalSeconds * 1000);
-    this.statusTimer.unref();
-    this.refreshTimer = setInterval(() => {
-      if (!this.statusStale) return;
-      this.statusStale = false;
-      void this.refreshStatus();
-    }, STATUS_REFRESH_MS);
-    this.refreshTimer.unref();
-    await this.refreshStatus();
+    this.reporter.start();
+    await this.reporter.refresh();
     if (this.transport !== undefined) {
       // A new next job (notify-next) starts a round; a round only ever runs one deployment at a time.
       this.jobs?.onNextJob(() => this.wake());
       this.transport.onConnectionChange((connected) => {
-        void this.refreshStatus();
+        void this.reporter.refresh();
         if (connected) this.onConnected();
       });
       if (this.config.async.enabled) {
@@ -220,7 +213,7 @@ export class Agent {
           signal: this.abort.signal,
           network: 'stop',
         });
-        await this.publishStatus();
+        await this.reporter.publish();
         await this.flushSpool(transport);
         this.wake();
       } catch (error) {
@@ -279,7 +272,7 @@ export class Agent {
       trustedKeys: this.trustedKeys,
       requireSignature: this.requireSignature,
       event: (event) => this.emit(event),
-      changed: () => void this.refreshStatus(),
+      changed: () => void this.reporter.refresh(),
       signal: this.abort.signal,
       tested: this.tested,
     };
@@ -351,33 +344,9 @@ export class Agent {
     };
   }
 
-  /** status.json for `outpost agent status`: rewritten on every change, one write at a time. */
-  private refreshStatus(): Promise<void> {
-    this.statusWrite = this.statusWrite
-      .then(async () => writeStatus(this.config.dataDir, await this.status()))
-      .catch((error: unknown) => log.warn({ error: messageOf(error) }, 'status not written'));
-    return this.statusWrite;
-  }
-
-  /** The retained status message: latest only, not spooled (an old status is worth nothing). */
-  private async publishStatus(): Promise<void> {
-    await this.refreshStatus();
-    const transport = this.transport;
-    if (transport?.connected !== true) return;
-    try {
-      await transport.publish(outpostTopics.status(this.config.thing), JSON.stringify(await this.status()), {
-        qos: 1,
-        retain: true,
-      });
-    } catch (error) {
-      if (!isOutpostError(error)) log.debug({ error: messageOf(error) }, 'status not published');
-    }
-  }
-
   async stop(): Promise<void> {
     this.abort.abort();
-    if (this.statusTimer !== undefined) clearInterval(this.statusTimer);
-    if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
+    this.reporter.stop();
     this.jobs?.stop();
     await this.working?.catch(() => undefined);
     this.uploader?.stop();
@@ -388,6 +357,6 @@ export class Agent {
     for (const model of this.tested.values()) await model.release();
     await this.stack?.models.close();
     await this.stack?.capture?.close();
-    await this.statusWrite;
+    await this.reporter.idle();
   }
 }
