@@ -1,9 +1,8 @@
 import { logger } from '../../runtime/log.js';
 import { checkPipelineVectors, type Pipeline } from '../../runtime/pipeline/index.js';
 import { PIPELINE_SELECTION, openInstalledPipeline, pipelineBackend } from '../serving/active-pipelines.js';
-import { pipelineRollout } from '../serving/plan.js';
 import type { DeploymentState } from '../storage/deployment-records.js';
-import { advance, documentOf, type DeploymentContext } from './context.js';
+import { advance, type DeploymentContext } from './context.js';
 
 const log = logger('agent.self-test');
 
@@ -12,11 +11,10 @@ const log = logger('agent.self-test');
  * (verified again, every bundled model loaded, the plan validated against them, transforms bound), then every
  * recorded end-to-end test vector run through all its steps and compared (strings exactly, numbers within the
  * recorded tolerance). Any failure is SELF_TEST_FAILED (or the opening's own typed error) before the switch, so
- * the serving version is untouched. The opened pipeline waits in `ctx.tested` for the activation step.
+ * the serving version is untouched. The opened pipeline waits in `ctx.tested` for the activation step, which
+ * serves it as the job's rollout says (replace, canary or shadow: serving/plan.ts).
  */
 export async function testPipeline(ctx: DeploymentContext, state: DeploymentState): Promise<DeploymentState> {
-  const mode = documentOf(state).rollout?.mode;
-  if (mode === 'canary' || mode === 'shadow') throw pipelineRollout(state.model);
   const pipeline = await openInstalledPipeline(
     {
       store: ctx.store,

@@ -1,6 +1,11 @@
 import { logger } from '../../runtime/log.js';
 import type { Model } from '../../runtime/model/index.js';
-import { type ServiceRepository, ModelService, type ServiceOptions } from '../../runtime/server/index.js';
+import {
+  type PipelineServiceOptions,
+  type ServiceRepository,
+  ModelService,
+  type ServiceOptions,
+} from '../../runtime/server/index.js';
 import { ActivePipelines } from './active-pipelines.js';
 
 const log = logger('agent.repository');
@@ -13,10 +18,16 @@ const log = logger('agent.repository');
 export class ActiveModels implements ServiceRepository {
   private readonly byName = new Map<string, ModelService>();
   private readonly listeners: ((name: string, loaded: readonly Model[]) => void)[] = [];
-  /** The pipelines served beside the models (one version each), closed with them. */
-  readonly pipelines = new ActivePipelines();
+  /** The pipelines served beside the models (their own plans: canary, shadow), closed with them. */
+  readonly pipelines: ActivePipelines;
 
-  constructor(private readonly options: ServiceOptions = {}) {}
+  /** `pipelines`: the options of every pipeline's service (its observers: capture, status). */
+  constructor(
+    private readonly options: ServiceOptions = {},
+    pipelines: PipelineServiceOptions = {},
+  ) {
+    this.pipelines = new ActivePipelines(pipelines);
+  }
 
   /** Told the models loaded under a name (production and shadow) after every change to it; none after removal. */
   onChange(listener: (name: string, loaded: readonly Model[]) => void): void {

@@ -4,7 +4,7 @@ import type { VerdictFile } from '../../runtime/artifact/index.js';
 import { MANIFEST_FILE } from '../../runtime/artifact/index.js';
 import { logger } from '../../runtime/log.js';
 import { openPipeline, type Pipeline } from '../../runtime/pipeline/index.js';
-import type { PipelineEndpoints } from '../../runtime/server/index.js';
+import { PipelineService, type PipelineEndpoints, type PipelineServiceOptions } from '../../runtime/server/index.js';
 import type { ModelStore } from '../storage/model-store.js';
 
 const log = logger('agent.pipelines');
@@ -13,14 +13,19 @@ const log = logger('agent.pipelines');
 export const PIPELINE_SELECTION = 'pipeline';
 
 /**
- * The agent's served pipelines (docs/pipelines.md, "Deploying a pipeline"), one version each: the runtime server
- * answers `POST /v2/models/<pipeline>/infer` from here. A pipeline is swapped in one step, so a request sees the old
- * version or the new one; the old one is released after its in-flight runs (Pipeline.release waits on its models).
+ * The agent's served pipelines (docs/pipelines.md, "Deploying a pipeline"), as ActiveModels holds models: one
+ * PipelineService per name, whose production versions (with traffic weights: a canary) and shadow follow the
+ * pipeline's serving plan, and whose observers (data capture, the agent's status) see every production call. The
+ * runtime server answers `POST /v2/models/<pipeline>[/versions/<v>]/infer` from here. A change happens in one step,
+ * so a request sees the old set or the new one, never none; versions no longer named are released after their
+ * in-flight runs (Pipeline.release waits on its models).
  */
 export class ActivePipelines implements PipelineEndpoints {
-  private readonly byName = new Map<string, Pipeline>();
+  private readonly byName = new Map<string, PipelineService>();
 
-  get(name: string): Pipeline | undefined {
+  constructor(private readonly options: PipelineServiceOptions = {}) {}
+
+  get(name: string): PipelineService | undefined {
     return this.byName.get(name);
   }
 
@@ -28,26 +33,73 @@ export class ActivePipelines implements PipelineEndpoints {
     return [...this.byName.keys()];
   }
 
-  list(): readonly Pipeline[] {
+  services(): readonly PipelineService[] {
     return [...this.byName.values()];
   }
 
-  async serve(pipeline: Pipeline): Promise<void> {
-    const before = this.byName.get(pipeline.name);
-    this.byName.set(pipeline.name, pipeline);
-    log.info({ pipeline: pipeline.name, version: pipeline.version, steps: pipeline.steps.length }, 'serving');
-    if (before !== undefined && before !== pipeline) await before.release();
+  /** The opened version of `name`, production or shadow. */
+  loaded(name: string, version: string): Pipeline | undefined {
+    return opened(this.byName.get(name)).find((p) => p.version === version);
+  }
+
+  /** Every opened pipeline, production and shadow. */
+  list(): readonly Pipeline[] {
+    return this.services().flatMap((s) => opened(s));
+  }
+
+  /** Serves `pipeline` as the only version of its name from now on. */
+  async swap(pipeline: Pipeline): Promise<void> {
+    await this.serve(pipeline.name, [{ pipeline, weight: 1 }]);
+  }
+
+  /** Production versions with traffic weights and an optional shadow for `name`, in one step. */
+  async serve(
+    name: string,
+    production: readonly { pipeline: Pipeline; weight: number }[],
+    shadow?: { pipeline: Pipeline; percent: number },
+  ): Promise<void> {
+    let service = this.byName.get(name);
+    const before = opened(service);
+    const created = service === undefined;
+    service ??= new PipelineService(name, this.options);
+    // Both checked (names, weights, percent) before either changes: a refusal leaves the service as it was.
+    const check = new PipelineService(name);
+    check.setVersions(production);
+    check.setShadow(shadow?.pipeline, shadow?.percent ?? 0);
+    service.setVersions(production);
+    service.setShadow(shadow?.pipeline, shadow?.percent ?? 0);
+    if (created) this.byName.set(name, service);
+    log.info(
+      {
+        pipeline: name,
+        production: production.map((p) => `${p.pipeline.version}×${p.weight}`),
+        ...(shadow === undefined ? {} : { shadow: `${shadow.pipeline.version}@${shadow.percent}%` }),
+      },
+      'serving',
+    );
+    const kept = new Set<Pipeline>([
+      ...production.map((p) => p.pipeline),
+      ...(shadow === undefined ? [] : [shadow.pipeline]),
+    ]);
+    for (const old of before) if (!kept.has(old)) await old.release();
   }
 
   async remove(name: string): Promise<void> {
-    const pipeline = this.byName.get(name);
+    const service = this.byName.get(name);
     this.byName.delete(name);
-    await pipeline?.release();
+    for (const pipeline of opened(service)) await pipeline.release();
   }
 
   async close(): Promise<void> {
     for (const name of [...this.byName.keys()]) await this.remove(name);
   }
+}
+
+/** A service's production versions and its shadow. */
+function opened(service: PipelineService | undefined): Pipeline[] {
+  if (service === undefined) return [];
+  const shadow = service.shadowPipeline();
+  return shadow === undefined ? [...service.versions()] : [...service.versions(), shadow];
 }
 
 export interface PipelineLoadContext {

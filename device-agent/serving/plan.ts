@@ -6,7 +6,7 @@ import { isPipelineArtifact, Pipeline } from '../../runtime/pipeline/index.js';
 import type { JobDocument } from '../protocol/index.js';
 import type { ActiveModels } from './active-models.js';
 import { openInstalledPipeline } from './active-pipelines.js';
-import type { ModelStore, ServingPlan } from '../storage/model-store.js';
+import { ModelStore, type ServingPlan } from '../storage/model-store.js';
 
 export interface PlanContext {
   readonly store: ModelStore;
@@ -80,8 +80,9 @@ export function nextPlan(
 
 /**
  * Serves exactly what `plan` names for `name`: versions already loaded are reused, others loaded from the store. A
- * pipeline (one production version: a pipeline has no canary or shadow) is served from `models.pipelines` instead,
- * and a name that changes between model and pipeline stops being served as the other.
+ * pipeline's plan (production weights: a canary; a shadow) is served from `models.pipelines` the same way, and a
+ * name that changes between model and pipeline stops being served as the other. Every version of one plan is of
+ * one kind: a model and a pipeline never share a name's traffic (INVALID_ARGUMENT).
  */
 export async function applyPlan(
   ctx: PlanContext,
@@ -89,18 +90,11 @@ export async function applyPlan(
   plan: ServingPlan,
   fresh?: Model | Pipeline,
 ): Promise<void> {
-  const [first] = plan.production;
-  if (first !== undefined && (await isPipelineArtifact(ctx.store.versionDir(name, first.version)))) {
-    if (plan.production.length > 1 || plan.shadow !== undefined) throw pipelineRollout(name);
-    const served = ctx.models.pipelines.get(name);
-    const pipeline =
-      fresh instanceof Pipeline && fresh.version === first.version
-        ? fresh
-        : served?.version === first.version
-          ? served
-          : await openInstalledPipeline(ctx, name, first.version);
-    if (ctx.models.service(name) !== undefined) await ctx.models.remove(name);
-    await ctx.models.pipelines.serve(pipeline);
+  const versions = ModelStore.planVersions(plan);
+  const kinds = await Promise.all(versions.map((v) => isPipelineArtifact(ctx.store.versionDir(name, v))));
+  if (kinds.some((k) => k !== kinds[0])) throw mixedPlan(name, versions, kinds);
+  if (kinds[0] === true) {
+    await applyPipelinePlan(ctx, name, plan, fresh instanceof Pipeline ? fresh : undefined);
     return;
   }
   if (ctx.models.pipelines.get(name) !== undefined) await ctx.models.pipelines.remove(name);
@@ -116,11 +110,46 @@ export async function applyPlan(
   await ctx.models.serve(name, production, shadow);
 }
 
-/** A canary or shadow rollout of a pipeline: refused (issue 17 leaves traffic splitting to single models). */
-export function pipelineRollout(name: string): OutpostError {
+/**
+ * A pipeline's plan: each version the opened one (`fresh`, the self-tested one) or the one already served, else
+ * opened from the store. What this call opened and does not serve (opening another failed, serving refused the plan)
+ * is released again, a pipeline holds whole models; on a failure what served before keeps serving.
+ */
+async function applyPipelinePlan(
+  ctx: PlanContext,
+  name: string,
+  plan: ServingPlan,
+  fresh: Pipeline | undefined,
+): Promise<void> {
+  const opened: Pipeline[] = fresh === undefined ? [] : [fresh];
+  const open = async (version: string): Promise<Pipeline> => {
+    const found = opened.find((p) => p.version === version) ?? ctx.models.pipelines.loaded(name, version);
+    if (found !== undefined) return found;
+    const pipeline = await openInstalledPipeline(ctx, name, version);
+    opened.push(pipeline);
+    return pipeline;
+  };
+  try {
+    const production = [];
+    for (const p of plan.production) production.push({ pipeline: await open(p.version), weight: p.weight });
+    const shadow =
+      plan.shadow === undefined
+        ? undefined
+        : { pipeline: await open(plan.shadow.version), percent: plan.shadow.percent };
+    if (ctx.models.service(name) !== undefined) await ctx.models.remove(name);
+    await ctx.models.pipelines.serve(name, production, shadow);
+  } finally {
+    const served = new Set(ctx.models.pipelines.list());
+    for (const p of opened) if (!served.has(p)) await p.release().catch(() => undefined);
+  }
+}
+
+/** A plan naming both model and pipeline versions of one name. */
+function mixedPlan(name: string, versions: readonly string[], kinds: readonly boolean[]): OutpostError {
+  const listed = versions.map((v, i) => `${v} (${kinds[i] === true ? 'pipeline' : 'model'})`).join(', ');
   return new OutpostError(
     'INVALID_ARGUMENT',
-    `${name} is a pipeline: it serves one version at a time; deploy it with the replace rollout (no canary or shadow)`,
-    { details: { pipeline: name } },
+    `${name}: a model and a pipeline cannot share its traffic (canary or shadow); the plan names ${listed}. Deploy it with the replace rollout`,
+    { details: { model: name, versions: [...versions] } },
   );
 }

@@ -8,8 +8,11 @@ import {
   ServerMetrics,
   plannedScheduler,
   type ServiceObserver,
+  type ShadowReport,
+  type WindowStats,
 } from '../../runtime/server/index.js';
 import type { Model } from '../../runtime/model/index.js';
+import type { Pipeline } from '../../runtime/pipeline/index.js';
 import type { AgentConfig } from '../config.js';
 import { Guardrails } from '../deployment/guardrails.js';
 import type { DriftEvent, DriftMonitor } from '../../runtime/monitor/index.js';
@@ -87,8 +90,12 @@ export async function createServingStack(
     perModel: new Map([...tuning].map(([name, choice]) => [name, choice.batch])),
     observer: metrics.batches,
   });
-  const models = new ActiveModels({ scheduler, observers });
+  // A pipeline's calls reach metrics and guardrails through PipelineMetrics (above); its service's observers are the
+  // ones that take a pipeline's input and final outputs as they are: capture and the agent's own.
+  const pipelineObservers = [...(capture === undefined ? [] : [capture.observer]), ...extra];
+  const models = new ActiveModels({ scheduler, observers }, { observers: pipelineObservers });
   metrics.watch(models);
+  metrics.pipelines.watch(() => models.pipelines.services());
   if (drift !== undefined) {
     followServedModels(drift, models);
     metrics.watchDrift(drift);
@@ -98,40 +105,82 @@ export async function createServingStack(
   return { models, metrics, guardrails, capture, drift, tuning, verdicts };
 }
 
-/** What the stack serves and watches, as `agent status` and the status message show it. */
-export function servingStatus(
-  stack: ServingStack,
-): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture' | 'health' | 'drift'> {
-  const services = stack.models.services();
-  const describe = (m: Model) => ({ model: m.name, version: m.version, variant: m.variant.id, backend: m.backend });
-  const pipelines = stack.models.pipelines.list().map((p) => ({
+/** One name's serving as status reports it, a model's or a pipeline's alike. */
+interface Served {
+  readonly name: string;
+  readonly production: readonly Described[];
+  readonly weights: readonly number[];
+  readonly shadow: Described | undefined;
+  readonly report: ShadowReport | undefined;
+  readonly window: (version: string) => WindowStats;
+}
+
+type Described = Omit<AgentStatus['active'][number], 'role' | 'trafficPercent'>;
+
+function served(stack: ServingStack): Served[] {
+  const model = (m: Model): Described => ({
+    model: m.name,
+    version: m.version,
+    variant: m.variant.id,
+    backend: m.backend,
+  });
+  const pipeline = (p: Pipeline): Described => ({
     model: p.name,
     version: p.version,
     variant: PIPELINE_SELECTION,
     backend: pipelineBackend(p),
-    role: 'production' as const,
-  }));
-  const active = services.flatMap((service) => {
-    const versions = service.versions();
-    const weights = service.weights();
-    const total = weights.reduce((a, b) => a + b, 0);
-    const production = versions.map((m, i) => ({
-      ...describe(m),
-      role: 'production' as const,
-      ...(versions.length > 1 ? { trafficPercent: ((weights[i] ?? 0) / total) * 100 } : {}),
-    }));
-    const shadow = service.shadowModel();
-    return shadow === undefined ? production : [...production, { ...describe(shadow), role: 'shadow' as const }];
   });
-  const shadows = services.flatMap((service) => {
-    const report = service.shadowReport();
-    if (report === undefined) return [];
-    const { agreement, meanCosine, productionP50Ms, shadowP50Ms, ...rest } = report;
+  const models = stack.models.services().map((s) => {
+    const shadow = s.shadowModel();
+    return {
+      name: s.name,
+      production: s.versions().map(model),
+      weights: s.weights(),
+      shadow: shadow === undefined ? undefined : model(shadow),
+      report: s.shadowReport(),
+      window: (version: string) => stack.metrics.windowStats(s.name, version),
+    };
+  });
+  const pipelines = stack.models.pipelines.services().map((s) => {
+    const shadow = s.shadowPipeline();
+    return {
+      name: s.name,
+      production: s.versions().map(pipeline),
+      weights: s.weights(),
+      shadow: shadow === undefined ? undefined : pipeline(shadow),
+      report: s.shadowReport(),
+      window: (version: string) => stack.metrics.pipelines.windowStats(s.name, version),
+    };
+  });
+  return [...models, ...pipelines];
+}
+
+/**
+ * What the stack serves and watches, as `agent status` and the status message show it: models and pipelines alike
+ * (production versions with their traffic share, the shadow and its comparison, guardrail watches, health).
+ */
+export function servingStatus(
+  stack: ServingStack,
+): Pick<AgentStatus, 'active' | 'shadows' | 'guardrails' | 'capture' | 'health' | 'drift'> {
+  const all = served(stack);
+  const active = all.flatMap((s) => {
+    const total = s.weights.reduce((a, b) => a + b, 0);
+    const production = s.production.map((d, i) => ({
+      ...d,
+      role: 'production' as const,
+      ...(s.production.length > 1 ? { trafficPercent: ((s.weights[i] ?? 0) / total) * 100 } : {}),
+    }));
+    return s.shadow === undefined ? production : [...production, { ...s.shadow, role: 'shadow' as const }];
+  });
+  const shadows = all.flatMap((s) => {
+    if (s.report === undefined) return [];
+    const { agreement, exactMatch, meanCosine, productionP50Ms, shadowP50Ms, ...rest } = s.report;
     return [
       {
-        model: service.name,
+        model: s.name,
         ...rest,
         ...(agreement === undefined ? {} : { agreement }),
+        ...(exactMatch === undefined ? {} : { exactMatch }),
         ...(meanCosine === undefined ? {} : { meanCosine }),
         ...(productionP50Ms === undefined ? {} : { productionP50Ms }),
         ...(shadowP50Ms === undefined ? {} : { shadowP50Ms }),
@@ -139,18 +188,18 @@ export function servingStatus(
     ];
   });
   const { guardrails, capture } = stack;
-  const watched = services.flatMap((service) => {
-    const report = guardrails?.report(service.name);
+  const watched = all.flatMap((s) => {
+    const report = guardrails?.report(s.name);
     if (report === undefined) return [];
     const { p50Ms, p99Ms, ...rest } = report;
     return [{ ...rest, ...(p50Ms === undefined ? {} : { p50Ms }), ...(p99Ms === undefined ? {} : { p99Ms }) }];
   });
-  const health = services.flatMap((service) =>
-    service.versions().map((m) => {
-      const w = stack.metrics.windowStats(m.name, m.version);
+  const health = all.flatMap((s) =>
+    s.production.map(({ version }) => {
+      const w = s.window(version);
       return {
-        model: m.name,
-        version: m.version,
+        model: s.name,
+        version,
         requests: w.requests,
         errors: w.errors,
         errorRate: w.errorRate,
@@ -160,7 +209,7 @@ export function servingStatus(
     }),
   );
   return {
-    active: [...active, ...pipelines],
+    active,
     shadows,
     guardrails: watched,
     health,

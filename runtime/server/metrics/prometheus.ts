@@ -104,7 +104,10 @@ export class ServerMetrics {
       buckets: [...(options.batchSizeBuckets ?? BATCH_SIZE_BUCKETS)],
       registers,
     });
-    this.pipelines = new PipelineMetrics(this.registry, options.latencyBuckets ?? LATENCY_BUCKETS);
+    this.pipelines = new PipelineMetrics(this.registry, options.latencyBuckets ?? LATENCY_BUCKETS, {
+      options: this.windowOptions,
+      ...(this.now === undefined ? {} : { now: this.now }),
+    });
     this.registerGauges();
   }
 
