@@ -178,7 +178,7 @@ function printStatus(s: AgentStatus & { running: boolean }): void {
   for (const sh of s.shadows) {
     const pct = (x: number | undefined) => (x === undefined ? '?' : `${(x * 100).toFixed(1)}%`);
     print(
-      `shadow ${sh.model}@${sh.version} (${sh.percent}% mirrored): ${sh.compared} compared, agreement ${pct(sh.agreement)}, cosine ${sh.meanCosine?.toFixed(4) ?? '?'}, max |Δ| ${sh.maxAbsDiff.toPrecision(3)}, p50 ${sh.productionP50Ms?.toFixed(2) ?? '?'} → ${sh.shadowP50Ms?.toFixed(2) ?? '?'} ms, ${sh.shadowErrors} errors`,
+      `shadow ${sh.model}@${sh.version} (${sh.percent}% mirrored): ${sh.compared} compared, agreement ${pct(sh.agreement)}${sh.exactMatch === undefined ? '' : `, exact match ${pct(sh.exactMatch)}`}, cosine ${sh.meanCosine?.toFixed(4) ?? '?'}, max |Δ| ${sh.maxAbsDiff.toPrecision(3)}, p50 ${sh.productionP50Ms?.toFixed(2) ?? '?'} → ${sh.shadowP50Ms?.toFixed(2) ?? '?'} ms, ${sh.shadowErrors} errors`,
     );
   }
   for (const g of s.guardrails) {

@@ -67,6 +67,8 @@ export const agentStatusSchema = z.object({
         compared: z.number(),
         shadowErrors: z.number(),
         agreement: z.number().optional(),
+        /** Share of string outputs (a pipeline's OCR `text`) exactly equal to production's, 0–1. */
+        exactMatch: z.number().optional(),
         meanCosine: z.number().optional(),
         // JSON has no Infinity: a NaN/Inf on one side only (runtime/tensor/agreement.ts) is written as null.
         maxAbsDiff: z.number().or(z.null().transform(() => Infinity)),

@@ -74,6 +74,7 @@ const statusSchema = deviceStatusSchema.extend({
         compared: finite,
         shadowErrors: finite,
         agreement: absentIfNull,
+        exactMatch: absentIfNull,
         meanCosine: absentIfNull,
         // null: a NaN or infinity on one side only (the agent's JSON has no Infinity).
         maxAbsDiff: finite.nullable(),
@@ -187,7 +188,7 @@ export function parseStatus(topicThing: string, payload: Buffer, atMs: number): 
         ? {}
         : {
             shadows: s.shadows.map((x) => ({
-              ...pick(x, ['agreement', 'meanCosine', 'productionP50Ms', 'shadowP50Ms']),
+              ...pick(x, ['agreement', 'exactMatch', 'meanCosine', 'productionP50Ms', 'shadowP50Ms']),
               model: x.model,
               version: x.version,
               percent: x.percent,

@@ -54,6 +54,8 @@ export interface ThingShadow {
   readonly shadowErrors: number;
   /** Share of compared calls whose top class (or rounded answer) agreed, 0–1. */
   readonly agreement?: number;
+  /** Share of compared string outputs (a pipeline's OCR `text`) exactly equal to production's, 0–1. */
+  readonly exactMatch?: number;
   readonly meanCosine?: number;
   /** null: a NaN or infinity on one side only (JSON has no Infinity). */
   readonly maxAbsDiff: number | null;

@@ -5,8 +5,9 @@ import { badge, millis } from '../layout.js';
 /**
  * The device page's serving-state sections, from what the thing's status message reports (device-agent/storage/
  * status.ts, kept by the registry since migration 006): shadow comparisons (the shadow version answers a share of
- * production calls only to be compared: agreement, cosine, largest difference, latency beside production's) and
- * guardrail watches (a version baking after a deployment: counts so far, and how far into its window it is).
+ * production calls only to be compared: agreement, exact match of string outputs such as a pipeline's OCR text,
+ * cosine, largest difference, latency beside production's) and guardrail watches (a version baking after a
+ * deployment: counts so far, and how far into its window it is).
  */
 const share = (value: number | undefined): string => (value === undefined ? '–' : `${(100 * value).toFixed(1)} %`);
 const cosine = (value: number | undefined): string => (value === undefined ? '–' : value.toFixed(4));
@@ -24,6 +25,7 @@ export function shadowsSection(thing: ThingRecord): Html {
           <th scope="col" class="num">Mirrored</th>
           <th scope="col" class="num">Compared</th>
           <th scope="col" class="num">Agreement</th>
+          <th scope="col" class="num">Exact match</th>
           <th scope="col" class="num">Mean cosine</th>
           <th scope="col" class="num">Max |diff|</th>
           <th scope="col" class="num">Non-finite mismatches</th>
@@ -41,6 +43,7 @@ export function shadowsSection(thing: ThingRecord): Html {
               <td class="num">${s.percent} %</td>
               <td class="num">${s.compared}</td>
               <td class="num" data-figure="agreement">${share(s.agreement)}</td>
+              <td class="num" data-figure="exact-match">${share(s.exactMatch)}</td>
               <td class="num" data-figure="cosine">${cosine(s.meanCosine)}</td>
               <td class="num">${diff(s.maxAbsDiff)}</td>
               <td class="num">${s.nonFiniteMismatches}</td>

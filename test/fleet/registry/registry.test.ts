@@ -119,6 +119,16 @@ describe('status messages', () => {
           shadowP50Ms: 2.5,
           extra: 'ignored',
         },
+        // A pipeline's shadow: its OCR text graded by exact match.
+        {
+          model: 'ocr',
+          version: '1.1.0',
+          percent: 100,
+          compared: 3,
+          shadowErrors: 0,
+          exactMatch: 2 / 3,
+          maxAbsDiff: 0,
+        },
       ],
       guardrails: [
         {
@@ -152,6 +162,16 @@ describe('status messages', () => {
             nonFiniteMismatches: 2,
             productionP50Ms: 1.5,
             shadowP50Ms: 2.5,
+          },
+          {
+            model: 'ocr',
+            version: '1.1.0',
+            percent: 100,
+            compared: 3,
+            shadowErrors: 0,
+            exactMatch: 2 / 3,
+            maxAbsDiff: 0,
+            nonFiniteMismatches: 0,
           },
         ],
         guardrails: [
