@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { characterAccuracy, renderTextImage } from '../../bench/pipeline/text-images.js';
 import { buildPipeline } from '../../compiler/index.js';
+import type { JobDocument } from '../../device-agent/protocol/index.js';
 import { deploy } from '../../fleet/deploy.js';
 import { prettyJson, sha256File, signArtifact, type Manifest } from '../../runtime/artifact/index.js';
 import { deploymentState, startAgent, waitFor, type AgentProcess } from '../helpers/agent.js';
@@ -20,7 +21,9 @@ import { suiteTmpDir } from '../helpers/tmp.js';
  * verifies it, runs its end-to-end test vectors, switches and serves it at POST /v2/models/ocr/infer. A signed
  * build whose recorded answer is wrong fails its self-test before the switch; a version whose validate hook fails
  * after the switch is rolled back to the one before; a restart serves the pipeline from disk; `fleet serve` +
- * `fleet deploy` ship one too.
+ * `fleet deploy` ship one too. Then traffic at pipeline level (issue 17): a canary at 50 % (both versions answer),
+ * a shadow compared on `text`, and a version that trips the guardrails during its bake rolled back to that plan,
+ * which a restart serves again from disk.
  */
 const SUITE_TIMEOUT_MS = 300_000; // ms: the build bundles two models; each install runs det + rec on 2 shared cores
 const SETTLE_MS = 120_000; // ms for one deployment to reach a terminal status
@@ -59,10 +62,12 @@ async function variantOf(
   return out;
 }
 
-async function ship(artifact: string, thing: string) {
+async function ship(artifact: string, thing: string, rollout?: JobDocument['rollout'], jobId?: string) {
   const deployment = await deploy({
     artifact,
     things: [thing],
+    ...(rollout === undefined ? {} : { rollout }),
+    ...(jobId === undefined ? {} : { jobId }),
     brokerUrl: broker.urls.mtls,
     tls: await fleetTls(broker),
   });
@@ -74,13 +79,38 @@ async function ship(artifact: string, thing: string) {
   return { jobId: result.jobId, outcome: result.things[0] };
 }
 
-async function read(http: string, page: number) {
+async function read(http: string, page: number, version?: string) {
   const { png, lines } = await renderTextImage(page);
-  const reply = await call(http, '/v2/models/ocr/infer', { body: png, headers: { 'content-type': 'image/png' } });
+  const path = version === undefined ? '/v2/models/ocr/infer' : `/v2/models/ocr/versions/${version}/infer`;
+  const reply = await call(http, path, { body: png, headers: { 'content-type': 'image/png' } });
   const body = json(reply) as { model_version?: string; outputs?: { name: string; data: unknown[] }[] };
   const text = (body.outputs?.find((o) => o.name === 'text')?.data ?? []) as string[];
   return { status: reply.status, version: body.model_version, got: text, want: lines };
 }
+
+interface Status {
+  pid: number;
+  active: { model: string; version: string; role?: string; trafficPercent?: number }[];
+  shadows: { model: string; version: string; compared: number; exactMatch?: number }[];
+}
+
+/** status.json once `ready` holds for it (the agent rewrites it after a change or a served call). */
+async function statusWhen(ready: (s: Status) => boolean, why: string): Promise<Status> {
+  return waitFor(
+    async () => {
+      const s = JSON.parse(await readFile(join(state, 'status.json'), 'utf8')) as Status;
+      return ready(s) ? s : undefined;
+    },
+    SETTLE_MS,
+    () => `${why}\nagent:\n${agent?.logs().slice(-3000) ?? ''}`,
+  );
+}
+
+/** The pipeline's versions in status `active`: version → role and traffic share. */
+const roles = (s: Status) =>
+  Object.fromEntries(
+    s.active.filter((a) => a.model === 'ocr').map((a) => [a.version, `${a.role ?? '?'} ${a.trafficPercent ?? 100}`]),
+  );
 
 beforeAll(async () => {
   ({ dir, dispose } = await suiteTmpDir());
@@ -95,7 +125,11 @@ beforeAll(async () => {
   const config = join(data, 'config.json');
   // The validate hook fails for 1.2.0 only: the rollback after the switch.
   const validate = { command: 'test "$OUTPOST_VERSION" != 1.2.0', timeoutSeconds: 30 };
-  await writeFile(config, JSON.stringify({ thing, hooks: { validate } }));
+  // A p99 no OCR run can meet, over a 1 s default bake: a version trips it only when called during its bake (the
+  // bake test asks for a long one and calls it); the other deployments bake 1 s uncalled and pass.
+  const guardrails = { windowSeconds: 1, minRequests: 1, maxP99Ms: 0.001 };
+  // Status rewritten every 2 s: a shadow's comparison ends after the call that marked the status stale.
+  await writeFile(config, JSON.stringify({ thing, hooks: { validate }, guardrails, statusIntervalSeconds: 2 }));
   args = await agentArgs(broker, thing, keys.publicKeyPath, config);
   state = join(data, 'state');
   agent = startAgent(args, state);
@@ -211,6 +245,80 @@ describe('a pipeline deployed to a real agent over Mosquitto', () => {
       } finally {
         await fleet.kill();
       }
+    },
+    SUITE_TIMEOUT_MS,
+  );
+
+  it(
+    'a canary at 50 % serves both versions (status shows the split); a shadow is compared on `text`',
+    async () => {
+      const http = await (agent as AgentProcess).http();
+      const canary = await ship(await variantOf(good, '1.4.0'), 'ocr-pi', { mode: 'canary', percent: 50 });
+      expect(canary.outcome, agent?.logs()).toMatchObject({ status: 'SUCCEEDED' });
+      for (const version of ['1.3.0', '1.4.0']) {
+        expect(await read(http, IMAGES[0] ?? 1, version)).toMatchObject({ status: 200, version });
+      }
+      const split = await statusWhen((s) => roles(s)['1.4.0'] !== undefined, 'the canary in status');
+      expect(roles(split)).toEqual({ '1.3.0': 'production 50', '1.4.0': 'production 50' });
+
+      const shadow = await ship(await variantOf(good, '1.5.0'), 'ocr-pi', { mode: 'shadow', percent: 100 });
+      expect(shadow.outcome, agent?.logs()).toMatchObject({ status: 'SUCCEEDED' });
+      const answer = await read(http, IMAGES[1] ?? 4);
+      expect(['1.3.0', '1.4.0']).toContain(answer.version); // production answers; the shadow only mirrors
+      const compared = await statusWhen(
+        (s) => s.shadows.some((r) => r.model === 'ocr' && r.compared > 0),
+        'the shadow report in status',
+      );
+      expect(roles(compared)).toEqual({
+        '1.3.0': 'production 50',
+        '1.4.0': 'production 50',
+        '1.5.0': 'shadow 100',
+      });
+      // Same build re-signed: the shadow reads exactly what production read.
+      expect(compared.shadows).toContainEqual(
+        expect.objectContaining({ model: 'ocr', version: '1.5.0', compared: 1, exactMatch: 1 }),
+      );
+    },
+    SUITE_TIMEOUT_MS,
+  );
+
+  it(
+    'a version that trips the latency guardrail in its bake is rolled back (GUARDRAIL_LATENCY) to the canary + shadow plan, also after a restart',
+    async () => {
+      const http = await (agent as AgentProcess).http();
+      const jobId = 'bake-ocr-1-6-0';
+      let settled = false;
+      const rollout = { mode: 'replace', bakeSeconds: 600 } as const;
+      const shipping = ship(await variantOf(good, '1.6.0'), 'ocr-pi', rollout, jobId).finally(() => (settled = true));
+      // Called once it bakes (alone: a replace), so neither its install nor its self-test competes with the calls;
+      // the first call counted passes the p99.
+      await waitFor(
+        async () => ((await deploymentState(state, jobId))?.step === 'baking' ? true : undefined),
+        SETTLE_MS,
+        () => `1.6.0 baking\nagent:\n${agent?.logs().slice(-3000) ?? ''}`,
+      );
+      const baking = async () => !settled && (await deploymentState(state, jobId))?.step === 'baking';
+      while (await baking()) await read(http, IMAGES[0] ?? 1); // not during the rollback's reopening
+      const { outcome } = await shipping;
+      expect(outcome, agent?.logs()).toMatchObject({
+        status: 'FAILED',
+        statusDetails: { reasonCode: 'GUARDRAIL_LATENCY' },
+      });
+      const restored = { '1.3.0': 'production 50', '1.4.0': 'production 50', '1.5.0': 'shadow 100' };
+      const after = await read(http, IMAGES[0] ?? 1);
+      expect(after.status).toBe(200);
+      expect(['1.3.0', '1.4.0']).toContain(after.version);
+      expect(roles(await statusWhen((s) => roles(s)['1.6.0'] === undefined, 'the rollback in status'))).toEqual(
+        restored,
+      );
+
+      await agent?.kill();
+      agent = startAgent(args, state);
+      const restarted = await agent.http();
+      const pid = agent.child.pid;
+      const again = await statusWhen((s) => s.pid === pid && roles(s)['1.5.0'] !== undefined, 'plan after restart');
+      expect(roles(again)).toEqual(restored);
+      expect(await read(restarted, IMAGES[0] ?? 1, '1.4.0')).toMatchObject({ status: 200, version: '1.4.0' });
     },
     SUITE_TIMEOUT_MS,
   );
