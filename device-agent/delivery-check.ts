@@ -1,7 +1,9 @@
 import {
+  filesNotHeld,
   loadTrustedKeys,
   manifestDigest,
   parseManifestBytes,
+  variantFiles,
   verifyManifestSignature,
   type BackendName,
   type Manifest,
@@ -122,17 +124,29 @@ export function rankedVariants(manifest: Manifest, backend: BackendName | 'auto'
     .map(({ v }) => v.id);
 }
 
-/** The artifact's files a device needs to run `variants`: every file but the other variants' model files. */
-export function filesFor(manifest: Manifest, variants: readonly string[]): string[] {
-  const skipped = new Set(manifest.variants.filter((v) => !variants.includes(v.id)).map((v) => v.file));
-  // A file two variants share is kept if either is wanted.
-  for (const v of manifest.variants) if (variants.includes(v.id)) skipped.delete(v.file);
+/**
+ * The artifact's files a device needs to run `variants`: every file but the other variants' model files. For a
+ * pipeline, `variants` are its bundled models' (`det/int8`, runtime/artifact/bundled.ts) and `bundled` their
+ * manifests by key.
+ */
+export function filesFor(
+  manifest: Manifest,
+  variants: readonly string[],
+  bundled: ReadonlyMap<string, Manifest> = new Map(),
+): string[] {
+  const skipped = filesNotHeld(variantFiles(manifest, bundled), variants); // a file two variants share is kept
   return Object.keys(manifest.files)
     .filter((path) => !skipped.has(path))
     .sort();
 }
 
-/** Variants of `manifest` not in `variants`: what an install of only those leaves absent. */
-export function absentVariants(manifest: Manifest, variants: readonly string[]): string[] {
-  return manifest.variants.filter((v) => !variants.includes(v.id)).map((v) => v.id);
+/** Variants of `manifest` (or of its bundled models) not in `variants`: what an install of only those leaves absent. */
+export function absentVariants(
+  manifest: Manifest,
+  variants: readonly string[],
+  bundled: ReadonlyMap<string, Manifest> = new Map(),
+): string[] {
+  return variantFiles(manifest, bundled)
+    .filter((v) => !variants.includes(v.id))
+    .map((v) => v.id);
 }

@@ -32,9 +32,15 @@ export const MAX_DELIVERY_INDEX_BYTES = 32 * 1024 * 1024; // bytes
 export interface FilesDownloadOptions extends DownloadOptions {
   /**
    * Given the delivery index (checked against the job document), decides which artifact paths to fetch; throws to
-   * refuse the artifact, which then costs the device the index and nothing else.
+   * refuse the artifact, which then costs the device the index and nothing else. `fetch` gets some files first (a
+   * pipeline's bundled manifests, which say what its variants are), each whole and checked against the index, into
+   * `filesDir`.
    */
-  readonly decide: (index: DeliveryIndex) => Promise<readonly string[]>;
+  readonly decide: (
+    index: DeliveryIndex,
+    fetch: (paths: readonly string[]) => Promise<void>,
+    filesDir: string,
+  ) => Promise<readonly string[]>;
 }
 
 export interface FilesDownload {
@@ -61,7 +67,10 @@ export async function downloadFiles(options: FilesDownloadOptions): Promise<File
   };
   try {
     const index = await fetchDeliveryIndex(options, arrivals, report);
-    const paths = await options.decide(index);
+    const fetchFirst = async (paths: readonly string[]) => {
+      for (const path of paths) await fetchFile(options, index.blockSize, entryOf(index, path), arrivals, hooks);
+    };
+    const paths = await options.decide(index, fetchFirst, join(dir, FILES_DIR));
     const entries = paths.map((path) => entryOf(index, path));
     total = options.document.artifact.indexSize + entries.reduce((sum, e) => sum + e.size, 0);
     received = options.document.artifact.indexSize;

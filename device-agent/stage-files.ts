@@ -4,12 +4,14 @@ import { MANIFEST_FILE, SIGNATURE_FILE, parseManifestBytes } from '../runtime/ar
 import { fromFsError, isOutpostError } from '../runtime/errors.js';
 import { absentVariants, filesFor } from './delivery-check.js';
 import { DELIVERY_INDEX, FILES_DIR } from './download-files.js';
+import { heldVariants, readBundledManifests } from './fetch-choice.js';
 import { parseDeliveryIndex, type DeliveryIndex } from './protocol/index.js';
 
 /**
  * A files-layout download (download-files.ts, in `dir`) as an artifact directory in `staging`: manifest.json and
  * manifest.sig byte for byte from the delivery index, every other file of `variants` hard-linked (copied across
- * filesystems) from the download. Returns the variants it lacks, which verification (verifyArtifact's
+ * filesystems) from the download (for a pipeline, `variants` are its bundled models', `det/int8`). Returns the
+ * variants it lacks, which verification (verifyArtifact's
  * `absentVariants`) and every later load must be told about. The agent's install step and the fleet simulator's
  * devices both stage this way.
  */
@@ -21,11 +23,14 @@ export async function stageDownloadedFiles(
   const index = await readIndex(join(dir, DELIVERY_INDEX));
   const manifestBytes = Buffer.from(index.manifest, 'base64');
   const { manifest } = parseManifestBytes(manifestBytes);
+  // A pipeline's bundled manifests are among the fetched files, hashed as they arrived: they say what its variants are.
+  const bundled = await readBundledManifests(join(dir, FILES_DIR), manifest);
+  const held = heldVariants(manifest, bundled, variants);
   await mkdir(staging, { recursive: true });
   await writeFile(join(staging, MANIFEST_FILE), manifestBytes);
   if (index.signature !== undefined)
     await writeFile(join(staging, SIGNATURE_FILE), Buffer.from(index.signature, 'base64'));
-  for (const path of filesFor(manifest, variants)) {
+  for (const path of filesFor(manifest, held, bundled)) {
     const from = join(dir, FILES_DIR, path);
     const to = join(staging, path);
     await mkdir(dirname(to), { recursive: true });
@@ -34,7 +39,7 @@ export async function stageDownloadedFiles(
       await copyFile(from, to);
     });
   }
-  return absentVariants(manifest, variants);
+  return absentVariants(manifest, held, bundled);
 }
 
 async function readIndex(path: string): Promise<DeliveryIndex> {

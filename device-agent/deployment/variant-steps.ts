@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MANIFEST_FILE, parseManifestBytes } from '../../runtime/artifact/index.js';
-import { OutpostError, isOutpostError, messageOf } from '../../runtime/errors.js';
+import { isOutpostError, messageOf } from '../../runtime/errors.js';
 import { logger } from '../../runtime/log.js';
-import { checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
+import { checkDelivery, rankedVariants } from '../delivery-check.js';
+import { chooseFetch } from '../fetch-choice.js';
 import { downloadFiles, type FilesDownload } from '../download-files.js';
 import { stageDownloadedFiles } from '../stage-files.js';
 import type { DownloadOptions } from '../stream-fetcher.js';
@@ -16,9 +17,10 @@ const log = logger('agent.deployment');
 
 /*
  * The `files` stream layout's side of the install steps (docs/job-document.md, "Stream layouts"): decide from the
- * signed manifest which variants to fetch (refusing the artifact before any payload byte), stage the fetched files
- * as an artifact directory that lacks the other variants, and, when every fetched variant fails its self-test,
- * fetch the next-ranked one before giving up.
+ * signed manifest which variants to fetch (refusing the artifact before any payload byte; a pipeline's bundled
+ * models' variants, fetch-choice.ts), stage the fetched files as an artifact directory that lacks the other
+ * variants, and, when every fetched variant of a model artifact fails its self-test, fetch the next-ranked one
+ * before giving up. A pipeline whose self-test fails is not retried with other variants (pipeline-self-test.ts).
  */
 
 /**
@@ -34,7 +36,7 @@ export async function fetchChosen(
 ): Promise<FilesDownload> {
   return downloadFiles({
     ...options,
-    decide: async (index: DeliveryIndex) => {
+    decide: async (index: DeliveryIndex, fetch, filesDir) => {
       const checked = await checkDelivery(index, {
         trustedKeys: ctx.trustedKeys,
         requireSignature: ctx.requireSignature,
@@ -42,21 +44,16 @@ export async function fetchChosen(
         models: ctx.config.models,
         job: { name: state.model, version: state.version },
       });
-      const ranked = rankedVariants(checked.manifest, ctx.config.backend);
-      // A pipeline has no variants of its own: every file is fetched, its bundled models whole (their variants are
-      // chosen when it is opened), docs/pipelines.md "Deploying a pipeline".
-      const pipeline = checked.manifest.cascade !== undefined;
-      if (ranked.length === 0 && !pipeline) {
-        throw new OutpostError(
-          'VARIANT_NOT_FOUND',
-          `no variant of ${state.model}@${state.version} lists the ${ctx.config.backend} backend this device uses`,
-          { details: { backend: ctx.config.backend, variants: checked.manifest.variants.map((v) => v.id) } },
-        );
-      }
-      const variants = pipeline ? [] : (state.variants ?? ranked.slice(0, ctx.config.benchmarkVariants));
+      // A pipeline: its bundled models' variants, one each (fetch-choice.ts; docs/pipelines.md "Deploying a pipeline").
+      const { variants, ranked, paths } = await chooseFetch(checked.manifest, {
+        backend: ctx.config.backend,
+        count: ctx.config.benchmarkVariants,
+        chosen: state.variants,
+        fetch,
+        filesDir,
+      });
       onChosen(variants);
       log.info({ jobId: state.jobId, variants, of: ranked }, 'variants chosen from the manifest');
-      const paths = filesFor(checked.manifest, variants);
       const bytes = paths.reduce((sum, p) => sum + (checked.manifest.files[p]?.bytes ?? 0), 0);
       await requireSpace(options.dir, bytes, ctx.config.diskMarginBytes, 'downloading the artifact');
       return paths;

@@ -121,7 +121,10 @@ export async function openInstalledPipeline(
 ): Promise<Pipeline> {
   const selection = await ctx.store.selection(name, version);
   const backend = selection?.backend ?? ctx.backend;
+  // Bundled models' variants not fetched (files layout, device-agent/fetch-choice.ts): excused, never loaded.
+  const absent = await ctx.store.absentVariants(name, version);
   const pipeline = await openPipeline(ctx.store.versionDir(name, version), {
+    ...(absent.length === 0 ? {} : { absentVariants: absent }),
     trustedKeys: ctx.trustedKeys,
     requireSignature: ctx.requireSignature,
     ...(backend === undefined ? {} : { backend }),

@@ -2,9 +2,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unpackArtifact, verifyArtifact, type Manifest } from '../../runtime/artifact/index.js';
 import { OutpostError } from '../../runtime/errors.js';
-import { checkDelivery, filesFor, rankedVariants } from '../delivery-check.js';
+import { checkDelivery } from '../delivery-check.js';
 import { downloadArtifact } from '../download.js';
 import { downloadFiles } from '../download-files.js';
+import { chooseFetch } from '../fetch-choice.js';
 import type { JobDocument } from '../protocol/index.js';
 import { stageDownloadedFiles } from '../stage-files.js';
 import type { DownloadOptions } from '../stream-fetcher.js';
@@ -13,7 +14,7 @@ import type { DownloadOptions } from '../stream-fetcher.js';
  * A simulated device's download and verification, real in both stream layouts (docs/job-document.md): `archive`
  * fetches the `.tar.gz`, unpacks and verifies it; `files` fetches the delivery index, decides from the signed
  * manifest as the agent does (signature, signer, name and version, target: refused before any payload byte), fetches
- * the rank-1 variant and the shared files only, stages them and verifies what it fetched.
+ * the rank-1 variant (a pipeline: of each bundled model, fetch-choice.ts) and the shared files only, stages them and verifies what it fetched.
  */
 export interface SimulatedFetchPolicy {
   readonly trustedKeys: readonly string[];
@@ -36,12 +37,11 @@ export async function fetchForJob(
   let variants: readonly string[] = [];
   await downloadFiles({
     ...download,
-    decide: async (index) => {
+    decide: async (index, fetch, filesDir) => {
       const { manifest } = await checkDelivery(index, { ...policy, models: [], job: document.model });
-      const [first] = rankedVariants(manifest, 'auto');
-      if (first === undefined) throw new OutpostError('VARIANT_NOT_FOUND', `${manifest.name} has no variant`);
-      variants = [first];
-      return filesFor(manifest, variants);
+      const choice = await chooseFetch(manifest, { backend: 'auto', count: 1, fetch, filesDir });
+      variants = choice.variants;
+      return choice.paths;
     },
   });
   return { variants };

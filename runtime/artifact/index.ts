@@ -1,6 +1,15 @@
 /** The artifact format: see README.md in this folder for the layout, the checks and their order, and the invariants. */
 export * from './manifest.js';
 export * from './cascade.js';
+export {
+  bundledModels,
+  filesNotHeld,
+  qualifiedVariant,
+  variantFiles,
+  variantsOfBundled,
+  type BundledModel,
+  type VariantFile,
+} from './bundled.js';
 export { canonicalJson, prettyJson } from './canonical.js';
 export { sha256Bytes, sha256File, type FileDigest } from './hash.js';
 export { syncDir } from './fs-atomic.js';

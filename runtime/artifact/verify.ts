@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
-import { lstat, open, realpath, stat } from 'node:fs/promises';
+import { lstat, open, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { OutpostError, fromFsError } from '../errors.js';
 import { logger } from '../log.js';
+import { bundledModels, filesNotHeld, variantFiles, variantsOfBundled, type VariantFile } from './bundled.js';
 import { OPEN_NOFOLLOW, sha256File } from './hash.js';
 import { loadTrustedKeys } from './keys.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type Manifest, type Target } from './manifest.js';
@@ -30,7 +31,9 @@ export interface VerifyOptions {
   /**
    * Variants a device did not fetch (the `files` stream layout): their model files may be absent, as long as one
    * variant is whole; every other file must be present, and every present file is checked. The variants actually
-   * absent are listed in the result's `absentVariants`, and nothing loads them (variantPath refuses them).
+   * absent are listed in the result's `absentVariants`, and nothing loads them (variantPath refuses them). For a
+   * pipeline, the variants of its bundled models, as `<model key>/<variant id>` (bundled.ts): one variant of each
+   * such model must be whole, and its manifest.json (hashed first) says which file each variant is.
    */
   absentVariants?: readonly string[];
 }
@@ -87,14 +90,16 @@ export async function verifyArtifact(dir: string, options: VerifyOptions = {}): 
     log.debug({ dir: root }, `${SIGNATURE_FILE} present but no trusted keys given; signature not checked`);
   }
 
-  const absent = await checkFileSet(root, manifest, signatureBytes !== undefined, options.absentVariants ?? []);
+  const mayBeAbsent = options.absentVariants ?? [];
+  const variants = variantFiles(manifest, await bundledManifests(root, manifest, mayBeAbsent, options.verdicts));
+  const absent = await checkFileSet(root, manifest, signatureBytes !== undefined, variants, mayBeAbsent);
   for (const [path, expected] of Object.entries(manifest.files)) {
     if (!absent.has(path)) await checkFile(root, path, expected, options.verdicts);
   }
   if (options.target !== undefined) checkTarget(manifest, options.target.arch);
 
   log.info({ dir: root, name: manifest.name, version: manifest.version, signer }, 'artifact verified');
-  const absentVariants = manifest.variants.filter((v) => absent.has(v.file)).map((v) => v.id);
+  const absentVariants = variants.filter((v) => absent.has(v.file)).map((v) => v.id);
   const verified = {
     dir: root,
     manifest,
@@ -160,13 +165,46 @@ async function readArtifactFile(root: string, name: string, maxBytes: number): P
 }
 
 /**
- * The files on disk must be exactly manifest.json, manifest.sig (if present) and the keys of `files`; with
- * `mayBeAbsent`, those variants' model files may be missing while one variant is whole. Returns the absent ones.
+ * The manifests of a pipeline's bundled models that have variants in `mayBeAbsent`, each hashed (against the
+ * pipeline's signed manifest) before it is read: they say which files those variants are. Empty for a model artifact.
+ */
+async function bundledManifests(
+  root: string,
+  manifest: Manifest,
+  mayBeAbsent: readonly string[],
+  verdicts: Verdicts | undefined,
+): Promise<Map<string, Manifest>> {
+  const read = new Map<string, Manifest>();
+  for (const model of bundledModels(manifest)) {
+    if (variantsOfBundled(mayBeAbsent, model.key).length === 0) continue;
+    const expected = manifest.files[model.manifestPath];
+    const present = await lstat(join(root, model.manifestPath)).then(
+      (info) => info.isFile(),
+      () => false,
+    );
+    if (expected === undefined || !present) {
+      throw new OutpostError(
+        'ARTIFACT_FILE_MISSING',
+        `${root} lacks ${model.manifestPath}, the manifest of bundled model "${model.key}"`,
+        { details: { dir: root, missing: [model.manifestPath] } },
+      );
+    }
+    await checkFile(root, model.manifestPath, expected, verdicts);
+    read.set(model.key, parseManifestBytes(await readFile(join(root, model.manifestPath))).manifest);
+  }
+  return read;
+}
+
+/**
+ * The files on disk must be exactly manifest.json, manifest.sig (if present) and the keys of `files`; the model files
+ * of the `mayBeAbsent` variants may be missing while one variant of the same model is whole (and no variant held
+ * shares the file). Returns the absent ones.
  */
 async function checkFileSet(
   root: string,
   manifest: Manifest,
   signed: boolean,
+  variants: readonly VariantFile[],
   mayBeAbsent: readonly string[],
 ): Promise<ReadonlySet<string>> {
   const onDisk = await listArtifactFiles(root);
@@ -177,8 +215,12 @@ async function checkFileSet(
   const present = new Set(onDisk);
   let missing = [...expected].filter((path) => !present.has(path)).sort();
   const absent = new Set<string>();
-  if (mayBeAbsent.length > 0 && manifest.variants.some((v) => present.has(v.file))) {
-    const optional = new Set(manifest.variants.filter((v) => mayBeAbsent.includes(v.id)).map((v) => v.file));
+  if (mayBeAbsent.length > 0) {
+    const held = variants.filter((v) => !mayBeAbsent.includes(v.id)).map((v) => v.id);
+    const optional = filesNotHeld(variants, held);
+    // Per model (the artifact's own, or each bundled one): its variants excused only while one of them is whole.
+    const whole = new Set(variants.filter((v) => present.has(v.file)).map((v) => v.model ?? ''));
+    for (const v of variants) if (!whole.has(v.model ?? '')) optional.delete(v.file);
     for (const path of missing) if (optional.has(path)) absent.add(path);
     missing = missing.filter((path) => !absent.has(path));
   }

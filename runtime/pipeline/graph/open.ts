@@ -3,7 +3,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OutpostError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../artifact/manifest.js';
-import { artifactFilePath, openArtifact, type OpenedArtifact, type Verdicts } from '../../artifact/index.js';
+import {
+  artifactFilePath,
+  openArtifact,
+  variantsOfBundled,
+  type OpenedArtifact,
+  type Verdicts,
+} from '../../artifact/index.js';
 import type { BackendName } from '../../backends/types.js';
 import { loadModel } from '../../model/load.js';
 import type { Model } from '../../model/model.js';
@@ -18,6 +24,11 @@ export interface OpenPipelineOptions {
   readonly trustedKeys?: readonly (string | KeyObject)[];
   readonly requireSignature?: boolean;
   readonly verdicts?: Verdicts;
+  /**
+   * Variants of bundled models this device did not fetch, as `<model key>/<variant id>` (the `files` stream layout,
+   * docs/delivery.md): their files may be absent (VerifyOptions.absentVariants), and each model loads from the rest.
+   */
+  readonly absentVariants?: readonly string[];
   /** A model the pipeline references by name and pinned version (not bundled) → its installed artifact's path. */
   readonly resolveModel?: (name: string, version: string) => string | undefined;
 }
@@ -33,6 +44,7 @@ export async function openPipeline(path: string, options: OpenPipelineOptions = 
     ...(options.trustedKeys === undefined ? {} : { trustedKeys: options.trustedKeys }),
     ...(options.requireSignature === undefined ? {} : { requireSignature: options.requireSignature }),
     ...(options.verdicts === undefined ? {} : { verdicts: options.verdicts }),
+    ...(options.absentVariants === undefined ? {} : { absentVariants: options.absentVariants }),
   });
   const models: Record<string, Model> = {};
   try {
@@ -55,8 +67,10 @@ export async function openPipeline(path: string, options: OpenPipelineOptions = 
           { details: { model: key, ...source } },
         );
       }
+      const absent = 'dir' in source ? variantsOfBundled(artifact.absentVariants ?? [], key) : [];
       models[key] = await loadModel(dir, {
         warmup: 0,
+        ...(absent.length === 0 ? {} : { absentVariants: absent }),
         ...(options.backend === undefined ? {} : { backend: options.backend }),
         ...(options.threads === undefined ? {} : { threads: options.threads }),
       });
