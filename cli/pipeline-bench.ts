@@ -1,6 +1,7 @@
 import { OutpostError } from '../runtime/errors.js';
-import { openPipeline } from '../runtime/pipeline/index.js';
+import { openPipeline, readPipelineVectors, type Pipeline } from '../runtime/pipeline/index.js';
 import { benchmarkPipeline, type PipelineBenchReport } from '../runtime/tuning/index.js';
+import type { TensorLike } from '../runtime/tensor/index.js';
 import { formatNumber, print, printJson, table } from './output.js';
 import { pipelineFeeds } from './pipeline-run.js';
 import { ProgressReporter } from './progress.js';
@@ -11,12 +12,20 @@ export const PIPELINE_BENCH_DEFAULTS = Object.freeze({
   iterations: 20, // runs: p99 is then the slowest run or near it; ask for more for a tail
 });
 
-export function printPipelineBench(report: PipelineBenchReport): void {
+/** The request a bench times: the caller's files, or the artifact's first recorded test vector. */
+export interface BenchRequest {
+  readonly from: 'input' | 'test-vector';
+  /** The --input arguments, or the test vector's case id. */
+  readonly what: string;
+}
+
+export function printPipelineBench(report: PipelineBenchReport, request?: BenchRequest): void {
   const { host, end_to_end: e2e } = report;
   print(
     `${report.pipeline}@${report.version} pipeline on ${host.cpuModel} (${host.cpus} cpus, ${host.platform}/${host.arch}), ` +
       `${report.iterations} runs, ${report.concurrency} in flight`,
   );
+  if (request !== undefined) print(`request: ${request.from === 'input' ? '--input' : 'test vector'} ${request.what}`);
   const ms = (v: number) => formatNumber(v);
   const rows = report.steps.map((s) => [
     s.id,
@@ -33,9 +42,33 @@ export function printPipelineBench(report: PipelineBenchReport): void {
 }
 
 /**
- * `outpost bench <pipeline> --input <file>`: end-to-end and per-step latency of a pipeline artifact, the steps'
- * times taken from the same runs (runtime/tuning/pipeline-bench.ts). A pipeline carries no test vectors, so the
- * request is the caller's: `--input` as for `outpost run`.
+ * The request to time, with the precedence `bench <model>` has: `--input` files (as for `outpost run`), else the
+ * artifact's first recorded end-to-end test vector (runtime/pipeline/graph/vectors.ts). A pipeline has no synthetic
+ * fallback (its input is an image or a tensor only the caller knows): without either, INVALID_ARGUMENT asks for
+ * `--input`.
+ */
+export async function benchRequest(
+  pipeline: Pipeline,
+  path: string,
+  input: readonly string[] | undefined,
+): Promise<{ feeds: Record<string, TensorLike>; request: BenchRequest }> {
+  if (input !== undefined && input.length > 0) {
+    return { feeds: await pipelineFeeds(pipeline, input), request: { from: 'input', what: input.join(' ') } };
+  }
+  const [first] = await readPipelineVectors(pipeline.dir, pipeline.manifest);
+  if (first === undefined) {
+    throw new OutpostError(
+      'INVALID_ARGUMENT',
+      `pipeline ${path} has no recorded test vectors: give the request to time with --input <file> (e.g. an image), ` +
+        'as for outpost run, or rebuild it with testVectors / --test-input',
+    );
+  }
+  return { feeds: first.inputs, request: { from: 'test-vector', what: first.id } };
+}
+
+/**
+ * `outpost bench <pipeline> [--input <file>]`: end-to-end and per-step latency of a pipeline artifact, the steps'
+ * times taken from the same runs (runtime/tuning/pipeline-bench.ts), on the request benchRequest picks.
  */
 export async function benchPipelineCommand(
   path: string,
@@ -50,12 +83,6 @@ export async function benchPipelineCommand(
     threads?: number;
   },
 ): Promise<void> {
-  if (opts.input === undefined || opts.input.length === 0) {
-    throw new OutpostError(
-      'INVALID_ARGUMENT',
-      `${path} is a pipeline: give the request to time with --input <file> (e.g. an image), as for outpost run`,
-    );
-  }
   if (opts.backend === 'all') {
     throw new OutpostError('INVALID_ARGUMENT', '--backend all compares models; bench a pipeline on native or wasm');
   }
@@ -67,7 +94,7 @@ export async function benchPipelineCommand(
     ...(opts.threads === undefined ? {} : { threads: opts.threads }),
   });
   try {
-    const feeds = await pipelineFeeds(pipeline, opts.input);
+    const { feeds, request } = await benchRequest(pipeline, path, opts.input);
     const progress = new ProgressReporter('bench');
     let report: PipelineBenchReport;
     try {
@@ -80,8 +107,8 @@ export async function benchPipelineCommand(
     } finally {
       progress.done();
     }
-    if (opts.json === true) printJson(report);
-    else printPipelineBench(report);
+    if (opts.json === true) printJson({ ...report, request });
+    else printPipelineBench(report, request);
   } finally {
     await pipeline.release();
   }

@@ -3,7 +3,7 @@ import { seededRandom } from '../../runtime/tensor/tensor.js';
 
 /**
  * Rendered multi-line text images for grading an OCR pipeline without a dataset: 3–6 lines per image, each of 1–4
- * phrases, in DejaVu Sans or Serif at 18–40 px, dark ink on light paper, left-aligned at varied indents, every line
+ * phrases, in DejaVu Sans or Serif at 18–40 px (TEXT_PAGE; TEXT_SNIPPET draws fewer, smaller lines), dark ink on light paper, left-aligned at varied indents, every line
  * inside the page (its width estimated at 0.62 em per character, DejaVu's average advance, plus a margin). PNG bytes
  * and the text of each line, top to bottom. Deterministic for a given index and font set (SVG via sharp's librsvg).
  */
@@ -31,18 +31,39 @@ export interface TextImage {
   readonly lines: readonly string[];
 }
 
-export async function renderTextImage(index: number): Promise<TextImage> {
+/** What an image holds: lines per image, phrases per line (at most), font sizes in px (inclusive ranges). */
+export interface TextImageShape {
+  readonly lines: readonly [number, number];
+  readonly phrases: number;
+  readonly sizes: readonly [number, number];
+}
+
+/** The default: a page of 3–6 lines of 1–4 phrases at 18–40 px (the accuracy tests and bench/pipeline/ocr.ts). */
+export const TEXT_PAGE: TextImageShape = Object.freeze<TextImageShape>({
+  lines: [3, 6] as const,
+  phrases: 4,
+  sizes: [18, 40] as const,
+});
+/** A small image, ~450 × 130 px: 2–3 lines of 1–2 phrases at 16–24 px (bench/batch.ts --ocr-images: 200 of them). */
+export const TEXT_SNIPPET: TextImageShape = Object.freeze<TextImageShape>({
+  lines: [2, 3] as const,
+  phrases: 2,
+  sizes: [16, 24] as const,
+});
+
+export async function renderTextImage(index: number, shape: TextImageShape = TEXT_PAGE): Promise<TextImage> {
   const random = seededRandom(7000 + index);
-  const count = 3 + Math.floor(random() * 4);
+  const span = (range: readonly [number, number]) => range[0] + Math.floor(random() * (range[1] - range[0] + 1));
+  const count = span(shape.lines);
   const rows: { text: string; size: number; x: number; family: string; ink: number }[] = [];
   for (let i = 0; i < count; i++) {
-    const phrases = 1 + Math.floor(random() * 4);
+    const phrases = 1 + Math.floor(random() * shape.phrases);
     const text = Array.from({ length: phrases }, () => PHRASES[Math.floor(random() * PHRASES.length)] ?? 'text').join(
       ' ',
     );
     rows.push({
       text,
-      size: 18 + Math.floor(random() * 23),
+      size: span(shape.sizes),
       x: 16 + Math.floor(random() * 48),
       family: random() < 0.5 ? 'DejaVu Sans' : 'DejaVu Serif',
       ink: Math.floor(random() * 60),

@@ -76,7 +76,11 @@ export function register(program: Command): void {
     .option('--iterations <n>', 'timed runs per subject (default 500; a pipeline: 20)', parsePositiveInt)
     .option('--concurrency <n>', 'calls in flight at once', parsePositiveInt, 1)
     .option('--rounds <n>', 'rounds the subjects alternate in', parsePositiveInt, 10)
-    .option('-i, --input <file>', 'inputs instead of test vectors or synthetic data (as for run; repeatable)', collect)
+    .option(
+      '-i, --input <file>',
+      'inputs instead of test vectors or synthetic data (as for run; repeatable; a pipeline: its test vectors, else required)',
+      collect,
+    )
     .action(async (path: string, opts: BenchOptions) => {
       // A pipeline artifact: per-step and end-to-end latency of one request (cli/pipeline-bench.ts).
       if (await isPipelineArtifact(path)) return benchPipelineCommand(path, opts);

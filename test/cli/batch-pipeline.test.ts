@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { characterAccuracy, renderTextImage } from '../../bench/pipeline/text-images.js';
@@ -107,7 +107,7 @@ describe('outpost batch <pipeline>', () => {
 
 describe('outpost bench <pipeline>', () => {
   it(
-    'times each step and the whole request from the same runs (--json), and asks for --input',
+    'times each step and the whole request from the same runs (--json); no --input: the recorded test vector, none: asks for --input',
     async () => {
       const page = join(root, 'bench.png');
       await writeFile(page, (await renderTextImage(3)).png);
@@ -123,9 +123,25 @@ describe('outpost bench <pipeline>', () => {
       const sum = report.steps.reduce((total, s) => total + s.mean_ms, 0);
       expect(sum).toBeGreaterThan(0);
       expect(sum).toBeLessThanOrEqual(report.end_to_end.mean_ms);
-      const bare = await runCli(['bench', ocr], { timeoutMs: CLI_TIMEOUT_MS });
-      expect(bare.code).toBe(1);
-      expect(bare.stderr).toMatch(/--input <file>.*\[INVALID_ARGUMENT\]/);
+      expect(report).toMatchObject({ request: { from: 'input', what: page } });
+      // No --input: the artifact's first recorded end-to-end test vector (examples/ocr records one), as for a model.
+      const bare = await runCli(['bench', ocr, '--warmup', '0', '--iterations', '1', '--json'], {
+        timeoutMs: CLI_TIMEOUT_MS,
+      });
+      expect(bare.code, bare.stderr).toBe(0);
+      expect(JSON.parse(bare.stdout)).toMatchObject({
+        iterations: 1,
+        request: { from: 'test-vector', what: 'case-0' },
+      });
+      // A pipeline without vectors (the same artifact, its manifest's testVectors dropped) has nothing to time.
+      const plain = join(root, 'ocr-no-vectors');
+      await cp(ocr, plain, { recursive: true });
+      const manifest = JSON.parse(await readFile(join(plain, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+      delete manifest.testVectors;
+      await writeFile(join(plain, 'manifest.json'), JSON.stringify(manifest));
+      const none = await runCli(['bench', plain], { timeoutMs: CLI_TIMEOUT_MS });
+      expect(none.code).toBe(1);
+      expect(none.stderr).toMatch(/no recorded test vectors.*--input <file>.*\[INVALID_ARGUMENT\]/);
     },
     TEST_TIMEOUT_MS,
   );

@@ -85,7 +85,14 @@ export async function openPipeline(path: string, options: OpenPipelineOptions = 
       if (planned.kind === 'transform')
         transforms[planned.step.id] = await planned.transform.prepare(planned.params as never, context);
     }
-    return new Pipeline({ manifest: artifact.manifest, plan, models, transforms, dispose: () => artifact.dispose() });
+    return new Pipeline({
+      manifest: artifact.manifest,
+      dir: artifact.dir,
+      plan,
+      models,
+      transforms,
+      dispose: () => artifact.dispose(),
+    });
   } catch (error) {
     await Promise.all(Object.values(models).map((m) => m.release()));
     await artifact.dispose();

@@ -25,6 +25,8 @@ export interface StepInfo {
 
 export interface PipelineInit {
   readonly manifest: Manifest;
+  /** The verified artifact's directory (an archive's extracted copy): its files, e.g. the recorded test vectors. */
+  readonly dir: string;
   readonly plan: Plan;
   readonly models: Readonly<Record<string, Model>>;
   readonly transforms: Readonly<Record<string, TransformRun>>;
@@ -41,6 +43,8 @@ export class Pipeline {
   readonly name: string;
   readonly version: string;
   readonly manifest: Manifest;
+  /** Where the verified artifact's files are read from until release() (an archive's extracted copy). */
+  readonly dir: string;
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
   readonly steps: readonly StepInfo[];
@@ -53,6 +57,7 @@ export class Pipeline {
 
   constructor(init: PipelineInit) {
     this.manifest = init.manifest;
+    this.dir = init.dir;
     this.name = init.manifest.name;
     this.version = init.manifest.version;
     this.inputs = init.manifest.inputs;
