@@ -1,8 +1,10 @@
 /**
  * The fleet's numbers in README.md ("Fleet"):  npx tsx bench/fleet.ts [--things 1000] [--devices 50] [--mb 50] [--json]
+ *   [--only bookkeeping]  (part 1 alone: no build, no broker)
  * 1) Bookkeeping on SQLite and on PostgreSQL in the same run: 1,000 things registered from status messages, one
  *    deployment creating an execution for each, then every execution moved QUEUED → IN_PROGRESS → SUCCEEDED through
  *    the Jobs handlers' store path (conditional updates, event log), 8 devices' worth of requests in flight.
+ *    statusCpuUs: this process's CPU microseconds per status message (on SQLite, all of its cost).
  * 2) Memory of `fleet serve` (from dist/, a child process, SQLite) with 1,000 registered things while a 50 MB artifact
  *    streams to 50 devices (light devices in this process: the agent's Jobs client and verified block downloader).
  * Run `npm run build` first. The machine is shared: take the ranges over a few runs, not one figure.
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '50' },
     mb: { type: 'string', default: '50' },
     json: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
 });
 const THINGS = Number(values.things);
@@ -36,7 +39,9 @@ const DEVICES = Number(values.devices);
 const MB = Number(values.mb);
 const CONCURRENCY = 8; // requests in flight during the transition phase
 const ROOT = join(import.meta.dirname, '..');
-if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
+const BOOKKEEPING_ONLY = values.only === 'bookkeeping';
+if (values.only !== undefined && !BOOKKEEPING_ONLY) throw new Error(`--only takes bookkeeping, not ${values.only}`);
+if (!BOOKKEEPING_ONLY && !existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
   throw new Error('run `npm run build` first: fleet serve runs from dist/');
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 const { dir, dispose } = await suiteTmpDir('outpost-bench-fleet-');
@@ -45,6 +50,7 @@ const results: Record<string, unknown> = {};
 async function bookkeeping(store: FleetStore): Promise<Record<string, number>> {
   const now = () => Date.now();
   let t = performance.now();
+  const cpu = process.cpuUsage();
   for (let i = 0; i < THINGS; i++) {
     await store.recordStatus({
       name: `t-${i}`,
@@ -54,6 +60,9 @@ async function bookkeeping(store: FleetStore): Promise<Record<string, number>> {
     });
   }
   const statusPerS = THINGS / ((performance.now() - t) / 1000);
+  // This process's CPU time per status: on SQLite all of the work, and steadier than the rate on a shared machine.
+  const { user, system } = process.cpuUsage(cpu);
+  const statusCpuUs = (user + system) / THINGS;
   const artifact = await store.putArtifact(artifactRecord(1));
   t = performance.now();
   const things = Array.from({ length: THINGS }, (_, i) => `t-${i}`);
@@ -76,6 +85,7 @@ async function bookkeeping(store: FleetStore): Promise<Record<string, number>> {
   const transitionsPerS = (2 * THINGS) / ((performance.now() - t) / 1000);
   return {
     statusPerS: Math.round(statusPerS),
+    statusCpuUs: Math.round(statusCpuUs),
     executionsCreatedPerS: Math.round(createdPerS),
     transitionsPerS: Math.round(transitionsPerS),
   };
@@ -96,116 +106,122 @@ if (pgMissing === undefined) {
 } else results.postgres = `skipped: ${pgMissing}`;
 
 // ── 2) memory of fleet serve while streaming ───────────────────────────────────────────────────────────────────
-const broker = await startBroker();
-progress(`streaming: fleet serve with ${THINGS} things, a ${MB} MB artifact to ${DEVICES} devices (${broker.kind})`);
-const child = spawn(
-  process.execPath,
-  [
-    join(ROOT, 'dist', 'cli', 'main.js'),
-    'fleet',
-    'serve',
-    '--broker',
-    broker.urls.tcp,
-    '--data-dir',
-    join(dir, 'fleet'),
-    '--http-port',
-    '0',
-  ],
-  {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  },
-);
-let stderr = '';
-const url = await new Promise<string>((resolve, reject) => {
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    const m = /fleet serving (http:\/\/\S+)/.exec(stderr);
-    if (m?.[1] !== undefined) resolve(m[1]);
+async function streaming(): Promise<Record<string, unknown>> {
+  const broker = await startBroker();
+  progress(`streaming: fleet serve with ${THINGS} things, a ${MB} MB artifact to ${DEVICES} devices (${broker.kind})`);
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'dist', 'cli', 'main.js'),
+      'fleet',
+      'serve',
+      '--broker',
+      broker.urls.tcp,
+      '--data-dir',
+      join(dir, 'fleet'),
+      '--http-port',
+      '0',
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const m = /fleet serving (http:\/\/\S+)/.exec(stderr);
+      if (m?.[1] !== undefined) resolve(m[1]);
+    });
+    child.once('exit', () => reject(new Error(stderr)));
   });
-  child.once('exit', () => reject(new Error(stderr)));
-});
-const rss = async () =>
-  Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${String(child.pid)}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-const api = async (method: string, path: string, body?: unknown): Promise<unknown> =>
-  (
-    await fetch(`${url}${path}`, {
-      method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-    })
-  ).json();
-const idleRss = await rss();
-const peer = await connectAsync(broker.urls.tcp, { clientId: 'bench-registrar' });
-for (let i = 0; i < THINGS - DEVICES; i++) {
-  await peer.publishAsync(
-    `outpost/things/idle-${i}/status`,
-    JSON.stringify({
-      thing: `idle-${i}`,
-      connected: false,
-      host: { arch: 'x86_64', profile: 'x86_64:avx2', agentVersion: 'bench' },
-    }),
-    { qos: 1, retain: true },
-  );
+  const rss = async () =>
+    Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${String(child.pid)}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  const api = async (method: string, path: string, body?: unknown): Promise<unknown> =>
+    (
+      await fetch(`${url}${path}`, {
+        method,
+        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      })
+    ).json();
+  const idleRss = await rss();
+  const peer = await connectAsync(broker.urls.tcp, { clientId: 'bench-registrar' });
+  for (let i = 0; i < THINGS - DEVICES; i++) {
+    await peer.publishAsync(
+      `outpost/things/idle-${i}/status`,
+      JSON.stringify({
+        thing: `idle-${i}`,
+        connected: false,
+        host: { arch: 'x86_64', profile: 'x86_64:avx2', agentVersion: 'bench' },
+      }),
+      { qos: 1, retain: true },
+    );
+  }
+  await peer.endAsync();
+  const devices: LightDevice[] = [];
+  for (let i = 0; i < DEVICES; i++) {
+    devices.push(
+      await LightDevice.start({
+        url: broker.urls.tcp,
+        thing: `dev-${i}`,
+        dir: join(dir, 'devices'),
+        target: { profile: 'x86_64:avx2', arch: 'x86_64' },
+        maxInFlightBlocks: 8,
+      }),
+    );
+  }
+  for (;;) {
+    const { things } = (await api('GET', '/v1/things')) as { things: unknown[] };
+    if (things.length >= THINGS) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const registeredRss = await rss();
+  progress(`building a ${MB} MB artifact`);
+  // base64 padding gzips to about 3/4 of its size: pad so that the archive is MB megabytes.
+  const artifactDir = (await sampleCnnArtifact(join(dir, 'a'), { padBytes: Math.round((MB * 1024 * 1024 * 4) / 3) }))
+    .dir;
+  const { packArtifact } = await import('../runtime/artifact/index.js');
+  const archive = await packArtifact(artifactDir, join(dir, 'a.tar.gz'));
+  const upload = (await (
+    await fetch(`${url}/v1/artifacts`, { method: 'POST', body: await readFile(archive.path) })
+  ).json()) as { sha256: string };
+  let peakRss = 0;
+  const sampler = setInterval(() => void rss().then((r) => (peakRss = Math.max(peakRss, r))), 100);
+  const t0 = performance.now();
+  await api('POST', '/v1/deployments', {
+    artifacts: [upload.sha256],
+    things: devices.map((d) => d.thing),
+    id: 'bench-stream',
+  });
+  for (let done = 0; done < DEVICES;) {
+    await new Promise((r) => setTimeout(r, 500));
+    done = devices.filter((d) => d.received.length > 0).length;
+    process.stderr.write(`\r${done}/${DEVICES} devices done, fleet RSS ${(peakRss / 2 ** 20).toFixed(0)} MB peak`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  clearInterval(sampler);
+  process.stderr.write('\n');
+  const health = (await api('GET', '/v1/health')) as { stats: { bytesServed: number } };
+  const figures = {
+    broker: broker.kind,
+    things: THINGS,
+    devices: DEVICES,
+    artifactMB: Math.round(archive.bytes / 2 ** 20),
+    seconds: Number(seconds.toFixed(1)),
+    servedMB: Math.round(health.stats.bytesServed / 2 ** 20),
+    throughputMBps: Number((health.stats.bytesServed / 2 ** 20 / seconds).toFixed(1)),
+    rssIdleMB: Math.round(idleRss / 2 ** 20),
+    rssRegisteredMB: Math.round(registeredRss / 2 ** 20),
+    rssPeakStreamingMB: Math.round(peakRss / 2 ** 20),
+  };
+  for (const d of devices) await d.close();
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  await broker.stop();
+  return figures;
 }
-await peer.endAsync();
-const devices: LightDevice[] = [];
-for (let i = 0; i < DEVICES; i++) {
-  devices.push(
-    await LightDevice.start({
-      url: broker.urls.tcp,
-      thing: `dev-${i}`,
-      dir: join(dir, 'devices'),
-      target: { profile: 'x86_64:avx2', arch: 'x86_64' },
-      maxInFlightBlocks: 8,
-    }),
-  );
-}
-for (;;) {
-  const { things } = (await api('GET', '/v1/things')) as { things: unknown[] };
-  if (things.length >= THINGS) break;
-  await new Promise((r) => setTimeout(r, 200));
-}
-const registeredRss = await rss();
-progress(`building a ${MB} MB artifact`);
-// base64 padding gzips to about 3/4 of its size: pad so that the archive is MB megabytes.
-const artifactDir = (await sampleCnnArtifact(join(dir, 'a'), { padBytes: Math.round((MB * 1024 * 1024 * 4) / 3) })).dir;
-const { packArtifact } = await import('../runtime/artifact/index.js');
-const archive = await packArtifact(artifactDir, join(dir, 'a.tar.gz'));
-const upload = (await (
-  await fetch(`${url}/v1/artifacts`, { method: 'POST', body: await readFile(archive.path) })
-).json()) as { sha256: string };
-let peakRss = 0;
-const sampler = setInterval(() => void rss().then((r) => (peakRss = Math.max(peakRss, r))), 100);
-const t0 = performance.now();
-await api('POST', '/v1/deployments', {
-  artifacts: [upload.sha256],
-  things: devices.map((d) => d.thing),
-  id: 'bench-stream',
-});
-for (let done = 0; done < DEVICES;) {
-  await new Promise((r) => setTimeout(r, 500));
-  done = devices.filter((d) => d.received.length > 0).length;
-  process.stderr.write(`\r${done}/${DEVICES} devices done, fleet RSS ${(peakRss / 2 ** 20).toFixed(0)} MB peak`);
-}
-const seconds = (performance.now() - t0) / 1000;
-clearInterval(sampler);
-process.stderr.write('\n');
-const health = (await api('GET', '/v1/health')) as { stats: { bytesServed: number } };
-results.streaming = {
-  broker: broker.kind,
-  things: THINGS,
-  devices: DEVICES,
-  artifactMB: Math.round(archive.bytes / 2 ** 20),
-  seconds: Number(seconds.toFixed(1)),
-  servedMB: Math.round(health.stats.bytesServed / 2 ** 20),
-  throughputMBps: Number((health.stats.bytesServed / 2 ** 20 / seconds).toFixed(1)),
-  rssIdleMB: Math.round(idleRss / 2 ** 20),
-  rssRegisteredMB: Math.round(registeredRss / 2 ** 20),
-  rssPeakStreamingMB: Math.round(peakRss / 2 ** 20),
-};
-for (const d of devices) await d.close();
-child.kill('SIGTERM');
-await new Promise((r) => child.once('exit', r));
-await broker.stop();
+
+if (!BOOKKEEPING_ONLY) results.streaming = await streaming();
 await dispose();
 if (values.json) console.log(JSON.stringify(results, null, 2));
 else {
@@ -213,5 +229,5 @@ else {
     const r = results[name];
     console.log(typeof r === 'string' ? `${name}: ${r}` : `${name}: ${JSON.stringify(r)}`);
   }
-  console.log(`streaming: ${JSON.stringify(results.streaming)}`);
+  if (results.streaming !== undefined) console.log(`streaming: ${JSON.stringify(results.streaming)}`);
 }

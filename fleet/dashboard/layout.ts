@@ -108,3 +108,46 @@ export function bar(
         .map((s) => html`<li><span class="key ${s.cls}"></span>${s.name}: ${s.count}</li>`)}
     </ul>`;
 }
+
+/** A column heading: its text, or `num(text)` for a column of figures (right-aligned, `class="num"`). */
+export type Column = string | { readonly num: string };
+
+export function num(heading: string): Column {
+  return { num: heading };
+}
+
+/** The serving-health headings the device page's health and guardrail tables share (a version's calls so far). */
+export const SERVING_COLUMNS: readonly Column[] = Object.freeze([
+  num('Requests'),
+  num('Errors'),
+  num('Error rate'),
+  num('p50 ms'),
+  num('p99 ms'),
+]);
+
+/**
+ * A table of records as every page writes one: in a horizontally scrolling box (phone width), headings as
+ * `<th scope="col">`, and the rows as the page builds them. `attributes` names it (`id="…"`, `data-…`): the tests and
+ * the live script find tables by them.
+ */
+export function table(attributes: Html, columns: readonly Column[], rows: HtmlValue): Html {
+  return html`<div class="scroll">
+    <table ${attributes}>
+      <thead>
+        <tr>
+          ${columns.map((c) =>
+            typeof c === 'string' ? html`<th scope="col">${c}</th>` : html`<th scope="col" class="num">${c.num}</th>`,
+          )}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows}
+      </tbody>
+    </table>
+  </div>`;
+}
+
+/** A line of muted text: what a section says when it has nothing to show. */
+export function muted(text: string): Html {
+  return html`<p class="muted">${text}</p>`;
+}

@@ -68,7 +68,7 @@ export class KyselyStore implements FleetStore {
   }
 
   recordStatus(update: ThingStatusUpdate) {
-    return this.run('record status', (db) => registry.recordStatus(db, update));
+    return this.run('record status', (db) => registry.recordStatus(db, this.dialect, update));
   }
   setAttributes(
     name: string,

@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { Dialect } from './migrations/index.js';
 import { OutpostError } from '../../runtime/errors.js';
 import { toArtifact, toGroup, toThing } from './rows.js';
 import type { Database, ThingsTable } from './schema.js';
@@ -24,74 +25,106 @@ export async function listThings(db: Db, names?: readonly string[]): Promise<Thi
  * last-seen time of all: what the dashboard's live feed uses to refresh health figures, which are not in the event log.
  */
 export async function thingsSeenAfter(db: Db, afterMs: number, limit: number): Promise<SeenThings> {
-  const latest = await db
-    .selectFrom('things')
-    .select((eb) => eb.fn.max<number | string | null>('last_seen_ms').as('latest'))
-    .executeTakeFirst();
+  const latest = await seenQueries(db, afterMs, limit).latest.executeTakeFirst();
   // PostgreSQL's bigint arrives as text (see rows.ts); an empty registry gives null.
   const latestMs = Number(latest?.latest ?? 0);
   if (limit <= 0 || latestMs <= afterMs) return { things: [], latestMs };
-  const rows = await db
-    .selectFrom('things')
-    .select(['name', 'last_seen_ms'])
-    .where('last_seen_ms', '>', afterMs)
-    .orderBy('last_seen_ms')
-    .orderBy('name')
-    .limit(limit)
-    .execute();
+  const rows = await seenQueries(db, afterMs, limit).seen.execute();
   return { things: rows.map((r) => r.name), latestMs };
+}
+
+/** thingsSeenAfter's two queries, as built (the migration tests read their plans: both use `things_last_seen`). */
+export function seenQueries(db: Db, afterMs: number, limit: number) {
+  return {
+    latest: db.selectFrom('things').select((eb) => eb.fn.max<number | string | null>('last_seen_ms').as('latest')),
+    seen: db
+      .selectFrom('things')
+      .select(['name', 'last_seen_ms'])
+      .where('last_seen_ms', '>', afterMs)
+      .orderBy('last_seen_ms')
+      .orderBy('name')
+      .limit(limit),
+  };
 }
 
 /**
  * One status message: the thing is created on first sight, its last-seen time moves, and what the message carries
- * replaces what was known (a last will carries only `connected: false`, so the rest stays).
+ * replaces what was known (a last will carries only `connected: false`, so the rest stays). It is the registry's
+ * hot path (every device, every status interval), so it costs as few statements as the engine allows: on
+ * PostgreSQL one (the thing as it was is read in a CTE, which sees the table before the upsert, and the upsert
+ * returns the row); on SQLite, in-process, a transaction of two (its `connected` as it was, the upsert returning
+ * the row) — SQLite does not say what a RETURNING subquery sees.
  */
 export async function recordStatus(
   db: Db,
+  dialect: Dialect,
   update: ThingStatusUpdate,
 ): Promise<{ thing: ThingRecord; created: boolean; cameOnline: boolean }> {
-  return db.transaction().execute(async (trx) => {
-    const before = await getThing(trx, update.name);
-    const reported: Partial<ThingsTable> = {
-      connected: update.connected ? 1 : 0,
-      last_seen_ms: update.atMs,
-      updated_ms: update.atMs,
-      ...(update.target === undefined
-        ? {}
-        : {
-            profile: update.target.profile ?? null,
-            cpu_profile: update.target.cpuProfile ?? update.target.profile ?? null,
-            arch: update.target.arch ?? null,
-          }),
-      ...(update.agentVersion === undefined ? {} : { agent_version: update.agentVersion }),
-      ...(update.onnxruntimeVersion === undefined ? {} : { ort_version: update.onnxruntimeVersion }),
-      ...(update.models === undefined ? {} : { models_json: JSON.stringify(update.models) }),
-      ...(update.health === undefined ? {} : { health_json: JSON.stringify(update.health) }),
-      ...(update.drift === undefined ? {} : { drift_json: JSON.stringify(update.drift) }),
-      ...(update.shadows === undefined ? {} : { shadows_json: JSON.stringify(update.shadows) }),
-      ...(update.guardrails === undefined ? {} : { guardrails_json: JSON.stringify(update.guardrails) }),
+  const reported: Partial<ThingsTable> = {
+    connected: update.connected ? 1 : 0,
+    last_seen_ms: update.atMs,
+    updated_ms: update.atMs,
+    ...(update.target === undefined
+      ? {}
+      : {
+          profile: update.target.profile ?? null,
+          cpu_profile: update.target.cpuProfile ?? update.target.profile ?? null,
+          arch: update.target.arch ?? null,
+        }),
+    ...(update.agentVersion === undefined ? {} : { agent_version: update.agentVersion }),
+    ...(update.onnxruntimeVersion === undefined ? {} : { ort_version: update.onnxruntimeVersion }),
+    ...(update.models === undefined ? {} : { models_json: JSON.stringify(update.models) }),
+    ...(update.health === undefined ? {} : { health_json: JSON.stringify(update.health) }),
+    ...(update.drift === undefined ? {} : { drift_json: JSON.stringify(update.drift) }),
+    ...(update.shadows === undefined ? {} : { shadows_json: JSON.stringify(update.shadows) }),
+    ...(update.guardrails === undefined ? {} : { guardrails_json: JSON.stringify(update.guardrails) }),
+  };
+  const values: Insertable<ThingsTable> = {
+    name: update.name,
+    first_seen_ms: update.atMs,
+    last_seen_ms: update.atMs,
+    updated_ms: update.atMs,
+    connected: 0,
+    models_json: '[]',
+    health_json: '[]',
+    drift_json: '[]',
+    shadows_json: '[]',
+    guardrails_json: '[]',
+    attributes_json: '{}',
+    ...reported,
+  };
+  const recorded = (row: Selectable<ThingsTable> | undefined, before: number | null | undefined) => {
+    if (row === undefined) throw new OutpostError('INTERNAL', `thing ${update.name} vanished while recorded`);
+    return {
+      thing: toThing(row),
+      created: before === undefined || before === null,
+      cameOnline: update.connected && before !== 1,
     };
-    await trx
+  };
+  if (dialect === 'postgres') {
+    const row = await db
+      .with('before', (q) => q.selectFrom('things').select('connected').where('name', '=', update.name))
       .insertInto('things')
-      .values({
-        name: update.name,
-        first_seen_ms: update.atMs,
-        last_seen_ms: update.atMs,
-        updated_ms: update.atMs,
-        connected: 0,
-        models_json: '[]',
-        health_json: '[]',
-        drift_json: '[]',
-        shadows_json: '[]',
-        guardrails_json: '[]',
-        attributes_json: '{}',
-        ...reported,
-      })
+      .values(values)
       .onConflict((oc) => oc.column('name').doUpdateSet(reported))
-      .execute();
-    const thing = await getThing(trx, update.name);
-    if (thing === undefined) throw new OutpostError('INTERNAL', `thing ${update.name} vanished while recorded`);
-    return { thing, created: before === undefined, cameOnline: update.connected && before?.connected !== true };
+      .returningAll()
+      .returning((eb) => eb.selectFrom('before').select('connected').as('connected_before'))
+      .executeTakeFirst();
+    return recorded(row, row?.connected_before);
+  }
+  return db.transaction().execute(async (trx) => {
+    const before = await trx
+      .selectFrom('things')
+      .select('connected')
+      .where('name', '=', update.name)
+      .executeTakeFirst();
+    const row = await trx
+      .insertInto('things')
+      .values(values)
+      .onConflict((oc) => oc.column('name').doUpdateSet(reported))
+      .returningAll()
+      .executeTakeFirst();
+    return recorded(row, before?.connected);
   });
 }
 

@@ -4,6 +4,7 @@ import Sqlite from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import { storeError } from './errors.js';
 import type { Database } from './schema.js';
+import { cachingDatabase } from './sqlite-statements.js';
 
 /**
  * SQLite in a file, through better-sqlite3 (12.x: 13.x does not run on Node 20). WAL journal: readers never wait for
@@ -33,5 +34,5 @@ export function openSqlite(options: SqliteOptions): Kysely<Database> {
   } catch (error) {
     throw storeError(error, file, 'open');
   }
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingDatabase(database) }) });
 }

@@ -1,7 +1,7 @@
 import type { DeploymentView, WaveView } from '../../api/views.js';
 import type { DeploymentRecord, ExecutionRecord } from '../../store/index.js';
 import { type Html, html, pathPart } from '../html.js';
-import { ago, badge, bar } from '../layout.js';
+import { ago, badge, bar, muted, num, table } from '../layout.js';
 import { details } from './device.js';
 
 /**
@@ -20,43 +20,30 @@ export function deploymentsBody(rows: readonly DeploymentRow[], nowMs: number): 
   return html`<h1>Deployments</h1>
     ${
       rows.length === 0
-        ? html`<p class="muted">No deployments yet.</p>`
-        : html`<div class="scroll">
-            <table id="deployments">
-              <thead>
-                <tr>
-                  <th scope="col">Deployment</th>
-                  <th scope="col">Model</th>
-                  <th scope="col">Strategy</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Progress</th>
-                  <th scope="col" class="num">Failed</th>
-                  <th scope="col">Created</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${[...rows].reverse().map(({ deployment: d, counts }) => {
-                  const total = Object.values(counts).reduce((n, c) => n + c, 0);
-                  const ended = ENDED.reduce((n, s) => n + (counts[s] ?? 0), 0);
-                  const failed = (counts.FAILED ?? 0) + (counts.REJECTED ?? 0) + (counts.TIMED_OUT ?? 0);
-                  return html`<tr data-deployment="${d.id}">
-                    <th scope="row"><a href="/ui/deployments/${pathPart(d.id)}">${d.id}</a></th>
-                    <td>${d.model}@${d.version}</td>
-                    <td>${strategyOf(d)}</td>
-                    <td>${badge(d.state)}</td>
-                    <td>
-                      <progress max="${Math.max(total, 1)}" value="${ended}" aria-label="ended executions">
-                        ${ended}/${total}
-                      </progress>
-                      ${ended}/${total}
-                    </td>
-                    <td class="num">${failed}</td>
-                    <td>${ago(d.createdMs, nowMs)}</td>
-                  </tr>`;
-                })}
-              </tbody>
-            </table>
-          </div>`
+        ? muted('No deployments yet.')
+        : table(
+            html`id="deployments"`,
+            ['Deployment', 'Model', 'Strategy', 'State', 'Progress', num('Failed'), 'Created'],
+            [...rows].reverse().map(({ deployment: d, counts }) => {
+              const total = Object.values(counts).reduce((n, c) => n + c, 0);
+              const ended = ENDED.reduce((n, s) => n + (counts[s] ?? 0), 0);
+              const failed = (counts.FAILED ?? 0) + (counts.REJECTED ?? 0) + (counts.TIMED_OUT ?? 0);
+              return html`<tr data-deployment="${d.id}">
+                <th scope="row"><a href="/ui/deployments/${pathPart(d.id)}">${d.id}</a></th>
+                <td>${d.model}@${d.version}</td>
+                <td>${strategyOf(d)}</td>
+                <td>${badge(d.state)}</td>
+                <td>
+                  <progress max="${Math.max(total, 1)}" value="${ended}" aria-label="ended executions">
+                    ${ended}/${total}
+                  </progress>
+                  ${ended}/${total}
+                </td>
+                <td class="num">${failed}</td>
+                <td>${ago(d.createdMs, nowMs)}</td>
+              </tr>`;
+            }),
+          )
     }`;
 }
 
@@ -179,35 +166,23 @@ export function deploymentBody(d: DeploymentView, session: { cancel: boolean }):
             </ul>`
     }
     <h2>Executions</h2>
-    <div class="scroll">
-      <table id="executions">
-        <thead>
-          <tr>
-            <th scope="col">Thing</th>
-            <th scope="col" class="num">Wave</th>
-            <th scope="col">Status</th>
-            <th scope="col">Artifact target</th>
-            <th scope="col">Previous version</th>
-            <th scope="col">Details</th>
-          </tr>
-        </thead>
-        <tbody>
-          ${d.executions.map(
-            (e) =>
-              html`<tr data-thing="${e.thing}">
-                <th scope="row">
-                  <a href="/ui/things/${pathPart(e.thing)}">${e.thing}</a>${e.retry > 0 ? ` (retry ${e.retry})` : ''}
-                </th>
-                <td class="num">${e.wave ?? '–'}</td>
-                <td>${badge(e.status)}${e.released ? '' : html` <span class="muted">held</span>`}</td>
-                <td>${e.artifactTarget ?? '–'}</td>
-                <td>${e.previousVersion ?? '–'}</td>
-                <td>${details(e.statusDetails)}</td>
-              </tr>`,
-          )}
-        </tbody>
-      </table>
-    </div>`;
+    ${table(
+      html`id="executions"`,
+      ['Thing', num('Wave'), 'Status', 'Artifact target', 'Previous version', 'Details'],
+      d.executions.map(
+        (e) =>
+          html`<tr data-thing="${e.thing}">
+            <th scope="row">
+              <a href="/ui/things/${pathPart(e.thing)}">${e.thing}</a>${e.retry > 0 ? ` (retry ${e.retry})` : ''}
+            </th>
+            <td class="num">${e.wave ?? '–'}</td>
+            <td>${badge(e.status)}${e.released ? '' : html` <span class="muted">held</span>`}</td>
+            <td>${e.artifactTarget ?? '–'}</td>
+            <td>${e.previousVersion ?? '–'}</td>
+            <td>${details(e.statusDetails)}</td>
+          </tr>`,
+      ),
+    )}`;
 }
 
 export function confirmBody(d: DeploymentView, rollback: boolean): Html {

@@ -1,6 +1,6 @@
 import type { ExecutionRecord, FleetEvent, ThingRecord } from '../../store/index.js';
 import { type Html, html, pathPart } from '../html.js';
-import { ago, badge, millis, percent } from '../layout.js';
+import { SERVING_COLUMNS, ago, badge, millis, muted, num, percent, table } from '../layout.js';
 import { driftSection } from './drift.js';
 import { guardrailsSection, shadowsSection } from './serving.js';
 
@@ -45,7 +45,7 @@ export function deviceBody(
     <h2>Attributes</h2>
     ${
       attributes.length === 0
-        ? html`<p class="muted">None.</p>`
+        ? muted('None.')
         : html`<dl class="record" id="attributes">
             ${attributes.map(
               ([k, v]) =>
@@ -57,34 +57,22 @@ export function deviceBody(
     <h2>Serving plan</h2>
     ${
       thing.models.length === 0
-        ? html`<p class="muted">The device reports no active model.</p>`
-        : html`<div class="scroll">
-            <table id="models">
-              <thead>
-                <tr>
-                  <th scope="col">Model</th>
-                  <th scope="col">Version</th>
-                  <th scope="col">Role</th>
-                  <th scope="col" class="num">Traffic</th>
-                  <th scope="col">Variant</th>
-                  <th scope="col">Backend</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${thing.models.map(
-                  (m) =>
-                    html`<tr>
-                      <td>${m.model}</td>
-                      <td>${m.version}</td>
-                      <td>${m.role ?? 'production'}</td>
-                      <td class="num">${m.trafficPercent === undefined ? '–' : `${m.trafficPercent} %`}</td>
-                      <td>${m.variant ?? '–'}</td>
-                      <td>${m.backend ?? '–'}</td>
-                    </tr>`,
-                )}
-              </tbody>
-            </table>
-          </div>`
+        ? muted('The device reports no active model.')
+        : table(
+            html`id="models"`,
+            ['Model', 'Version', 'Role', num('Traffic'), 'Variant', 'Backend'],
+            thing.models.map(
+              (m) =>
+                html`<tr>
+                  <td>${m.model}</td>
+                  <td>${m.version}</td>
+                  <td>${m.role ?? 'production'}</td>
+                  <td class="num">${m.trafficPercent === undefined ? '–' : `${m.trafficPercent} %`}</td>
+                  <td>${m.variant ?? '–'}</td>
+                  <td>${m.backend ?? '–'}</td>
+                </tr>`,
+            ),
+          )
     }
     <h2>Shadows</h2>
     ${shadowsSection(thing)}
@@ -93,104 +81,68 @@ export function deviceBody(
     <h2>Serving health</h2>
     ${
       thing.health.length === 0
-        ? html`<p class="muted">No serving figures reported.</p>`
-        : html`<div class="scroll">
-            <table id="health">
-              <thead>
-                <tr>
-                  <th scope="col">Model</th>
-                  <th scope="col">Version</th>
-                  <th scope="col" class="num">Requests</th>
-                  <th scope="col" class="num">Errors</th>
-                  <th scope="col" class="num">Error rate</th>
-                  <th scope="col" class="num">p50 ms</th>
-                  <th scope="col" class="num">p99 ms</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${thing.health.map(
-                  (h) =>
-                    html`<tr>
-                      <td>${h.model}</td>
-                      <td>${h.version}</td>
-                      <td class="num">${h.requests}</td>
-                      <td class="num">${h.errors}</td>
-                      <td class="num">${percent(h.errors, h.requests)}</td>
-                      <td class="num">${millis(h.p50Ms)}</td>
-                      <td class="num">${millis(h.p99Ms)}</td>
-                    </tr>`,
-                )}
-              </tbody>
-            </table>
-          </div>`
+        ? muted('No serving figures reported.')
+        : table(
+            html`id="health"`,
+            ['Model', 'Version', ...SERVING_COLUMNS],
+            thing.health.map(
+              (h) =>
+                html`<tr>
+                  <td>${h.model}</td>
+                  <td>${h.version}</td>
+                  <td class="num">${h.requests}</td>
+                  <td class="num">${h.errors}</td>
+                  <td class="num">${percent(h.errors, h.requests)}</td>
+                  <td class="num">${millis(h.p50Ms)}</td>
+                  <td class="num">${millis(h.p99Ms)}</td>
+                </tr>`,
+            ),
+          )
     }
     <h2 id="drift">Drift</h2>
     ${driftSection(thing)}
     <h2>Recent deployments</h2>
     ${
       executions.length === 0
-        ? html`<p class="muted">None.</p>`
-        : html`<div class="scroll">
-            <table id="executions">
-              <thead>
-                <tr>
-                  <th scope="col">Deployment</th>
-                  <th scope="col">Status</th>
-                  <th scope="col" class="num">Wave</th>
-                  <th scope="col">Previous version</th>
-                  <th scope="col">Details</th>
-                  <th scope="col">Updated</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${[...executions].reverse().map(
-                  (e) =>
-                    html`<tr>
-                      <td>
-                        <a href="/ui/deployments/${pathPart(e.jobId)}">${e.jobId}</a
-                        >${e.retry > 0 ? ` (retry ${e.retry})` : ''}
-                      </td>
-                      <td>${badge(e.status)}</td>
-                      <td class="num">${e.wave ?? '–'}</td>
-                      <td>${e.previousVersion ?? '–'}</td>
-                      <td>${details(e.statusDetails)}</td>
-                      <td>${ago(e.lastUpdatedMs, nowMs)}</td>
-                    </tr>`,
-                )}
-              </tbody>
-            </table>
-          </div>`
+        ? muted('None.')
+        : table(
+            html`id="executions"`,
+            ['Deployment', 'Status', num('Wave'), 'Previous version', 'Details', 'Updated'],
+            [...executions].reverse().map(
+              (e) =>
+                html`<tr>
+                  <td>
+                    <a href="/ui/deployments/${pathPart(e.jobId)}">${e.jobId}</a
+                    >${e.retry > 0 ? ` (retry ${e.retry})` : ''}
+                  </td>
+                  <td>${badge(e.status)}</td>
+                  <td class="num">${e.wave ?? '–'}</td>
+                  <td>${e.previousVersion ?? '–'}</td>
+                  <td>${details(e.statusDetails)}</td>
+                  <td>${ago(e.lastUpdatedMs, nowMs)}</td>
+                </tr>`,
+            ),
+          )
     }
     <h2>Recent events</h2>
     ${
       events.length === 0
-        ? html`<p class="muted">None in the recent event log.</p>`
-        : html`<div class="scroll">
-            <table id="events">
-              <thead>
-                <tr>
-                  <th scope="col" class="num">Id</th>
-                  <th scope="col">When</th>
-                  <th scope="col">Event</th>
-                  <th scope="col">Deployment</th>
-                  <th scope="col">Data</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${[...events].reverse().map(
-                  (e) =>
-                    html`<tr>
-                      <td class="num">${e.id}</td>
-                      <td>${ago(e.atMs, nowMs)}</td>
-                      <td>${e.type}</td>
-                      <td>
-                        ${e.deploymentId === undefined ? '–' : html`<a href="/ui/deployments/${pathPart(e.deploymentId)}">${e.deploymentId}</a>`}
-                      </td>
-                      <td>${details(e.data ?? {})}</td>
-                    </tr>`,
-                )}
-              </tbody>
-            </table>
-          </div>`
+        ? muted('None in the recent event log.')
+        : table(
+            html`id="events"`,
+            [num('Id'), 'When', 'Event', 'Deployment', 'Data'],
+            [...events].reverse().map(
+              (e) =>
+                html`<tr>
+                  <td class="num">${e.id}</td>
+                  <td>${ago(e.atMs, nowMs)}</td>
+                  <td>${e.type}</td>
+                  <td>
+                    ${e.deploymentId === undefined ? '–' : html`<a href="/ui/deployments/${pathPart(e.deploymentId)}">${e.deploymentId}</a>`}
+                  </td>
+                  <td>${details(e.data ?? {})}</td>
+                </tr>`,
+            ),
+          )
     }`;
 }

@@ -1,6 +1,6 @@
 import type { ThingDrift, ThingRecord } from '../../store/index.js';
 import { type Html, html } from '../html.js';
-import { badge } from '../layout.js';
+import { badge, muted, num, table } from '../layout.js';
 
 /**
  * Drift as the pages show it: which things see inputs unlike their model's training data (the drift monitor on the
@@ -44,7 +44,7 @@ export function driftCell(thing: ThingRecord): Html {
 /** The device page's section: each monitored version, its window, and every score it reported against its threshold. */
 export function driftSection(thing: ThingRecord): Html {
   if (thing.drift.length === 0)
-    return html`<p class="muted">No drift figures reported (no baseline in the artifact, or the monitor is off).</p>`;
+    return muted('No drift figures reported (no baseline in the artifact, or the monitor is off).');
   return html`${thing.drift.map(
     (d) =>
       html`<h3 data-drift="${d.model}@${d.version}">
@@ -53,34 +53,23 @@ export function driftSection(thing: ThingRecord): Html {
         </h3>
         ${
           d.scores.length === 0
-            ? html`<p class="muted">No scores yet.</p>`
-            : html`<div class="scroll">
-                <table class="drift" data-drift="${d.model}@${d.version}">
-                  <thead>
-                    <tr>
-                      <th scope="col">Feature</th>
-                      <th scope="col">Statistic</th>
-                      <th scope="col" class="num">Score</th>
-                      <th scope="col" class="num">Threshold</th>
-                      <th scope="col">Over</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    ${[...d.scores]
-                      .sort((a, b) => b.value / b.threshold - a.value / a.threshold)
-                      .map(
-                        (s) =>
-                          html`<tr data-feature="${s.feature}" data-stat="${s.stat}">
-                            <td>${s.feature}</td>
-                            <td>${s.stat}</td>
-                            <td class="num">${figure(s.value)}</td>
-                            <td class="num">${figure(s.threshold)}</td>
-                            <td>${s.value >= s.threshold ? badge('over') : html`<span class="muted">no</span>`}</td>
-                          </tr>`,
-                      )}
-                  </tbody>
-                </table>
-              </div>`
+            ? muted('No scores yet.')
+            : table(
+                html`class="drift" data-drift="${d.model}@${d.version}"`,
+                ['Feature', 'Statistic', num('Score'), num('Threshold'), 'Over'],
+                [...d.scores]
+                  .sort((a, b) => b.value / b.threshold - a.value / a.threshold)
+                  .map(
+                    (s) =>
+                      html`<tr data-feature="${s.feature}" data-stat="${s.stat}">
+                        <td>${s.feature}</td>
+                        <td>${s.stat}</td>
+                        <td class="num">${figure(s.value)}</td>
+                        <td class="num">${figure(s.threshold)}</td>
+                        <td>${s.value >= s.threshold ? badge('over') : html`<span class="muted">no</span>`}</td>
+                      </tr>`,
+                  ),
+              )
         }`,
   )}`;
 }

@@ -1,7 +1,7 @@
 import { matches } from '../../registry/query.js';
 import type { GroupRecord, ThingRecord } from '../../store/index.js';
 import { type Html, html, pathPart } from '../html.js';
-import { ago, badge, bar, millis, percent } from '../layout.js';
+import { ago, badge, bar, millis, muted, num, percent, table } from '../layout.js';
 import { DRIFT_STATES, type DriftState, driftCell, driftState } from './drift.js';
 
 /**
@@ -120,45 +120,38 @@ export function fleetBody(
       <button type="submit">Filter</button> <a href="/">Clear</a>
     </form>
     <h2>Things per active version</h2>
-    <div id="versions">
-      ${segments.length === 0 ? html`<p class="muted">No things.</p>` : bar('Things per active version', segments)}
-    </div>
+    <div id="versions">${segments.length === 0 ? muted('No things.') : bar('Things per active version', segments)}</div>
     <h2>Things</h2>
-    <div class="scroll">
-      <table id="things">
-        <thead>
-          <tr>
-            <th scope="col">Thing</th>
-            <th scope="col">Status</th>
-            <th scope="col">Drift</th>
-            <th scope="col">Last seen</th>
-            <th scope="col">Target</th>
-            <th scope="col">Agent</th>
-            <th scope="col">Active versions</th>
-            <th scope="col" class="num">Requests</th>
-            <th scope="col" class="num">Error rate</th>
-            <th scope="col" class="num">p50 ms</th>
-            <th scope="col" class="num">p99 ms</th>
-          </tr>
-        </thead>
-        <tbody>
-          ${shown.map((t) => {
-            const h = health(t);
-            return html`<tr data-thing="${t.name}">
-              <th scope="row"><a href="/ui/things/${pathPart(t.name)}">${t.name}</a></th>
-              <td>${badge(t.connected ? 'online' : 'offline')}</td>
-              <td data-drift="${driftState(t)}">${driftCell(t)}</td>
-              <td>${ago(t.lastSeenMs, nowMs)}</td>
-              <td>${t.target.profile ?? '–'}</td>
-              <td>${t.agentVersion ?? '–'}</td>
-              <td>${modelsCell(t)}</td>
-              <td class="num">${h.requests}</td>
-              <td class="num">${percent(h.errors, h.requests)}</td>
-              <td class="num">${millis(h.p50)}</td>
-              <td class="num">${millis(h.p99)}</td>
-            </tr>`;
-          })}
-        </tbody>
-      </table>
-    </div>`;
+    ${table(
+      html`id="things"`,
+      [
+        'Thing',
+        'Status',
+        'Drift',
+        'Last seen',
+        'Target',
+        'Agent',
+        'Active versions',
+        num('Requests'),
+        num('Error rate'),
+        num('p50 ms'),
+        num('p99 ms'),
+      ],
+      shown.map((t) => {
+        const h = health(t);
+        return html`<tr data-thing="${t.name}">
+          <th scope="row"><a href="/ui/things/${pathPart(t.name)}">${t.name}</a></th>
+          <td>${badge(t.connected ? 'online' : 'offline')}</td>
+          <td data-drift="${driftState(t)}">${driftCell(t)}</td>
+          <td>${ago(t.lastSeenMs, nowMs)}</td>
+          <td>${t.target.profile ?? '–'}</td>
+          <td>${t.agentVersion ?? '–'}</td>
+          <td>${modelsCell(t)}</td>
+          <td class="num">${h.requests}</td>
+          <td class="num">${percent(h.errors, h.requests)}</td>
+          <td class="num">${millis(h.p50)}</td>
+          <td class="num">${millis(h.p99)}</td>
+        </tr>`;
+      }),
+    )}`;
 }

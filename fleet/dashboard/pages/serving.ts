@@ -1,6 +1,6 @@
 import type { ThingRecord } from '../../store/index.js';
 import { type Html, html } from '../html.js';
-import { badge, millis } from '../layout.js';
+import { SERVING_COLUMNS, badge, millis, muted, num, table } from '../layout.js';
 
 /**
  * The device page's serving-state sections, from what the thing's status message reports (device-agent/storage/
@@ -15,81 +15,63 @@ const cosine = (value: number | undefined): string => (value === undefined ? 'â€
 const diff = (value: number | null): string => (value === null ? 'âˆž' : value.toPrecision(3));
 
 export function shadowsSection(thing: ThingRecord): Html {
-  if (thing.shadows.length === 0) return html`<p class="muted">No shadow comparison running.</p>`;
-  return html`<div class="scroll">
-    <table id="shadows">
-      <thead>
-        <tr>
-          <th scope="col">Model</th>
-          <th scope="col">Shadow version</th>
-          <th scope="col" class="num">Mirrored</th>
-          <th scope="col" class="num">Compared</th>
-          <th scope="col" class="num">Agreement</th>
-          <th scope="col" class="num">Exact match</th>
-          <th scope="col" class="num">Mean cosine</th>
-          <th scope="col" class="num">Max |diff|</th>
-          <th scope="col" class="num">Non-finite mismatches</th>
-          <th scope="col" class="num">Shadow errors</th>
-          <th scope="col" class="num">Production p50 ms</th>
-          <th scope="col" class="num">Shadow p50 ms</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${thing.shadows.map(
-          (s) =>
-            html`<tr data-shadow="${s.model}@${s.version}">
-              <td>${s.model}</td>
-              <td>${s.version}</td>
-              <td class="num">${s.percent} %</td>
-              <td class="num">${s.compared}</td>
-              <td class="num" data-figure="agreement">${share(s.agreement)}</td>
-              <td class="num" data-figure="exact-match">${share(s.exactMatch)}</td>
-              <td class="num" data-figure="cosine">${cosine(s.meanCosine)}</td>
-              <td class="num">${diff(s.maxAbsDiff)}</td>
-              <td class="num">${s.nonFiniteMismatches}</td>
-              <td class="num">${s.shadowErrors}</td>
-              <td class="num">${millis(s.productionP50Ms)}</td>
-              <td class="num">${millis(s.shadowP50Ms)}</td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-  </div>`;
+  if (thing.shadows.length === 0) return muted('No shadow comparison running.');
+  return table(
+    html`id="shadows"`,
+    [
+      'Model',
+      'Shadow version',
+      num('Mirrored'),
+      num('Compared'),
+      num('Agreement'),
+      num('Exact match'),
+      num('Mean cosine'),
+      num('Max |diff|'),
+      num('Non-finite mismatches'),
+      num('Shadow errors'),
+      num('Production p50 ms'),
+      num('Shadow p50 ms'),
+    ],
+    thing.shadows.map(
+      (s) =>
+        html`<tr data-shadow="${s.model}@${s.version}">
+          <td>${s.model}</td>
+          <td>${s.version}</td>
+          <td class="num">${s.percent} %</td>
+          <td class="num">${s.compared}</td>
+          <td class="num" data-figure="agreement">${share(s.agreement)}</td>
+          <td class="num" data-figure="exact-match">${share(s.exactMatch)}</td>
+          <td class="num" data-figure="cosine">${cosine(s.meanCosine)}</td>
+          <td class="num">${diff(s.maxAbsDiff)}</td>
+          <td class="num">${s.nonFiniteMismatches}</td>
+          <td class="num">${s.shadowErrors}</td>
+          <td class="num">${millis(s.productionP50Ms)}</td>
+          <td class="num">${millis(s.shadowP50Ms)}</td>
+        </tr>`,
+    ),
+  );
 }
 
 export function guardrailsSection(thing: ThingRecord): Html {
-  if (thing.guardrails.length === 0) return html`<p class="muted">No version under guardrail watch.</p>`;
-  return html`<div class="scroll">
-    <table id="guardrails">
-      <thead>
-        <tr>
-          <th scope="col">Model</th>
-          <th scope="col">Version</th>
-          <th scope="col">Watch</th>
-          <th scope="col" class="num">Requests</th>
-          <th scope="col" class="num">Errors</th>
-          <th scope="col" class="num">Error rate</th>
-          <th scope="col" class="num">p50 ms</th>
-          <th scope="col" class="num">p99 ms</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${thing.guardrails.map((g) => {
-          return html`<tr data-guardrail="${g.model}@${g.version}">
-            <td>${g.model}</td>
-            <td>${g.version}</td>
-            <td>
-              ${badge('watching')}
-              <span class="muted">${Math.round(g.elapsedSeconds)} of ${Math.round(g.windowSeconds)} s</span>
-            </td>
-            <td class="num">${g.requests}</td>
-            <td class="num">${g.errors}</td>
-            <td class="num">${share(g.errorRate)}</td>
-            <td class="num">${millis(g.p50Ms)}</td>
-            <td class="num">${millis(g.p99Ms)}</td>
-          </tr>`;
-        })}
-      </tbody>
-    </table>
-  </div>`;
+  if (thing.guardrails.length === 0) return muted('No version under guardrail watch.');
+  return table(
+    html`id="guardrails"`,
+    ['Model', 'Version', 'Watch', ...SERVING_COLUMNS],
+    thing.guardrails.map(
+      (g) =>
+        html`<tr data-guardrail="${g.model}@${g.version}">
+          <td>${g.model}</td>
+          <td>${g.version}</td>
+          <td>
+            ${badge('watching')}
+            <span class="muted">${Math.round(g.elapsedSeconds)} of ${Math.round(g.windowSeconds)} s</span>
+          </td>
+          <td class="num">${g.requests}</td>
+          <td class="num">${g.errors}</td>
+          <td class="num">${share(g.errorRate)}</td>
+          <td class="num">${millis(g.p50Ms)}</td>
+          <td class="num">${millis(g.p99Ms)}</td>
+        </tr>`,
+    ),
+  );
 }

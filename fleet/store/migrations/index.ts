@@ -5,6 +5,7 @@ import { rollouts } from './004-rollouts.js';
 import { drift } from './005-drift.js';
 import { serving } from './006-serving.js';
 import { deliveryFiles } from './007-delivery-files.js';
+import { thingsSeen } from './008-things-seen.js';
 import type { Migration } from './types.js';
 
 export type { Dialect, Migration } from './types.js';
@@ -18,6 +19,7 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   drift,
   serving,
   deliveryFiles,
+  thingsSeen,
 ]);
 
 /** The schema version this code reads and writes. */

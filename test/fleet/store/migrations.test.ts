@@ -1,7 +1,19 @@
 import Sqlite from 'better-sqlite3';
+import {
+  DummyDriver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  SqliteAdapter,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+} from 'kysely';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { MIGRATIONS, SCHEMA_VERSION, openStore } from '../../../fleet/store/index.js';
+import { seenQueries } from '../../../fleet/store/registry-queries.js';
+import type { Database } from '../../../fleet/store/schema.js';
 import { isOutpostError } from '../../../runtime/errors.js';
 import { storeKinds } from '../../helpers/fleet-stores.js';
 
@@ -23,6 +35,41 @@ async function sqlOn(url: string, statements: readonly string[]): Promise<void> 
   } finally {
     await client.end();
   }
+}
+
+/** The query plan of `sql` on the database, as text (PostgreSQL without sequential scans: a tiny table favours them). */
+async function planOf(url: string, sql: string, parameters: readonly unknown[]): Promise<string> {
+  if (url.startsWith('sqlite:')) {
+    const db = new Sqlite(url.slice('sqlite:'.length), { readonly: true });
+    try {
+      const rows = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...parameters) as { detail: string }[];
+      return rows.map((r) => r.detail).join('\n');
+    } finally {
+      db.close();
+    }
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('SET enable_seqscan = off');
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, [...parameters]);
+    return rows.map((r) => r['QUERY PLAN']).join('\n');
+  } finally {
+    await client.end();
+  }
+}
+
+/** A Kysely that only compiles (no connection), to read the SQL the store's query builders make. */
+function compiler(name: 'sqlite' | 'postgres'): Kysely<Database> {
+  const sqlite = name === 'sqlite';
+  return new Kysely<Database>({
+    dialect: {
+      createAdapter: () => (sqlite ? new SqliteAdapter() : new PostgresAdapter()),
+      createDriver: () => new DummyDriver(),
+      createIntrospector: (db) => (sqlite ? new SqliteIntrospector(db) : new PostgresIntrospector(db)),
+      createQueryCompiler: () => (sqlite ? new SqliteQueryCompiler() : new PostgresQueryCompiler()),
+    },
+  });
 }
 
 /** Rows each version's schema can hold, written as that version's code would have written them. */
@@ -59,6 +106,10 @@ const SEEDS: Readonly<Record<number, readonly string[]>> = Object.freeze({
     `INSERT INTO artifacts (sha256, name, version, target_profile, target_arch, bytes, block_size, stream_id, stream_version, files_json, created_ms, manifest_sha256, delivery_json, delivery_stream_id)
      VALUES ('${'b'.repeat(64)}', 'cnn', '1.0.0', 'x86_64:avx2', 'x86_64', 5678, 65536, 'a-bbbb', 1, '[]', 1700000000000, NULL,
              '{"streamId":"a-bbbb-files","bytes":900,"files":[{"fileId":0,"sha256":"${'e'.repeat(64)}","bytes":300,"role":"delivery"}]}', 'a-bbbb-files')`,
+  ],
+  8: [
+    `INSERT INTO things (name, connected, first_seen_ms, last_seen_ms, models_json, health_json, attributes_json, updated_ms)
+     VALUES ('pi-2', 1, 1700000000000, 1700000009000, '[]', '[]', '{}', 1700000009000)`,
   ],
 });
 
@@ -139,6 +190,14 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
             delivery: { streamId: 'a-bbbb-files', bytes: 900, files: [{ fileId: 0, role: 'delivery' }] },
           });
         }
+        if (version === 8) {
+          // The rows from before the index are in it: pi-1 was last seen at …5000, pi-2 at …9000.
+          expect(await latest.thingsSeenAfter(1_700_000_006_000, 10)).toEqual({
+            things: ['pi-2'],
+            latestMs: 1_700_000_009_000,
+          });
+          expect((await latest.thingsSeenAfter(0, 10)).things).toEqual(['pi-1', 'pi-2']);
+        }
         if (version === 4) {
           expect(await latest.listWaves('d-1')).toMatchObject([
             { wave: 0, state: 'BAKING', bakeUntilMs: 1_700_000_060_000 },
@@ -151,6 +210,18 @@ describe.each(storeKinds())('migrations on $name', (kind) => {
       }
     },
   );
+
+  it.skipIf(kind.skip)("thingsSeenAfter's queries read the things_last_seen index, not the table", async () => {
+    const url = await kind.url('seen_plan');
+    await (await openStore({ url })).close();
+    const { latest, seen } = seenQueries(compiler(kind.name), 1_700_000_000_000, 50);
+    for (const query of [latest, seen]) {
+      const { sql, parameters } = query.compile();
+      const plan = await planOf(url, sql, parameters);
+      expect(plan, sql).toContain('things_last_seen');
+      expect(plan, sql).not.toMatch(/SCAN things$|Seq Scan/m);
+    }
+  });
 
   it.skipIf(kind.skip)('refuses a schema newer than this code knows, and leaves it untouched', async () => {
     const url = await kind.url('newer');
