@@ -86,7 +86,7 @@ zones.push({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'models/build/**', '.scratch/**'] },
+  { ignores: ['dist/**', '.test-dist*/**', 'node_modules/**', 'coverage/**', 'models/build/**', '.scratch/**'] },
   ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: {

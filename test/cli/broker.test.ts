@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createTestCa } from '../helpers/certs.js';
 import { runCli } from '../helpers/cli.js';
+import { cliEntry } from '../helpers/cli-entry.js';
 import { ROOT } from '../helpers/models.js';
 import { connectPeer } from '../helpers/mqtt.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -17,14 +17,10 @@ interface Listening {
 
 /** `outpost broker …` as a real child process, until it prints where it listens; then stop() sends SIGTERM. */
 async function startCli(args: readonly string[]) {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'broker', ...args, '--json'],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, [...cliEntry(), 'broker', ...args, '--json'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { cliEntry } from '../helpers/cli-entry.js';
 import { ROOT } from '../helpers/models.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -26,9 +27,7 @@ async function interrupted(signal: 'SIGINT' | 'SIGTERM') {
   const child = spawn(
     process.execPath,
     [
-      '--import',
-      'tsx',
-      join(ROOT, 'cli', 'main.ts'),
+      ...cliEntry(),
       'compile',
       DETECTOR,
       '--target',
@@ -71,6 +70,8 @@ async function interrupted(signal: 'SIGINT' | 'SIGTERM') {
 describe.skipIf(process.platform !== 'linux')('outpost compile, interrupted', () => {
   it.for(['SIGINT', 'SIGTERM'] as const)(
     'on %s removes its outpost-compile-* folder, stops its evaluator and exits 128 + the signal',
+    // Room for both waits: with two test files at a time on 2 cores, reaching calibration can take most of a minute.
+    { timeout: STARTED_TIMEOUT_MS + EXIT_TIMEOUT_MS + 15_000 },
     async (signal) => {
       const r = await interrupted(signal);
       expect(r.during).toHaveLength(1); // the work directory existed while it ran …

@@ -6,6 +6,7 @@ import { generateSigningKeys, packArtifact } from '../../runtime/artifact/index.
 import { readCapture } from '../../runtime/server/index.js';
 import type { TuneChoiceFile } from '../../runtime/tuning/choice.js';
 import { runCli } from '../helpers/cli.js';
+import { cliEntry } from '../helpers/cli-entry.js';
 import { ROOT } from '../helpers/models.js';
 import { suiteTmpDir, tmpDir } from '../helpers/tmp.js';
 import { call, json, type Reply } from '../helpers/http-client.js';
@@ -44,7 +45,7 @@ afterAll(async () => {
 
 /** Starts `outpost serve … --json` and waits for the JSON it prints once listening; stop() signals it. */
 async function startServe(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'serve', ...args, '--json'], {
+  const child = spawn(process.execPath, [...cliEntry(), 'serve', ...args, '--json'], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

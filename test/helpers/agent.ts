@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vi } from 'vitest';
+import { cliEntry } from './cli-entry.js';
 import { ROOT } from './models.js';
 
 export const AGENT_START_TIMEOUT_MS = 20_000; // ms: tsx transpiles the CLI on first start
@@ -21,8 +22,9 @@ export interface AgentProcess {
 }
 
 /**
- * Runs `outpost agent …` as a real child process (killable with SIGKILL): from source through tsx, or with `built`
- * the bundled CLI in dist/ (what a device runs; benchmarks use it so start-up is not transpilation).
+ * Runs `outpost agent …` as a real child process (killable with SIGKILL): the suite's bundle of the current source
+ * or tsx (cli-entry.ts), or with `built` the bundled CLI in dist/ (what a device runs; benchmarks use it so start-up
+ * is not transpilation).
  */
 export function startAgent(
   args: readonly string[],
@@ -30,8 +32,7 @@ export function startAgent(
   env: NodeJS.ProcessEnv = {},
   options: { built?: boolean } = {},
 ): AgentProcess {
-  const entry =
-    options.built === true ? [join(ROOT, 'dist', 'cli', 'main.js')] : ['--import', 'tsx', join(ROOT, 'cli', 'main.ts')];
+  const entry = options.built === true ? [join(ROOT, 'dist', 'cli', 'main.js')] : cliEntry();
   const child = spawn(process.execPath, [...entry, 'agent', '--data-dir', dataDir, ...args], {
     cwd: ROOT,
     env: { ...process.env, OUTPOST_LOG_LEVEL: 'info', ...env },

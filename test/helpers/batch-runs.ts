@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { expect, vi } from 'vitest';
+import { cliEntry } from './cli-entry.js';
 import { ROOT } from './models.js';
 
 /** The JSON lines of an `outpost batch` output file, parsed (the caller names their shape). */
@@ -13,7 +13,7 @@ export async function batchLines<T>(path: string): Promise<T[]> {
 }
 
 /**
- * Runs `outpost batch <args> -o <out>` from source in a child process and SIGKILLs it once `out` holds `lines`
+ * Runs `outpost batch <args> -o <out>` in a child process (cli-entry.ts) and SIGKILLs it once `out` holds `lines`
  * lines (a stalled input — a FIFO nobody writes — keeps it from going further); resolves to the signal it died of.
  */
 export async function batchKilledAt(
@@ -22,7 +22,7 @@ export async function batchKilledAt(
   lines: number,
   timeoutMs: number,
 ): Promise<NodeJS.Signals | null> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args, '-o', out], {
+  const child = spawn(process.execPath, [...cliEntry(), ...args, '-o', out], {
     cwd: ROOT,
     stdio: 'ignore',
   });

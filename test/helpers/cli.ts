@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
+import { cliEntry } from './cli-entry.js';
 import { ROOT } from './models.js';
 
 export interface CliResult {
@@ -8,7 +8,7 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `outpost …` from source (through tsx) as a real child process, so tests need no build. */
+/** Runs `outpost …` as a real child process: the suite's bundle of the current source, or through tsx (cli-entry.ts). */
 export function runCli(
   args: readonly string[],
   options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
@@ -16,7 +16,7 @@ export function runCli(
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args],
+      [...cliEntry(), ...args],
       {
         cwd: ROOT,
         timeout: options.timeoutMs ?? 60_000,

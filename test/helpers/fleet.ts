@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import type { DeploymentView, ThingView } from '../../fleet/index.js';
+import { cliEntry } from './cli-entry.js';
 import { ROOT } from './models.js';
 
 export const FLEET_START_TIMEOUT_MS = 30_000; // ms: tsx transpiles the CLI on first start
@@ -18,20 +18,16 @@ export interface FleetProcess {
   stop(): Promise<number | null>;
 }
 
-/** `outpost fleet serve …` as a real child process (from source through tsx), killable with SIGKILL. */
+/** `outpost fleet serve …` as a real child process (cli-entry.ts: the suite's bundle or tsx), killable with SIGKILL. */
 export async function startFleet(
   args: readonly string[],
   options: { token?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<FleetProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'fleet', 'serve', '--http-port', '0', ...args],
-    {
-      cwd: ROOT,
-      env: { ...process.env, OUTPOST_LOG_LEVEL: 'info', ...options.env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, [...cliEntry(), 'fleet', 'serve', '--http-port', '0', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, OUTPOST_LOG_LEVEL: 'info', ...options.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {

@@ -15,6 +15,7 @@ import { waitFor } from '../../helpers/agent.js';
 import { sampleCnnArtifact } from '../../helpers/artifacts.js';
 import { startBroker, type TestBroker } from '../../helpers/broker.js';
 import { runCli } from '../../helpers/cli.js';
+import { cliEntry } from '../../helpers/cli-entry.js';
 import { startFleet, type FleetProcess } from '../../helpers/fleet.js';
 import { ROOT } from '../../helpers/models.js';
 import { suiteTmpDir } from '../../helpers/tmp.js';
@@ -137,9 +138,7 @@ describe('outpost fleet simulate', () => {
       const child = spawn(
         process.execPath,
         [
-          '--import',
-          'tsx',
-          join(ROOT, 'cli', 'main.ts'),
+          ...cliEntry(),
           'fleet',
           'simulate',
           '--broker',
