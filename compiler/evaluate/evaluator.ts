@@ -30,6 +30,11 @@ export { RUN_BUDGET_DEFAULTS, defaultRunBudget, describeSample, type RunBudget }
 const log = logger('compiler.evaluate');
 
 const MEMORY_POLL_MS = 50;
+/**
+ * How long a fresh evaluator process may take to start (Node, the module graph, onnxruntime) before its first job's
+ * budget starts: start-up is not a run, and on a loaded machine it alone can outlast a small per-run budget.
+ */
+const STARTUP_SECONDS = 120;
 const STDERR_KEPT = 2048; // bytes of the worker's stderr kept for a crash's reason
 
 /** The fp32 original's outputs on the held-out samples: computed once, compared against every variant. */
@@ -69,6 +74,8 @@ interface Worker {
   readonly process: ChildProcess;
   readonly refs: Set<string>;
   stderr: string;
+  /** The process said `ready`: its jobs' runs are timed from now on (before, only its start-up limit applies). */
+  ready: boolean;
 }
 
 export class Evaluator {
@@ -159,11 +166,11 @@ export class Evaluator {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
-    const worker: Worker = { process: child, refs: new Set(), stderr: '' };
+    const worker: Worker = { process: child, refs: new Set(), stderr: '', ready: false };
     child.stderr?.on('data', (chunk: Buffer) => {
       worker.stderr = (worker.stderr + chunk.toString('utf8')).slice(-STDERR_KEPT);
     });
-    child.on('message', (message: WorkerMessage) => this.onMessage(message));
+    child.on('message', (message: WorkerMessage) => this.onMessage(worker, message));
     child.on('exit', (code, signal) => this.onExit(worker, code, signal));
     log.debug({ pid: child.pid, entry: entry.path }, 'evaluator started');
     return worker;
@@ -178,13 +185,14 @@ export class Evaluator {
     if (this.closed) return Promise.reject(new OutpostError('INTERNAL', 'the evaluator was closed'));
     if (this.pending !== undefined)
       return Promise.reject(new OutpostError('INTERNAL', 'evaluator jobs run one at a time'));
-    this.worker ??= this.spawn();
+    const worker = (this.worker ??= this.spawn());
     const id = this.nextId++;
     return new Promise<JobResults[K]>((resolve, reject) => {
       this.pending = { id, job, stage, samples, progress, sample: -1, total: samples.length, resolve: resolve, reject };
-      this.arm();
+      if (worker.ready) this.arm();
+      else this.armStartup();
       this.poll = setInterval(() => this.overMemory(), MEMORY_POLL_MS);
-      this.worker?.process.send({ id, job } satisfies ParentMessage);
+      worker.process.send({ id, job } satisfies ParentMessage);
     });
   }
 
@@ -194,6 +202,12 @@ export class Evaluator {
       () => this.exceeded(`ran past its ${this.budget.seconds} s budget`),
       this.budget.seconds * 1000,
     );
+  }
+
+  /** A fresh process gets STARTUP_SECONDS to say `ready`; its job's budget is armed then (onMessage). */
+  private armStartup(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.exceeded(`did not start within ${STARTUP_SECONDS} s`), STARTUP_SECONDS * 1000);
   }
 
   private stop(): void {
@@ -238,9 +252,15 @@ export class Evaluator {
     this.pending = undefined;
   }
 
-  private onMessage(message: WorkerMessage): void {
+  private onMessage(worker: Worker, message: WorkerMessage): void {
     const pending = this.pending;
-    if (message.type === 'ready' || pending === undefined || message.id !== pending.id) return;
+    if (message.type === 'ready') {
+      worker.ready = true;
+      // The job sent while it started is timed from here, unless it already reported a step (which re-armed).
+      if (pending !== undefined && this.worker === worker && pending.sample === -1) this.arm();
+      return;
+    }
+    if (pending === undefined || message.id !== pending.id) return;
     // A run that ended between two polls is judged on the peak it reached before its result is taken.
     if (this.overMemory()) return;
     if (message.type === 'step') {
