@@ -22,6 +22,7 @@ import { suiteTmpDir } from '../test/helpers/tmp.js';
 import { agentArgs, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
 import { agentHttp } from './agent-footprint.js';
 import { writeTextPages } from './compiler/text-pages.js';
+import { printKeyValues } from './key-values.js';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean', default: false } } });
 const ENV = { OUTPOST_LOG_LEVEL: 'warn' };
@@ -108,14 +109,4 @@ try {
   await dispose();
 }
 
-if (values.json) {
-  process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
-} else {
-  const rows = Object.entries(results).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v]);
-  const width = Math.max(...rows.map(([k]) => String(k).length));
-  for (const [k, v] of rows) process.stdout.write(`${String(k).padEnd(width)}  ${String(v)}\n`);
-}
-
-function round(n: number): string {
-  return Number.isInteger(n) ? String(n) : n.toFixed(4);
-}
+printKeyValues(results, values.json);
