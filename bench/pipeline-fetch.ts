@@ -9,23 +9,20 @@
  * gzip-compressed). Both run the self-test (the recorded sample page) and serve. `before_every_file_bytes` is what the files layout fetched for a pipeline before (every file, the
  * same index), derived from the same run.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildPipeline, compile } from '../compiler/index.js';
-import { deploy } from '../fleet/deploy.js';
 import type { Manifest } from '../runtime/artifact/index.js';
 import { startBroker } from '../test/helpers/broker.js';
-import { deploymentState, startAgent } from '../test/helpers/agent.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
-import { agentArgs, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
-import { agentHttp } from './agent-footprint.js';
+import { signingKeys } from '../test/helpers/signed-artifacts.js';
 import { writeTextPages } from './compiler/text-pages.js';
 import { printKeyValues } from './key-values.js';
+import { deployEachLayout, LAYOUTS } from './layout-deploy.js';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean', default: false } } });
-const ENV = { OUTPOST_LOG_LEVEL: 'warn' };
 const EXAMPLE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'ocr', 'pipeline.json');
 
 interface Source {
@@ -82,21 +79,12 @@ try {
   results.det_chosen_variant = chosen.id;
   results.pipeline_file_bytes = all;
   results.needed_file_bytes = all - others.reduce((sum, p) => sum + sizeOf(p), 0);
-  const tls = await fleetTls(broker);
-
-  for (const layout of ['files', 'archive'] as const) {
-    const thing = `bench-${layout}`;
-    const data = join(dir, thing);
-    await mkdir(data);
-    const agent = startAgent(await agentArgs(broker, thing, keys.publicKeyPath), data, ENV);
-    await agentHttp(agent);
-    const result = await deploy({ artifact, things: [thing], brokerUrl: broker.urls.mtls, tls, wait: true, layout });
-    const state = await deploymentState(data, result.jobId);
-    const fetched = Number(state?.bytesFetched);
-    results[`${layout}_status`] = result.things[0]?.status ?? '?';
-    results[`${layout}_bytes_fetched`] = fetched;
-    results[`${layout}_vs_needed`] = fetched / results.needed_file_bytes;
-    await agent.stop();
+  const deployed = await deployEachLayout(dir, broker, artifact, keys.publicKeyPath);
+  for (const layout of LAYOUTS) {
+    const { status, bytesFetched } = deployed[layout];
+    results[`${layout}_status`] = status;
+    results[`${layout}_bytes_fetched`] = bytesFetched;
+    results[`${layout}_vs_needed`] = bytesFetched / results.needed_file_bytes;
   }
   results.files_vs_archive = (results.files_bytes_fetched as number) / (results.archive_bytes_fetched as number);
   // Before (every file of a pipeline in the files layout): each file + the same delivery index. Derived, not deployed:

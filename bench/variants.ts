@@ -6,22 +6,19 @@
  * baseline in the same run, in the archive layout (one .tar.gz, every variant). Goal: files layout ≤ the chosen
  * variant's size + 5 %.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compile } from '../compiler/compile.js';
 import { GraphBuilder, saveModel } from '../compiler/onnx/index.js';
-import { deploy } from '../fleet/deploy.js';
 import type { Manifest } from '../runtime/artifact/index.js';
 import { startBroker } from '../test/helpers/broker.js';
-import { deploymentState, startAgent } from '../test/helpers/agent.js';
 import { suiteTmpDir } from '../test/helpers/tmp.js';
-import { agentArgs, fleetTls, signingKeys } from '../test/helpers/signed-artifacts.js';
-import { agentHttp } from './agent-footprint.js';
+import { signingKeys } from '../test/helpers/signed-artifacts.js';
 import { printKeyValues } from './key-values.js';
+import { deployEachLayout, LAYOUTS } from './layout-deploy.js';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean', default: false } } });
-const ENV = { OUTPOST_LOG_LEVEL: 'warn' };
 const IN = 1024; // MLP input width
 const HIDDEN = 2048; // hidden width: IN × HIDDEN float32 weights ≈ 8.4 MB
 
@@ -68,22 +65,13 @@ try {
   results.chosen_variant = chosen.id;
   results.chosen_variant_bytes = chosen.bytes;
   results.artifact_file_bytes = Object.values(manifest.files).reduce((sum, f) => sum + f.bytes, 0);
-  const tls = await fleetTls(broker);
-
-  for (const layout of ['files', 'archive'] as const) {
-    const thing = `bench-${layout}`;
-    const data = join(dir, thing);
-    await mkdir(data);
-    const agent = startAgent(await agentArgs(broker, thing, keys.publicKeyPath), data, ENV);
-    await agentHttp(agent);
-    const result = await deploy({ artifact, things: [thing], brokerUrl: broker.urls.mtls, tls, wait: true, layout });
-    const state = await deploymentState(data, result.jobId);
-    const fetched = state?.bytesFetched as number;
-    results[`${layout}_status`] = result.things[0]?.status ?? '?';
-    results[`${layout}_variant`] = result.things[0]?.statusDetails.variant ?? '?';
-    results[`${layout}_bytes_fetched`] = fetched;
-    results[`${layout}_vs_chosen_variant`] = fetched / chosen.bytes;
-    await agent.stop();
+  const deployed = await deployEachLayout(dir, broker, artifact, keys.publicKeyPath);
+  for (const layout of LAYOUTS) {
+    const { status, variant, bytesFetched } = deployed[layout];
+    results[`${layout}_status`] = status;
+    results[`${layout}_variant`] = variant;
+    results[`${layout}_bytes_fetched`] = bytesFetched;
+    results[`${layout}_vs_chosen_variant`] = bytesFetched / chosen.bytes;
   }
   results.files_vs_archive = (results.files_bytes_fetched as number) / (results.archive_bytes_fetched as number);
 } finally {
